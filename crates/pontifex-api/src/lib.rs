@@ -1,0 +1,22 @@
+//! The pure heart of the pontifex API: what kinds exist and how each one is checked, defaulted, patched,
+//! selected and printed.
+//!
+//! Everything here is a synchronous function over values: no sockets, no clock (callers pass "now"),
+//! no store. The API server (`pontifex-apiserver`) drives it; the controllers and agents never need it.
+//!
+//! - [`registry`]: the kinds registry — group, version, kind, resource, scope, short names, categories —
+//!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
+//! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
+//! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
+//!
+//! It does not allocate cluster IPs or node ports (that needs the store: see the API server's admission),
+//! and it does not know about HTTP.
+#![forbid(unsafe_code)]
+
+pub mod field;
+pub mod registry;
+pub mod status;
+pub mod table;
+
+mod defaults;
+mod validation;

@@ -1,0 +1,157 @@
+//! A revisioned key-value store with watch, shaped like etcd's API so that an etcd backend fits the
+//! same trait: one global, strictly increasing revision (the API's `resourceVersion`), multi-key
+//! transactions guarded by comparisons, prefix ranges, and watches that resume from a revision.
+//!
+//! Backends: [`memory`] (for tests; nothing survives the process) and [`redb_backend`] (the default: a
+//! log-structured file that is fsynced before a write is acknowledged). Both share one in-process
+//! core that keeps the current state, a bounded window of history for watches, and group commit.
+//! See `docs/store.md` for tasks, channels, buffer sizes and what happens to a slow watcher.
+//!
+//! The store knows nothing about Kubernetes objects: keys are strings, values are bytes.
+#![forbid(unsafe_code)]
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+/// A store revision. Revision 0 is "nothing written yet"; every committed transaction that writes
+/// gets the next revision.
+pub type Revision = i64;
+
+/// A key with its value and the revisions that created and last modified it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    /// The revision that created this key (since it last did not exist).
+    pub create_revision: Revision,
+    /// The revision of the last change to this key.
+    pub mod_revision: Revision,
+}
+
+/// A condition a transaction checks before it writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// The key does not exist.
+    Absent(String),
+    /// The key exists and was last modified at exactly this revision.
+    ModRevision(String, Revision),
+}
+
+/// One write inside a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put { key: String, value: Bytes },
+    Delete { key: String },
+}
+
+/// How a transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Every comparison held and every op was applied at `revision` (durably, for durable backends).
+    Committed { revision: Revision },
+    /// Comparison number `failed` did not hold; nothing was written. `current` is that key's present
+    /// state, so callers can report the conflict without another read.
+    Failed {
+        failed: usize,
+        current: Option<KeyValue>,
+    },
+}
+
+/// What happened to a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change, as a watcher sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// For a put, the new state. For a delete, the key's last value with `mod_revision` set to the
+    /// revision of the delete.
+    pub kv: KeyValue,
+    /// The state before this change, if the key existed.
+    pub prev: Option<KeyValue>,
+}
+
+/// An item of a watch stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchItem {
+    /// A change under the watched prefix, in revision order.
+    Event(Event),
+    /// Every change under the prefix up to this revision has been delivered (used for bookmarks).
+    Progress(Revision),
+}
+
+/// The stream a watch returns. It ends with `Err(StoreError::Compacted)` if the watcher fell behind the
+/// kept history, and ends (returns `None`) when the store shuts down.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchItem, StoreError>> + Send>>;
+
+/// One page of a range read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// The store revision the page was read at.
+    pub revision: Revision,
+    /// More keys follow the last one returned.
+    pub more: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The requested revision is older than the oldest kept in history.
+    #[error("required revision {requested} has been compacted; oldest available is {oldest}")]
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    /// The requested revision is newer than the store's current one.
+    #[error("required revision {requested} is a future revision; current is {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
+    /// The backend failed to read or write (disk full, corrupt file, I/O error).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// The store has been shut down.
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// The store every API server component talks to.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The revision of the last committed write.
+    fn current_revision(&self) -> Revision;
+
+    /// The oldest revision a watch may start after (older ones are compacted).
+    fn oldest_revision(&self) -> Revision;
+
+    /// The current value of one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Keys starting with `prefix`, in key order, strictly after `start_after` when given, at most
+    /// `limit` (0 = no limit).
+    async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<RangeResult, StoreError>;
+
+    /// Check every comparison; if all hold, apply every op atomically at one new revision.
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnOutcome, StoreError>;
+
+    /// Every change under `prefix` with a revision greater than `after`, then live changes, in order.
+    /// Fails at once with `Compacted` if `after` is older than the kept history.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
+}
+
+pub mod memory;
+pub mod redb_backend;
