@@ -34,6 +34,8 @@ pub struct ResourceType {
     /// Has a `/status` subresource: the main resource ignores status changes and the subresource
     /// changes only status.
     pub status_subresource: bool,
+    /// Create ignores any status the client sent (the controllers and agents own it).
+    pub reset_status_on_create: bool,
     /// `metadata.generation` is set to 1 on create and bumped on every change outside metadata and status.
     pub tracks_generation: bool,
     /// Field selector labels beyond `metadata.name` and `metadata.namespace`, as (label, JSON pointer).
@@ -315,6 +317,8 @@ macro_rules! resource {
             short_names: $short,
             categories: $cat,
             status_subresource: $status,
+            // Nodes register with their status (the kubelet does); every other kind starts without one.
+            reset_status_on_create: $status && !matches!(<$ty as k8s_openapi::Resource>::KIND, "Node"),
             tracks_generation: $gen,
             field_labels: $fields,
             strategy: &Typed::<$ty>(std::marker::PhantomData),

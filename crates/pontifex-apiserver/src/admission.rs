@@ -1,0 +1,400 @@
+//! Service admission: cluster IPs and node ports, allocated transactionally with the write.
+//!
+//! Every allocated address and port is a key of its own in the store (`/ranges/serviceips/<ip>`,
+//! `/ranges/servicenodeports/<port>`, valued with the owner `namespace/name`), written in the SAME
+//! transaction as the Service, guarded by "key absent" comparisons. So an allocation can neither be
+//! handed out twice (the comparison fails) nor leak (it commits or vanishes with the Service), even with
+//! several API servers on one store. The in-memory sets here are only a hint for picking free values;
+//! the store decides, and a lost race is retried with another value. This is the shape of Kubernetes'
+//! own IPAddress-object allocator.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use ipnet::{IpNet, Ipv4Net};
+use pontifex_api::field::{FieldError, Path};
+use pontifex_store::{Compare, Op};
+use serde_json::{Value, json};
+
+pub(crate) const IP_PREFIX: &str = "/ranges/serviceips/";
+pub(crate) const PORT_PREFIX: &str = "/ranges/servicenodeports/";
+
+/// A value claimed by a Service write, so a failed comparison can be explained.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    pub(crate) key: String,
+    /// The user asked for exactly this value: a conflict is their error, not a reason to retry.
+    pub(crate) chosen: bool,
+    pub(crate) error: FieldError,
+}
+
+/// The store operations that go with one Service write.
+#[derive(Debug, Default)]
+pub(crate) struct Allocation {
+    pub(crate) claims: Vec<Claim>,
+    pub(crate) releases: Vec<String>,
+}
+
+impl Allocation {
+    pub(crate) fn compares(&self) -> impl Iterator<Item = Compare> + '_ {
+        self.claims.iter().map(|c| Compare::Absent(c.key.clone()))
+    }
+
+    pub(crate) fn ops(&self, owner: &str) -> Vec<Op> {
+        let owner = Bytes::from(owner.to_owned());
+        let mut ops: Vec<Op> =
+            self.claims.iter().map(|c| Op::Put { key: c.key.clone(), value: owner.clone() }).collect();
+        ops.extend(self.releases.iter().map(|k| Op::Delete { key: k.clone() }));
+        ops
+    }
+}
+
+/// Picks free cluster IPs and node ports. Thread-safe; the store has the final word.
+#[derive(Debug)]
+pub(crate) struct Allocator {
+    cidr: Ipv4Net,
+    node_ports: (u16, u16),
+    used_ips: Mutex<HashSet<Ipv4Addr>>,
+    used_ports: Mutex<HashSet<u16>>,
+}
+
+pub(crate) fn ip_key(ip: &IpAddr) -> String {
+    format!("{IP_PREFIX}{ip}")
+}
+
+pub(crate) fn port_key(port: u16) -> String {
+    format!("{PORT_PREFIX}{port}")
+}
+
+impl Allocator {
+    pub(crate) fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
+        Allocator { cidr, node_ports, used_ips: Mutex::default(), used_ports: Mutex::default() }
+    }
+
+    pub(crate) fn cidr(&self) -> Ipv4Net {
+        self.cidr
+    }
+
+    /// The first usable address: the `default/kubernetes` Service's.
+    pub(crate) fn first_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+    }
+
+    /// Note that the store holds this allocation key (at start-up, and after every committed write).
+    pub(crate) fn observe(&self, key: &str, present: bool) {
+        if let Some(ip) = key.strip_prefix(IP_PREFIX).and_then(|s| s.parse::<Ipv4Addr>().ok()) {
+            let mut used = self.used_ips.lock().expect("allocator lock");
+            if present { used.insert(ip) } else { used.remove(&ip) };
+        } else if let Some(port) = key.strip_prefix(PORT_PREFIX).and_then(|s| s.parse::<u16>().ok()) {
+            let mut used = self.used_ports.lock().expect("allocator lock");
+            if present { used.insert(port) } else { used.remove(&port) };
+        }
+    }
+
+    /// Usable addresses exclude the network and broadcast addresses. Dynamic allocation prefers the upper
+    /// band so that the lower band stays free for addresses users pick (KEP-3070).
+    fn pick_ip(&self, avoid: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let base = u32::from(self.cidr.network());
+        let size = 1u64 << (32 - u32::from(self.cidr.prefix_len()));
+        if size < 4 {
+            return None;
+        }
+        let usable = size - 2;
+        let lower = (usable / 16).clamp(16, 256).min(usable);
+        let used = self.used_ips.lock().expect("allocator lock");
+        let free = |off: u64| {
+            let ip = Ipv4Addr::from(base + 1 + off as u32);
+            (!used.contains(&ip) && !avoid.contains(&ip)).then_some(ip)
+        };
+        let scan = |from: u64, to: u64| -> Option<Ipv4Addr> {
+            if from >= to {
+                return None;
+            }
+            let start = from + rand::random::<u64>() % (to - from);
+            (start..to).chain(from..start).find_map(free)
+        };
+        scan(lower, usable).or_else(|| scan(0, lower))
+    }
+
+    fn pick_port(&self, avoid: &HashSet<u16>) -> Option<u16> {
+        let (lo, hi) = self.node_ports;
+        let used = self.used_ports.lock().expect("allocator lock");
+        let span = u32::from(hi - lo) + 1;
+        let start = rand::random::<u32>() % span;
+        (0..span).map(|i| lo + ((start + i) % span) as u16).find(|p| !used.contains(p) && !avoid.contains(p))
+    }
+
+    /// Allocate what `svc` needs, given the stored `old` version on update. Fills `spec.clusterIP(s)` and
+    /// node ports into `svc`. Errors are field errors of the Service (422).
+    pub(crate) fn allocate(&self, svc: &mut Value, old: Option<&Value>) -> Result<Allocation, Vec<FieldError>> {
+        let mut alloc = Allocation::default();
+        let mut errors = Vec::new();
+        let old_ips: HashSet<String> = old.map(cluster_ips).unwrap_or_default().into_iter().collect();
+        let old_ports: HashSet<u16> = old.map(node_ports).unwrap_or_default().into_iter().collect();
+
+        // Cluster IP.
+        let mut new_ips = Vec::new();
+        if needs_cluster_ip(svc) {
+            let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
+            if requested.is_empty() {
+                match self.pick_ip(&HashSet::new()) {
+                    Some(ip) => {
+                        let key = ip_key(&IpAddr::V4(ip));
+                        alloc.claims.push(Claim {
+                            key,
+                            chosen: false,
+                            error: FieldError::invalid(
+                                Path::new("spec").child("clusterIPs"),
+                                vec![ip.to_string()],
+                                format!("failed to allocate IP {ip}: range is full"),
+                            ),
+                        });
+                        new_ips.push(ip.to_string());
+                    }
+                    None => errors.push(FieldError::invalid(
+                        Path::new("spec").child("clusterIPs"),
+                        Vec::<String>::new(),
+                        "failed to allocate a serviceIP: range is full",
+                    )),
+                }
+            } else if !old_ips.contains(&requested) {
+                let field = Path::new("spec").child("clusterIPs");
+                match requested.parse::<IpAddr>() {
+                    Ok(ip) if IpNet::from(self.cidr).contains(&ip) && !is_reserved(&self.cidr, &ip) => {
+                        alloc.claims.push(Claim {
+                            key: ip_key(&ip),
+                            chosen: true,
+                            error: FieldError::invalid(
+                                field,
+                                vec![requested.clone()],
+                                format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                            ),
+                        });
+                    }
+                    Ok(ip) => errors.push(FieldError::invalid(
+                        field,
+                        vec![requested.clone()],
+                        format!(
+                            "failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}",
+                            self.cidr
+                        ),
+                    )),
+                    // Malformed addresses are validation's to report.
+                    Err(_) => {}
+                }
+                new_ips.push(requested);
+            } else {
+                new_ips.push(requested);
+            }
+            if let Some(first) = new_ips.first() {
+                svc["spec"]["clusterIP"] = json!(first);
+                svc["spec"]["clusterIPs"] = json!(new_ips);
+            }
+        }
+        for ip in old_ips.iter().filter(|ip| !new_ips.contains(ip)) {
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                alloc.releases.push(ip_key(&ip));
+            }
+        }
+
+        // Node ports, shared by protocols within one Service (the same number for TCP and UDP is allowed).
+        let mut kept: HashSet<u16> = HashSet::new();
+        let mut picked: HashSet<u16> = HashSet::new();
+        let auto = needs_node_ports(svc);
+        let explicit_ok = auto || svc["spec"]["type"] == "LoadBalancer";
+        let n = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
+        for i in 0..n {
+            let field = Path::new("spec").child("ports").index(i).child("nodePort");
+            let current = svc["spec"]["ports"][i]["nodePort"].as_u64().map(|p| p as u16);
+            match current {
+                Some(p) if explicit_ok => self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors),
+                None if auto => match self.pick_port(&picked) {
+                    Some(p) => {
+                        picked.insert(p);
+                        kept.insert(p);
+                        svc["spec"]["ports"][i]["nodePort"] = json!(p);
+                        alloc.claims.push(Claim {
+                            key: port_key(p),
+                            chosen: false,
+                            error: FieldError::invalid(field, p, "provided port is already allocated"),
+                        });
+                    }
+                    None => errors.push(FieldError::invalid(field, 0, "range is full")),
+                },
+                _ => {}
+            }
+        }
+        if needs_health_check_port(svc) {
+            let field = Path::new("spec").child("healthCheckNodePort");
+            match svc["spec"]["healthCheckNodePort"].as_u64().map(|p| p as u16) {
+                Some(p) => self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors),
+                None => match self.pick_port(&picked) {
+                    Some(p) => {
+                        kept.insert(p);
+                        svc["spec"]["healthCheckNodePort"] = json!(p);
+                        alloc.claims.push(Claim {
+                            key: port_key(p),
+                            chosen: false,
+                            error: FieldError::invalid(field, p, "provided port is already allocated"),
+                        });
+                    }
+                    None => errors.push(FieldError::invalid(field, 0, "range is full")),
+                },
+            }
+        }
+        for p in old_ports.iter().filter(|p| !kept.contains(p)) {
+            alloc.releases.push(port_key(*p));
+        }
+        if errors.is_empty() { Ok(alloc) } else { Err(errors) }
+    }
+
+    fn claim_port(
+        &self,
+        p: u16,
+        field: Path,
+        old: &HashSet<u16>,
+        kept: &mut HashSet<u16>,
+        alloc: &mut Allocation,
+        errors: &mut Vec<FieldError>,
+    ) {
+        if !kept.insert(p) || old.contains(&p) {
+            // Already ours (from the stored version, or another protocol of the same port in this one).
+            return;
+        }
+        let (lo, hi) = self.node_ports;
+        if p < lo || p > hi {
+            errors.push(FieldError::invalid(
+                field,
+                p,
+                format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
+            ));
+            return;
+        }
+        alloc.claims.push(Claim {
+            key: port_key(p),
+            chosen: true,
+            error: FieldError::invalid(field, p, "provided port is already allocated"),
+        });
+    }
+}
+
+/// The network and broadcast addresses can never be allocated.
+fn is_reserved(cidr: &Ipv4Net, ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if *v4 == cidr.network() || *v4 == cidr.broadcast())
+}
+
+fn needs_cluster_ip(svc: &Value) -> bool {
+    svc["spec"]["type"] != "ExternalName" && svc["spec"]["clusterIP"] != "None"
+}
+
+fn needs_node_ports(svc: &Value) -> bool {
+    match svc["spec"]["type"].as_str() {
+        Some("NodePort") => true,
+        Some("LoadBalancer") => svc["spec"]["allocateLoadBalancerNodePorts"].as_bool().unwrap_or(true),
+        _ => false,
+    }
+}
+
+fn needs_health_check_port(svc: &Value) -> bool {
+    svc["spec"]["type"] == "LoadBalancer" && svc["spec"]["externalTrafficPolicy"] == "Local"
+}
+
+/// The cluster IPs a stored Service holds.
+pub(crate) fn cluster_ips(svc: &Value) -> Vec<String> {
+    let ips: Vec<String> = svc["spec"]["clusterIPs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if !ips.is_empty() {
+        return ips.into_iter().filter(|ip| ip != "None").collect();
+    }
+    svc["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty() && *ip != "None").map(str::to_owned).into_iter().collect()
+}
+
+/// The node ports (including the health check port) a stored Service holds.
+pub(crate) fn node_ports(svc: &Value) -> Vec<u16> {
+    let mut out: Vec<u16> = svc["spec"]["ports"]
+        .as_array()
+        .map(|ports| ports.iter().filter_map(|p| p["nodePort"].as_u64()).map(|p| p as u16).collect())
+        .unwrap_or_default();
+    out.extend(svc["spec"]["healthCheckNodePort"].as_u64().map(|p| p as u16));
+    out
+}
+
+/// Every allocation key a stored Service should own.
+pub(crate) fn owned_keys(svc: &Value) -> Vec<String> {
+    let mut keys: Vec<String> =
+        cluster_ips(svc).iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(|ip| ip_key(&ip)).collect();
+    let mut ports = node_ports(svc);
+    ports.sort_unstable();
+    ports.dedup();
+    keys.extend(ports.into_iter().map(port_key));
+    keys
+}
+
+/// What the real API server does to a Service update before validating it: keep allocated values the
+/// new version left out (a PUT or apply without `clusterIP` or `nodePort` keeps them), and drop the
+/// fields the new type no longer has (node ports when it stops being NodePort/LoadBalancer, the cluster
+/// IP when it becomes ExternalName).
+pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
+    let new_type = new["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    let old_type = old["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    if new_type != "ExternalName" {
+        let cleared = new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty);
+        if cleared && old["spec"]["clusterIP"].as_str().is_some_and(|s| !s.is_empty()) {
+            new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
+            if new["spec"]["clusterIPs"].as_array().is_none_or(Vec::is_empty) {
+                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+            }
+            for f in ["ipFamilies", "ipFamilyPolicy"] {
+                if new["spec"][f].is_null() && !old["spec"][f].is_null() {
+                    new["spec"][f] = old["spec"][f].clone();
+                }
+            }
+        }
+    } else if old_type != "ExternalName" && new["spec"]["clusterIP"] == old["spec"]["clusterIP"] {
+        if let Some(spec) = new["spec"].as_object_mut() {
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                spec.remove(f);
+            }
+        }
+    }
+    let wants_ports = matches!(new_type.as_str(), "NodePort" | "LoadBalancer");
+    let had_ports = matches!(old_type.as_str(), "NodePort" | "LoadBalancer");
+    if let Some(ports) = new["spec"]["ports"].as_array_mut() {
+        for port in ports.iter_mut() {
+            if wants_ports && port["nodePort"].is_null() {
+                let same = old["spec"]["ports"].as_array().and_then(|olds| {
+                    olds.iter().find(|o| {
+                        o["port"] == port["port"]
+                            && o["protocol"].as_str().unwrap_or("TCP") == port["protocol"].as_str().unwrap_or("TCP")
+                    })
+                });
+                if let Some(n) = same.and_then(|o| o.get("nodePort")).filter(|n| !n.is_null()) {
+                    port["nodePort"] = n.clone();
+                }
+            } else if !wants_ports && had_ports && port.get("nodePort") == old_port_node_port(old, port).as_ref() {
+                if let Some(p) = port.as_object_mut() {
+                    p.remove("nodePort");
+                }
+            }
+        }
+    }
+    let wants_hc = new_type == "LoadBalancer" && new["spec"]["externalTrafficPolicy"] == "Local";
+    if wants_hc && new["spec"]["healthCheckNodePort"].is_null() && !old["spec"]["healthCheckNodePort"].is_null() {
+        new["spec"]["healthCheckNodePort"] = old["spec"]["healthCheckNodePort"].clone();
+    } else if !wants_hc && new["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"] {
+        if let Some(spec) = new["spec"].as_object_mut() {
+            spec.remove("healthCheckNodePort");
+        }
+    }
+}
+
+fn old_port_node_port(old: &Value, port: &Value) -> Option<Value> {
+    old["spec"]["ports"].as_array()?.iter().find(|o| o["port"] == port["port"]).and_then(|o| o.get("nodePort")).cloned()
+}
+
+#[cfg(test)]
+mod tests;

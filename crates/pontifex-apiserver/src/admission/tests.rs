@@ -1,0 +1,90 @@
+use serde_json::json;
+
+use super::*;
+
+fn allocator() -> Allocator {
+    Allocator::new("10.96.0.0/12".parse().unwrap(), (30000, 32767))
+}
+
+#[test]
+fn dynamic_ip_comes_from_the_upper_band_and_is_claimed() {
+    let a = allocator();
+    let mut svc = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+    let alloc = a.allocate(&mut svc, None).unwrap();
+    let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert!(a.cidr().contains(&ip));
+    assert!(u32::from(ip) - u32::from(a.cidr().network()) > 256, "{ip} is in the static band");
+    assert_eq!(svc["spec"]["clusterIPs"], json!([ip.to_string()]));
+    assert_eq!(alloc.claims.len(), 1);
+    assert!(!alloc.claims[0].chosen);
+}
+
+#[test]
+fn chosen_ip_outside_the_range_is_refused_with_the_real_message() {
+    let a = allocator();
+    let mut svc = json!({"spec": {"clusterIP": "10.0.0.2", "ports": [{"port": 53}]}});
+    let errs = a.allocate(&mut svc, None).unwrap_err();
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.clusterIPs: Invalid value: []string{\"10.0.0.2\"}: failed to allocate IP 10.0.0.2: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+    );
+}
+
+#[test]
+fn node_ports_are_allocated_kept_and_released() {
+    let a = allocator();
+    let mut svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30002}, {"port": 443}]}});
+    let alloc = a.allocate(&mut svc, None).unwrap();
+    let second = svc["spec"]["ports"][1]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&second));
+    assert_eq!(alloc.claims.iter().filter(|c| c.chosen).count(), 1);
+
+    // Back to ClusterIP: the update drops node ports and releases them; the cluster IP stays.
+    let old = svc.clone();
+    let mut new = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30002}, {"port": 443, "nodePort": second}]}});
+    prepare_service_update(&mut new, &old);
+    assert!(new["spec"]["ports"][0].get("nodePort").is_none());
+    assert_eq!(new["spec"]["clusterIP"], old["spec"]["clusterIP"]);
+    let alloc = a.allocate(&mut new, Some(&old)).unwrap();
+    assert!(alloc.claims.is_empty());
+    let mut released = alloc.releases.clone();
+    released.sort();
+    assert_eq!(released, vec![port_key(30002), port_key(second as u16)]);
+}
+
+#[test]
+fn out_of_range_node_port_is_refused() {
+    let a = allocator();
+    let mut svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 40000}]}});
+    let errs = a.allocate(&mut svc, None).unwrap_err();
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767"
+    );
+}
+
+#[test]
+fn update_without_allocated_values_keeps_them() {
+    let a = allocator();
+    let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.5.5", "clusterIPs": ["10.96.5.5"],
+        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
+    let mut new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+    prepare_service_update(&mut new, &old);
+    let alloc = a.allocate(&mut new, Some(&old)).unwrap();
+    assert!(alloc.claims.is_empty() && alloc.releases.is_empty(), "{alloc:?}");
+    assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(new["spec"]["clusterIP"], "10.96.5.5");
+}
+
+#[test]
+fn picks_avoid_what_the_store_holds() {
+    let a = Allocator::new("10.0.0.0/29".parse().unwrap(), (30000, 30001));
+    for i in 1..=6 {
+        a.observe(&ip_key(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))), true);
+    }
+    assert_eq!(a.pick_ip(&HashSet::new()), None);
+    a.observe(&ip_key(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))), false);
+    assert_eq!(a.pick_ip(&HashSet::new()), Some(Ipv4Addr::new(10, 0, 0, 3)));
+    a.observe(&port_key(30000), true);
+    assert_eq!(a.pick_port(&HashSet::new()), Some(30001));
+}
