@@ -92,7 +92,8 @@ pub fn documents() -> &'static [GroupVersionDocument] {
 }
 
 /// The `components.schemas` entry for a served kind (e.g. `io.k8s.api.core.v1.Service`). Its `$ref`s
-/// point into the same group-version document.
+/// point into the same group-version document. Parses the cached document on each call: meant for
+/// occasional use, not per request.
 pub fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
     RESOURCES
         .iter()
