@@ -8,12 +8,14 @@
 //!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
+//! - [`openapi`]: the OpenAPI v3 documents served at `/openapi/v3` (kubectl's validation check and `explain`).
 //!
 //! It does not allocate cluster IPs or node ports (that needs the store: see the API server's admission),
 //! and it does not know about HTTP.
 #![forbid(unsafe_code)]
 
 pub mod field;
+pub mod openapi;
 pub mod registry;
 pub mod status;
 pub mod table;
