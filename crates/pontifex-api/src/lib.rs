@@ -8,6 +8,8 @@
 //!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
+//! - [`selector`]: label and field selectors: parsing, matching, printing.
+//! - [`table`]: server-side Table printing (`kubectl get` columns) and `human_duration`.
 //!
 //! It does not allocate cluster IPs or node ports (that needs the store: see the API server's admission),
 //! and it does not know about HTTP.
@@ -15,6 +17,7 @@
 
 pub mod field;
 pub mod registry;
+pub mod selector;
 pub mod status;
 pub mod table;
 
