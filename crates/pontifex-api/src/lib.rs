@@ -9,6 +9,8 @@
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
 //! - [`openapi`]: the OpenAPI v3 documents served at `/openapi/v3` (kubectl's validation check and `explain`).
+//! - [`selector`]: label and field selectors: parsing, matching, printing.
+//! - [`table`]: server-side Table printing (`kubectl get` columns) and `human_duration`.
 //!
 //! It does not allocate cluster IPs or node ports (that needs the store: see the API server's admission),
 //! and it does not know about HTTP.
@@ -17,6 +19,7 @@
 pub mod field;
 pub mod openapi;
 pub mod registry;
+pub mod selector;
 pub mod status;
 pub mod table;
 
