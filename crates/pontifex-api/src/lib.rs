@@ -7,6 +7,7 @@
 //! - [`registry`]: the kinds registry — group, version, kind, resource, scope, short names, categories —
 //!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
+//! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and apply as an upsert.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
 //!
 //! It does not allocate cluster IPs or node ports (that needs the store: see the API server's admission),
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod field;
+pub mod patch;
 pub mod registry;
 pub mod status;
 pub mod table;
