@@ -7,8 +7,10 @@
 //! - [`registry`]: the kinds registry — group, version, kind, resource, scope, short names, categories —
 //!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
+//! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and apply as an upsert.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
 //! - [`openapi`]: the OpenAPI v3 documents served at `/openapi/v3` (kubectl's validation check and `explain`).
+//! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and server-side apply's merge.
 //! - [`selector`]: label and field selectors: parsing, matching, printing.
 //! - [`table`]: server-side Table printing (`kubectl get` columns) and `human_duration`.
 //!
@@ -18,6 +20,7 @@
 
 pub mod field;
 pub mod openapi;
+pub mod patch;
 pub mod registry;
 pub mod selector;
 pub mod status;
