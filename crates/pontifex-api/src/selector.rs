@@ -322,10 +322,8 @@ fn requirement_errors(
     key_path: Option<&Path>,
 ) -> ErrorList {
     let mut errors = ErrorList::new();
-    if let Some(path) = key_path {
-        if let Some(e) = label_key_error(key, path.clone()) {
-            errors.push(e);
-        }
+    if let Some(e) = key_path.and_then(|path| label_key_error(key, path.clone())) {
+        errors.push(e);
     }
     let values_path = Path::new("values");
     let list = || serde_json::Value::from(values.to_vec());

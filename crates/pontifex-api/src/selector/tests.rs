@@ -44,7 +44,10 @@ fn good_selectors_parse_and_print_canonically() {
         ("x in ()", "x in ()"),
         ("x in (in, notin)", "x in (in,notin)"),
         ("in in (a)", "in in (a)"),
-        ("example.com/app=web,tier in (db)", "example.com/app=web,tier in (db)"),
+        (
+            "example.com/app=web,tier in (db)",
+            "example.com/app=web,tier in (db)",
+        ),
         ("a\tin\t(x),\n!b", "a in (x),!b"),
     ];
     for (text, want) in cases {
@@ -65,7 +68,10 @@ fn bad_selectors_fail_with_upstream_messages() {
         ("x==a==b", "found '==', expected: ',' or 'end of string'"),
         ("!x=a", "found '=', expected: ',' or 'end of string'"),
         ("x=a,", "found '', expected: identifier after ','"),
-        (",x", "found ',', expected: !, identifier, or 'end of string'"),
+        (
+            ",x",
+            "found ',', expected: !, identifier, or 'end of string'",
+        ),
         (
             "x in (a",
             "unable to parse requirement: found '', expected: ',' or ')'",
@@ -273,7 +279,10 @@ fn from_api_errors() {
     let msg = LabelSelector::from_api(&bad_key_and_value)
         .unwrap_err()
         .to_string();
-    assert!(msg.starts_with("[key: Invalid value: \"-k\": name part"), "{msg}");
+    assert!(
+        msg.starts_with("[key: Invalid value: \"-k\": name part"),
+        "{msg}"
+    );
     assert!(
         msg.contains(", values[0][-k]: Invalid value: \"-v\": a valid label"),
         "{msg}"
@@ -372,7 +381,10 @@ fn field_selector_errors() {
             r"x=a\qb",
             r"invalid field selector: invalid escape sequence: \q",
         ),
-        (r"x=a\", r"invalid field selector: invalid escape sequence: \"),
+        (
+            r"x=a\",
+            r"invalid field selector: invalid escape sequence: \",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(
@@ -399,11 +411,21 @@ fn field_selector_matching_and_unknown_fields() {
         "spec.nodeName=",
     ];
     for text in yes {
-        assert!(FieldSelector::parse(text).unwrap().matches(get).unwrap(), "{text}");
+        assert!(
+            FieldSelector::parse(text).unwrap().matches(get).unwrap(),
+            "{text}"
+        );
     }
-    let no = ["metadata.name=db", "spec.nodeName!=", "metadata.namespace!=prod"];
+    let no = [
+        "metadata.name=db",
+        "spec.nodeName!=",
+        "metadata.namespace!=prod",
+    ];
     for text in no {
-        assert!(!FieldSelector::parse(text).unwrap().matches(get).unwrap(), "{text}");
+        assert!(
+            !FieldSelector::parse(text).unwrap().matches(get).unwrap(),
+            "{text}"
+        );
     }
     // An unsupported field is an error even when another term already fails.
     let sel = FieldSelector::parse("metadata.name=db,spec.bogus=x").unwrap();
