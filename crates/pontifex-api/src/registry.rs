@@ -306,7 +306,7 @@ kind_spec!(
 /// Build one registry entry from a k8s-openapi type; only the facts the type does not carry are given.
 macro_rules! resource {
     ($ty:ty, singular: $singular:literal, namespaced: $ns:literal, short: $short:expr, categories: $cat:expr,
-     status: $status:literal, generation: $gen:literal, fields: $fields:expr) => {
+     status: $status:literal, reset: $reset:literal, generation: $gen:literal, fields: $fields:expr) => {
         ResourceType {
             group: <$ty as k8s_openapi::Resource>::GROUP,
             version: <$ty as k8s_openapi::Resource>::VERSION,
@@ -317,8 +317,7 @@ macro_rules! resource {
             short_names: $short,
             categories: $cat,
             status_subresource: $status,
-            // Nodes register with their status (the kubelet does); every other kind starts without one.
-            reset_status_on_create: $status && !matches!(<$ty as k8s_openapi::Resource>::KIND, "Node"),
+            reset_status_on_create: $reset,
             tracks_generation: $gen,
             field_labels: $fields,
             strategy: &Typed::<$ty>(std::marker::PhantomData),
@@ -326,14 +325,15 @@ macro_rules! resource {
     };
 }
 
-/// Every kind the API serves, in discovery order.
+/// Every kind the API serves, in discovery order. Nodes keep the status they register with (the kubelet
+/// sends it); every other kind with a status subresource starts without one.
 pub static RESOURCES: &[ResourceType] = &[
     resource!(Namespace, singular: "namespace", namespaced: false, short: &["ns"], categories: &[],
-        status: true, generation: false, fields: &[("status.phase", "/status/phase")]),
+        status: true, reset: true, generation: false, fields: &[("status.phase", "/status/phase")]),
     resource!(Node, singular: "node", namespaced: false, short: &["no"], categories: &[],
-        status: true, generation: false, fields: &[("spec.unschedulable", "/spec/unschedulable")]),
+        status: true, reset: false, generation: false, fields: &[("spec.unschedulable", "/spec/unschedulable")]),
     resource!(Pod, singular: "pod", namespaced: true, short: &["po"], categories: &["all"],
-    status: true, generation: false, fields: &[
+    status: true, reset: true, generation: false, fields: &[
         ("spec.nodeName", "/spec/nodeName"),
         ("spec.restartPolicy", "/spec/restartPolicy"),
         ("spec.schedulerName", "/spec/schedulerName"),
@@ -344,15 +344,15 @@ pub static RESOURCES: &[ResourceType] = &[
         ("status.nominatedNodeName", "/status/nominatedNodeName"),
     ]),
     resource!(Service, singular: "service", namespaced: true, short: &["svc"], categories: &["all"],
-        status: true, generation: false, fields: &[("spec.clusterIP", "/spec/clusterIP"), ("spec.type", "/spec/type")]),
+        status: true, reset: true, generation: false, fields: &[("spec.clusterIP", "/spec/clusterIP"), ("spec.type", "/spec/type")]),
     resource!(Endpoints, singular: "endpoints", namespaced: true, short: &["ep"], categories: &[],
-        status: false, generation: false, fields: &[]),
+        status: false, reset: false, generation: false, fields: &[]),
     resource!(Secret, singular: "secret", namespaced: true, short: &[], categories: &[],
-        status: false, generation: false, fields: &[("type", "/type")]),
+        status: false, reset: false, generation: false, fields: &[("type", "/type")]),
     resource!(ConfigMap, singular: "configmap", namespaced: true, short: &["cm"], categories: &[],
-        status: false, generation: false, fields: &[]),
+        status: false, reset: false, generation: false, fields: &[]),
     resource!(Event, singular: "event", namespaced: true, short: &["ev"], categories: &[],
-    status: false, generation: false, fields: &[
+    status: false, reset: false, generation: false, fields: &[
         ("involvedObject.kind", "/involvedObject/kind"),
         ("involvedObject.namespace", "/involvedObject/namespace"),
         ("involvedObject.name", "/involvedObject/name"),
@@ -366,19 +366,19 @@ pub static RESOURCES: &[ResourceType] = &[
         ("type", "/type"),
     ]),
     resource!(EndpointSlice, singular: "endpointslice", namespaced: true, short: &[], categories: &[],
-        status: false, generation: false, fields: &[("addressType", "/addressType")]),
+        status: false, reset: false, generation: false, fields: &[("addressType", "/addressType")]),
     resource!(Deployment, singular: "deployment", namespaced: true, short: &["deploy"], categories: &["all"],
-        status: true, generation: true, fields: &[]),
+        status: true, reset: true, generation: true, fields: &[]),
     resource!(ReplicaSet, singular: "replicaset", namespaced: true, short: &["rs"], categories: &["all"],
-        status: true, generation: true, fields: &[]),
+        status: true, reset: true, generation: true, fields: &[]),
     resource!(Ingress, singular: "ingress", namespaced: true, short: &["ing"], categories: &[],
-        status: true, generation: true, fields: &[]),
+        status: true, reset: true, generation: true, fields: &[]),
     resource!(IngressClass, singular: "ingressclass", namespaced: false, short: &[], categories: &[],
-        status: false, generation: true, fields: &[]),
+        status: false, reset: false, generation: true, fields: &[]),
     resource!(NetworkPolicy, singular: "networkpolicy", namespaced: true, short: &["netpol"], categories: &[],
-        status: false, generation: true, fields: &[]),
+        status: false, reset: false, generation: true, fields: &[]),
     resource!(Lease, singular: "lease", namespaced: true, short: &[], categories: &[],
-        status: false, generation: false, fields: &[]),
+        status: false, reset: false, generation: false, fields: &[]),
 ];
 
 /// The groups served, in discovery order, with their one version each.

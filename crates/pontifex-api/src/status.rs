@@ -44,6 +44,9 @@ pub enum ApiError {
         name: String,
         errors: ErrorList,
     },
+    /// 422 Invalid without field causes: a patch that cannot be applied (a failed JSON patch `test`).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 400 BadRequest: the body could not be decoded, or strict decoding found unknown fields.
     #[error("{0}")]
     BadRequest(String),
@@ -93,7 +96,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoSuchResource => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::MethodNotAllowed => 405,
             ApiError::Expired(_) => 410,
@@ -113,7 +116,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoSuchResource => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Expired(_) => "Expired",

@@ -73,6 +73,7 @@ impl Allocator {
         Allocator { cidr, node_ports, used_ips: Mutex::default(), used_ports: Mutex::default() }
     }
 
+    #[cfg(test)]
     pub(crate) fn cidr(&self) -> Ipv4Net {
         self.cidr
     }

@@ -35,11 +35,11 @@ pub(crate) struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn r(&self) -> &'static ResourceType {
+    pub(crate) fn r(&self) -> &'static ResourceType {
         self.target.resource
     }
 
-    fn ns(&self) -> Option<&str> {
+    pub(crate) fn ns(&self) -> Option<&str> {
         self.target.namespace.as_deref()
     }
 
@@ -648,11 +648,12 @@ async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiE
             m.remove("resourceVersion");
         }
         let patched = match ct.as_str() {
-            "application/strategic-merge-patch+json" => pontifex_api::patch::strategic_merge(&base, &patch_doc, schema)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            "application/strategic-merge-patch+json" => {
+                pontifex_api::patch::strategic_merge(&base, &patch_doc, schema).map_err(patch_error)?
+            }
             "application/merge-patch+json" => pontifex_api::patch::merge_patch(&base, &patch_doc),
             "application/json-patch+json" => {
-                pontifex_api::patch::json_patch(&base, &patch_doc).map_err(|e| ApiError::BadRequest(e.to_string()))?
+                pontifex_api::patch::json_patch(&base, &patch_doc).map_err(patch_error)?
             }
             _ => {
                 return Err(ApiError::UnsupportedMediaType {
@@ -669,6 +670,16 @@ async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiE
     Ok(object_reply(req, code, out)?.with_warnings(warnings))
 }
 
+/// A patch that cannot be applied answers with the status the real server gives for it.
+fn patch_error(e: pontifex_api::patch::PatchError) -> ApiError {
+    match e.http_status() {
+        400 => ApiError::BadRequest(e.to_string()),
+        422 => ApiError::Unprocessable(e.to_string()),
+        413 => ApiError::TooLarge { limit: pontifex_api::patch::MAX_JSON_PATCH_OPERATIONS },
+        _ => ApiError::Internal(e.to_string()),
+    }
+}
+
 /// Server-side apply, as an upsert: create when absent, otherwise merge the applied configuration into
 /// the live object. Field ownership (managedFields, conflicts) is not tracked.
 async fn apply(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
@@ -677,30 +688,72 @@ async fn apply(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiE
     }
     let applied = parse_body(req.headers, body)?;
     let (applied, warnings) = decode_body(req, applied)?;
+    let (code, out) = apply_decoded(req, name, applied).await?;
+    Ok(object_reply(req, code, out)?.with_warnings(warnings))
+}
+
+/// Apply a decoded object: 201 when it was created, 200 when it was updated (or unchanged).
+async fn apply_decoded(req: &Request<'_>, name: &str, applied: Value) -> Result<(u16, Value), ApiError> {
     if objects::name(&applied).is_some_and(|n| n != name) {
         return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
     }
     let exists = req.state.store.get(&req.key(name)).await.map_err(objects::store_error)?.is_some();
     if !exists {
-        let mut obj = applied;
+        let mut obj = applied.clone();
         objects::meta_mut(&mut obj).insert("name".into(), json!(name));
-        match create_object(req, obj.clone()).await {
-            Ok((code, out)) => return Ok(object_reply(req, code, out)?.with_warnings(warnings)),
+        match create_object(req, obj).await {
             // Lost a race with another creator: fall through to the update path.
             Err(ApiError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
     let schema = pontifex_api::patch::schema_for(req.r().group, req.r().kind);
-    let (code, out) = update_object(req, name, |current| {
+    update_object(req, name, |current| {
         let mut base = objects::with_type(current.clone(), req.r());
         if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
         Ok(pontifex_api::patch::apply_merge(&base, &applied, schema))
     })
-    .await?;
-    Ok(object_reply(req, code, out)?.with_warnings(warnings))
+    .await
+}
+
+/// What applying one manifest did, in kubectl's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+/// Apply one manifest in-process (for `pontifex up -f`), with strict field validation. Returns the
+/// resource's plural name, the object's name and what happened.
+pub(crate) async fn apply_manifest(state: &Arc<State>, manifest: Value) -> Result<(String, String, Applied), ApiError> {
+    let api_version = manifest.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or("");
+    let r = pontifex_api::registry::by_kind(api_version, kind).ok_or_else(|| {
+        ApiError::BadRequest(format!("no matches for kind \"{kind}\" in version \"{api_version}\""))
+    })?;
+    let name = objects::name(&manifest).unwrap_or("").to_owned();
+    let namespace = r.namespaced.then(|| objects::namespace(&manifest).unwrap_or("default").to_owned());
+    let headers = HeaderMap::new();
+    let req = Request {
+        state,
+        target: ResourceRequest { resource: r, namespace, name: Some(name.clone()), subresource: None, legacy_watch: false },
+        query: Query::from_pairs(&[("fieldManager", "pontifex-up"), ("fieldValidation", "Strict")]),
+        headers: &headers,
+    };
+    let before = state.store.get(&req.key(&name)).await.map_err(objects::store_error)?;
+    let (decoded, _) = decode_body(&req, manifest)?;
+    let (code, out) = apply_decoded(&req, &name, decoded).await?;
+    let outcome = match (code, before) {
+        (201, _) => Applied::Created,
+        (_, Some(kv)) if objects::resource_version(&out) == Some(kv.mod_revision.to_string().as_str()) => {
+            Applied::Unchanged
+        }
+        _ => Applied::Configured,
+    };
+    Ok((r.singular.to_owned(), name, outcome))
 }
 
 #[derive(serde::Deserialize, Default)]

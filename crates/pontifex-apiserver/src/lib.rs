@@ -34,6 +34,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use handler::Applied;
 pub use tls::{Credentials, kubeconfig};
 
 /// Settings, named after kube-apiserver's flags.
@@ -149,6 +150,13 @@ impl ApiServer {
         let addr = self.local_addr();
         let host = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
         kubeconfig(&format!("https://{}", SocketAddr::new(host, addr.port())), &self.credentials)
+    }
+
+    /// Apply one manifest in-process, as `kubectl apply --server-side` would, with strict field validation.
+    /// Returns kubectl's `kind/name` and what happened.
+    pub async fn apply(&self, manifest: Value) -> Result<(String, Applied), pontifex_api::status::ApiError> {
+        let (kind, name, outcome) = handler::apply_manifest(&self.state, manifest).await?;
+        Ok((format!("{kind}/{name}"), outcome))
     }
 
     /// Serve until the shutdown token is cancelled, then finish in-flight requests.

@@ -29,8 +29,17 @@ pub(crate) enum Target {
     Resource(ResourceRequest),
 }
 
+impl PartialEq for ResourceRequest {
+    /// Registry entries are static: the same entry is the same resource.
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.resource, other.resource)
+            && (&self.namespace, &self.name, &self.subresource, self.legacy_watch)
+                == (&other.namespace, &other.name, &other.subresource, other.legacy_watch)
+    }
+}
+
 /// A request on a resource: which one, where, and with which verb.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct ResourceRequest {
     pub(crate) resource: &'static ResourceType,
     /// The namespace from the path; None for cluster-scoped kinds and all-namespaces requests.
@@ -122,6 +131,10 @@ pub(crate) struct Query(HashMap<String, String>);
 impl Query {
     pub(crate) fn parse(query: Option<&str>) -> Self {
         Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Query(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {

@@ -51,7 +51,7 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 
 /// Load the CA and token from `dir` (creating them on first start) and sign a serving certificate for
 /// `dns_names` and `ips`.
-pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> io::Result<Credentials> {
+pub(crate) fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> io::Result<Credentials> {
     fs::create_dir_all(dir)?;
     let (ca_crt, ca_key, token) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("token"));
     if !ca_crt.exists() || !ca_key.exists() {

@@ -1,1 +1,226 @@
-fn main() {}
+//! The pontifex binary: parses flags, builds the components and runs them. No logic of its own lives
+//! here beyond reading manifest files for `up -f`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+use pontifex_apiserver::{Applied, ApiServer, Config};
+use pontifex_store::{Store, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "pontifex", version, about = "Kubernetes service networking, whole and real")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a one-machine cluster: the API server (and, as they land, controllers and node agents).
+    Up(UpArgs),
+    /// Run the API server alone.
+    Apiserver(ServerArgs),
+}
+
+/// Flags shared by `up` and `apiserver`; names are kube-apiserver's.
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Where the cluster's state, credentials and kubeconfig live.
+    #[arg(long, default_value = ".pontifex")]
+    data_dir: PathBuf,
+    /// The port to serve HTTPS on (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// The address to listen on. Loopback by default; 0.0.0.0 to listen on every interface.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// The address published in the default/kubernetes endpoints (default: the bind address).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// The CIDR Service cluster IPs come from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: Ipv4Net,
+    /// The inclusive range of NodePorts, as `30000-32767`.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
+    /// The storage backend: `redb` (durable, in the data dir) or `memory` (nothing survives).
+    #[arg(long, default_value = "redb")]
+    storage_backend: String,
+    /// etcd endpoints (not supported yet: a later release adds the etcd backend).
+    #[arg(long)]
+    etcd_servers: Option<String>,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Manifests to apply once the cluster is up: files, or directories of .yaml/.yml/.json files.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo:?}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi:?}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("{s:?} is not a valid port range"));
+    }
+    Ok((lo, hi))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+            Command::Apiserver(args) => apiserver(args).await,
+        }
+    })
+}
+
+fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if args.etcd_servers.is_some() {
+        bail!("--etcd-servers: the etcd backend is not available in this build yet; use --storage-backend redb");
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    Ok(match args.storage_backend.as_str() {
+        "redb" => Arc::new(
+            pontifex_store::redb_backend::RedbStore::open(&args.data_dir.join("store.redb"), StoreOptions::default())
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+        ),
+        "memory" => Arc::new(pontifex_store::memory::MemoryStore::new(StoreOptions::default())),
+        other => bail!("--storage-backend {other:?}: expected redb or memory"),
+    })
+}
+
+async fn start(args: &ServerArgs, shutdown: CancellationToken) -> anyhow::Result<ApiServer> {
+    let store = open_store(args)?;
+    let mut config = Config::new(args.data_dir.join("pki"));
+    config.bind_address = args.bind_address;
+    config.secure_port = args.secure_port;
+    config.advertise_address = args.advertise_address;
+    config.service_cluster_ip_range = args.service_cluster_ip_range;
+    config.service_node_port_range = args.service_node_port_range;
+    let server = ApiServer::bind(config, store, shutdown).await.context("starting the API server")?;
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    write_private(&kubeconfig, &server.kubeconfig())?;
+    Ok(server)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Write beside and rename, so a reader never sees half a kubeconfig.
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Cancel `token` on Ctrl-C or SIGTERM.
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    let server = start(&args, shutdown).await?;
+    tracing::info!(addr = %server.local_addr(), kubeconfig = %args.data_dir.join("kubeconfig").display(), "API server ready");
+    server.serve().await?;
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    let server = start(&args.server, shutdown).await?;
+    let mut failures = 0;
+    for manifest in read_manifests(&args.files)? {
+        let (source, doc) = manifest;
+        match server.apply(doc).await {
+            Ok((what, outcome)) => {
+                let verb = match outcome {
+                    Applied::Created => "created",
+                    Applied::Configured => "configured",
+                    Applied::Unchanged => "unchanged",
+                };
+                println!("{what} {verb}");
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("error applying {source}: {e}");
+            }
+        }
+    }
+    let kubeconfig = std::fs::canonicalize(args.server.data_dir.join("kubeconfig"))?;
+    println!();
+    println!("pontifex is up: API server at https://{}", server.local_addr());
+    println!("Use it with kubectl:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get svc -A");
+    println!("Press Ctrl-C to stop; `pontifex up` with the same --data-dir resumes this cluster.");
+    if failures > 0 {
+        eprintln!("{failures} manifest(s) could not be applied (see above)");
+    }
+    server.serve().await?;
+    Ok(())
+}
+
+/// Every YAML/JSON document in the given files and directories (directories: their `.yaml`, `.yml` and
+/// `.json` files, sorted), with where it came from.
+fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|e| e.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let parsed: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", f.display()))?;
+        docs.extend(parsed.into_iter().filter(|d| !d.is_null()).map(|d| (f.display().to_string(), d)));
+    }
+    Ok(docs)
+}
