@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -153,5 +154,76 @@ pub trait Store: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
 }
 
+/// Tuning knobs shared by both backends. Build with `StoreOptions::default()` and the `with_*`
+/// methods; `docs/store.md` explains what each one bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// How many committed revisions the store keeps for watches (in memory, and at least this many in
+    /// the redb log). A watch may start after any of the last `history_window` revisions; older ones
+    /// fail with [`StoreError::Compacted`]. Default 10,000.
+    pub history_window: usize,
+    /// Capacity of the live fan-out channel, in committed revisions. A watcher that falls further
+    /// behind than this catches up from the history window (or gets `Compacted`). Default 1,024.
+    pub watch_buffer: usize,
+    /// A watcher that sees no events for its prefix while the store revision moves on is sent
+    /// [`WatchItem::Progress`] at most this often. Default 1 s.
+    pub progress_interval: Duration,
+    /// The most transactions one group commit (one fsync) takes. Default 1,024.
+    pub max_batch: usize,
+    /// How many transactions may wait for the redb writer before callers are held back. Default 4,096.
+    pub queue_depth: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            history_window: 10_000,
+            watch_buffer: 1_024,
+            progress_interval: Duration::from_secs(1),
+            max_batch: 1_024,
+            queue_depth: 4_096,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Sets [`StoreOptions::history_window`].
+    pub fn with_history_window(mut self, revisions: usize) -> Self {
+        self.history_window = revisions;
+        self
+    }
+
+    /// Sets [`StoreOptions::watch_buffer`] (at least 1).
+    pub fn with_watch_buffer(mut self, revisions: usize) -> Self {
+        self.watch_buffer = revisions.max(1);
+        self
+    }
+
+    /// Sets [`StoreOptions::progress_interval`].
+    pub fn with_progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreOptions::max_batch`] (at least 1).
+    pub fn with_max_batch(mut self, txns: usize) -> Self {
+        self.max_batch = txns.max(1);
+        self
+    }
+
+    /// Sets [`StoreOptions::queue_depth`] (at least 1).
+    pub fn with_queue_depth(mut self, txns: usize) -> Self {
+        self.queue_depth = txns.max(1);
+        self
+    }
+}
+
+mod codec;
+mod engine;
 pub mod memory;
 pub mod redb_backend;
+mod watch;
+
+pub use memory::MemoryStore;
+pub use redb_backend::RedbStore;
