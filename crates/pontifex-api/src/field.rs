@@ -155,6 +155,24 @@ impl FieldError {
         }
     }
 
+    /// An error whose bad value Kubernetes prints with Go's `%#v` (a struct, a map, a nil slice), such as
+    /// `Duplicate value: core.ServicePort{...}`. `literal` is that printed form, shown verbatim.
+    pub fn with_go_value(
+        kind: ErrorKind,
+        field: Path,
+        literal: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        let mut marker = serde_json::Map::new();
+        marker.insert(GO_LITERAL.to_owned(), Value::String(literal.into()));
+        FieldError {
+            kind,
+            field,
+            value: Some(Value::Object(marker)),
+            detail: detail.into(),
+        }
+    }
+
     pub fn too_many(field: Path, actual: usize, max: usize) -> Self {
         FieldError {
             kind: ErrorKind::TooMany,
@@ -202,12 +220,19 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// The key of the one-entry object that carries a Go literal (see [`FieldError::with_go_value`]); `$` cannot
+/// start a JSON field name Kubernetes uses, so no real bad value is mistaken for one.
+const GO_LITERAL: &str = "$goLiteral";
+
 /// Values print the way Go's `%#v`-ish field errors show them: strings quoted, numbers bare, lists as
 /// `[]string{"a", "b"}` — the forms users of kubectl know.
 fn render_value(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "null".to_owned(),
         Some(Value::String(s)) => format!("{s:?}"),
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key(GO_LITERAL) => {
+            m[GO_LITERAL].as_str().unwrap_or_default().to_owned()
+        }
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
             let inner: Vec<String> = items
                 .iter()

@@ -1,5 +1,17 @@
 //! Validation, as the real API server does it (`pkg/apis/*/validation`): each function returns every
-//! field error of an object, with the paths and messages Kubernetes uses.
+//! field error of an object, with the paths and messages Kubernetes uses. `old` is the stored object on
+//! update. Objects are validated after defaulting, as upstream does; checks that need the store (cluster IP
+//! and node port ranges, allocation) belong to the API server's admission, not here.
+
+mod apps;
+mod common;
+mod core;
+mod endpoints;
+mod networking;
+mod pod;
+mod service;
+
+pub(crate) use service::externally_accessible;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -11,62 +23,65 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 
 use crate::field::ErrorList;
 
-pub(crate) fn namespace(_new: &Namespace, _old: Option<&Namespace>) -> ErrorList {
-    Vec::new()
+pub(crate) fn namespace(new: &Namespace, old: Option<&Namespace>) -> ErrorList {
+    core::namespace(new, old)
 }
 
-pub(crate) fn node(_new: &Node, _old: Option<&Node>) -> ErrorList {
-    Vec::new()
+pub(crate) fn node(new: &Node, old: Option<&Node>) -> ErrorList {
+    core::node(new, old)
 }
 
-pub(crate) fn pod(_new: &Pod, _old: Option<&Pod>) -> ErrorList {
-    Vec::new()
+pub(crate) fn pod(new: &Pod, old: Option<&Pod>) -> ErrorList {
+    pod::validate(new, old)
 }
 
-pub(crate) fn service(_new: &Service, _old: Option<&Service>) -> ErrorList {
-    Vec::new()
+pub(crate) fn service(new: &Service, old: Option<&Service>) -> ErrorList {
+    service::validate(new, old)
 }
 
-pub(crate) fn endpoints(_new: &Endpoints, _old: Option<&Endpoints>) -> ErrorList {
-    Vec::new()
+pub(crate) fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> ErrorList {
+    endpoints::endpoints(new, old)
 }
 
-pub(crate) fn secret(_new: &Secret, _old: Option<&Secret>) -> ErrorList {
-    Vec::new()
+pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
+    core::secret(new, old)
 }
 
-pub(crate) fn config_map(_new: &ConfigMap, _old: Option<&ConfigMap>) -> ErrorList {
-    Vec::new()
+pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList {
+    core::config_map(new, old)
 }
 
-pub(crate) fn event(_new: &Event, _old: Option<&Event>) -> ErrorList {
-    Vec::new()
+pub(crate) fn event(new: &Event, old: Option<&Event>) -> ErrorList {
+    core::event(new, old)
 }
 
-pub(crate) fn endpoint_slice(_new: &EndpointSlice, _old: Option<&EndpointSlice>) -> ErrorList {
-    Vec::new()
+pub(crate) fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -> ErrorList {
+    endpoints::endpoint_slice(new, old)
 }
 
-pub(crate) fn deployment(_new: &Deployment, _old: Option<&Deployment>) -> ErrorList {
-    Vec::new()
+pub(crate) fn deployment(new: &Deployment, old: Option<&Deployment>) -> ErrorList {
+    apps::deployment(new, old)
 }
 
-pub(crate) fn replica_set(_new: &ReplicaSet, _old: Option<&ReplicaSet>) -> ErrorList {
-    Vec::new()
+pub(crate) fn replica_set(new: &ReplicaSet, old: Option<&ReplicaSet>) -> ErrorList {
+    apps::replica_set(new, old)
 }
 
-pub(crate) fn ingress(_new: &Ingress, _old: Option<&Ingress>) -> ErrorList {
-    Vec::new()
+pub(crate) fn ingress(new: &Ingress, old: Option<&Ingress>) -> ErrorList {
+    networking::ingress(new, old)
 }
 
-pub(crate) fn ingress_class(_new: &IngressClass, _old: Option<&IngressClass>) -> ErrorList {
-    Vec::new()
+pub(crate) fn ingress_class(new: &IngressClass, old: Option<&IngressClass>) -> ErrorList {
+    networking::ingress_class(new, old)
 }
 
-pub(crate) fn network_policy(_new: &NetworkPolicy, _old: Option<&NetworkPolicy>) -> ErrorList {
-    Vec::new()
+pub(crate) fn network_policy(new: &NetworkPolicy, old: Option<&NetworkPolicy>) -> ErrorList {
+    networking::network_policy(new, old)
 }
 
-pub(crate) fn lease(_new: &Lease, _old: Option<&Lease>) -> ErrorList {
-    Vec::new()
+pub(crate) fn lease(new: &Lease, old: Option<&Lease>) -> ErrorList {
+    core::lease(new, old)
 }
+
+#[cfg(test)]
+mod tests;
