@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: pure unit tests, and the black-box suite that drives the real
+# `pontifex` binary with the real kubectl 1.32 and 1.33. Installs what the tests need when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use (kernel tools for the dataplane suites, dig for DNS).
+packages=(nftables iptables conntrack bind9-dnsutils)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "note: missing packages (${missing[*]}); run as root to install them" >&2
+  fi
+fi
+for v in 1.32 1.33; do
+  if [[ ! -x /usr/lib/google-cloud-sdk/bin/kubectl.$v && -z "${PONTIFEX_KUBECTL_DIR:-}" ]]; then
+    echo "error: kubectl $v not found at /usr/lib/google-cloud-sdk/bin/kubectl.$v (set PONTIFEX_KUBECTL_DIR)" >&2
+    exit 1
+  fi
+done
+
+cargo test --workspace --locked "$@"
