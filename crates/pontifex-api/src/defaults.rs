@@ -320,13 +320,16 @@ pub(crate) fn service(obj: &mut Service) {
             spec.ip_family_policy = Some(policy.to_owned());
         }
         if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
-            let families: Vec<String> = spec
-                .cluster_ips
-                .iter()
-                .flatten()
-                .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
-                .map(|ip| if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned())
-                .collect();
+            let mut families: Vec<String> = Vec::new();
+            for ip in spec.cluster_ips.iter().flatten() {
+                let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+                    continue;
+                };
+                let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned();
+                if !families.contains(&family) {
+                    families.push(family);
+                }
+            }
             spec.ip_families = Some(if families.is_empty() {
                 vec!["IPv4".to_owned()]
             } else {
