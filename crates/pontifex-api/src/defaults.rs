@@ -145,11 +145,10 @@ fn qos_class(spec: &PodSpec) -> &'static str {
 }
 
 fn is_zero(q: &Quantity) -> bool {
-    let number: String = q
-        .0
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
-        .collect();
+    let number: String =
+        q.0.chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
+            .collect();
     number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
@@ -187,7 +186,11 @@ fn pod_spec(spec: &mut PodSpec) {
 }
 
 fn container(c: &mut Container) {
-    if c.image_pull_policy.as_deref().unwrap_or_default().is_empty() {
+    if c.image_pull_policy
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         let image = c.image.as_deref().unwrap_or_default();
         c.image_pull_policy = Some(pull_policy_for(image).to_owned());
     }
@@ -390,13 +393,18 @@ pub(crate) fn endpoint_slice(obj: &mut EndpointSlice) {
 pub(crate) fn deployment(obj: &mut Deployment) {
     let spec = obj.spec.get_or_insert_with(Default::default);
     set_if_none(&mut spec.replicas, 1);
-    let strategy = spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+    let strategy = spec
+        .strategy
+        .get_or_insert_with(DeploymentStrategy::default);
     set_if_empty(&mut strategy.type_, "RollingUpdate");
     if strategy.type_.as_deref() == Some("RollingUpdate") {
         let ru = strategy
             .rolling_update
             .get_or_insert_with(RollingUpdateDeployment::default);
-        set_if_none(&mut ru.max_unavailable, IntOrString::String("25%".to_owned()));
+        set_if_none(
+            &mut ru.max_unavailable,
+            IntOrString::String("25%".to_owned()),
+        );
         set_if_none(&mut ru.max_surge, IntOrString::String("25%".to_owned()));
     }
     set_if_none(&mut spec.revision_history_limit, 10);

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSpec, PodTemplateSpec, Probe, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, Probe, Toleration};
 
 use super::common::{self, NameFormat};
 use crate::field::{ErrorList, FieldError, Path};
@@ -128,8 +126,15 @@ pub(crate) fn pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
     if let Some(sel) = &spec.node_selector {
         errs.extend(common::labels(Some(sel), &path.child("nodeSelector")));
     }
-    if let Some(sa) = spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
-        errs.extend(common::dns1123_subdomain(sa, &path.child("serviceAccountName")));
+    if let Some(sa) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        errs.extend(common::dns1123_subdomain(
+            sa,
+            &path.child("serviceAccountName"),
+        ));
     }
     if let Some(n) = spec.node_name.as_deref().filter(|s| !s.is_empty()) {
         errs.extend(common::dns1123_subdomain(n, &path.child("nodeName")));
@@ -217,7 +222,10 @@ fn container(
                 errs.push(FieldError::invalid(pp.child("hostPort"), hp, m));
             }
         }
-        errs.extend(common::protocol(p.protocol.as_deref(), &pp.child("protocol")));
+        errs.extend(common::protocol(
+            p.protocol.as_deref(),
+            &pp.child("protocol"),
+        ));
     }
 
     for (i, e) in c.env.iter().flatten().enumerate() {
@@ -402,9 +410,7 @@ fn spec_update(new: &PodSpec, old: &PodSpec) -> ErrorList {
     }
     let old_tolerations: &[Toleration] = old.tolerations.as_deref().unwrap_or_default();
     let new_tolerations: &[Toleration] = new.tolerations.as_deref().unwrap_or_default();
-    let tolerations_ok = old_tolerations
-        .iter()
-        .all(|t| new_tolerations.contains(t));
+    let tolerations_ok = old_tolerations.iter().all(|t| new_tolerations.contains(t));
 
     let mut masked = new.clone();
     for (c, o) in masked.containers.iter_mut().zip(&old.containers) {

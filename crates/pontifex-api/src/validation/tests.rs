@@ -26,8 +26,11 @@ pub(super) fn admit(doc: &Value, old: Option<&Value>) -> Vec<String> {
 
 /// Defaulted form of a document, for tests that inspect the result.
 pub(super) fn defaulted(doc: &Value) -> Value {
-    let rt = registry::by_kind(doc["apiVersion"].as_str().unwrap(), doc["kind"].as_str().unwrap())
-        .unwrap();
+    let rt = registry::by_kind(
+        doc["apiVersion"].as_str().unwrap(),
+        doc["kind"].as_str().unwrap(),
+    )
+    .unwrap();
     let mut obj = rt.strategy.decode(doc).unwrap().object;
     rt.strategy.default(&mut obj).unwrap();
     obj
@@ -102,7 +105,9 @@ fn deployment_rules() {
     d["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
     assert_eq!(
         errs_of(d),
-        vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"]
+        vec![
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+        ]
     );
 
     let mut d = base.clone();
@@ -113,38 +118,49 @@ fn deployment_rules() {
     );
 
     let mut d = base.clone();
-    d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}});
+    d["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}});
     assert_eq!(
         errs_of(d),
-        vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]
+        vec![
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+        ]
     );
 
     let mut d = base.clone();
     d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
     assert_eq!(
         errs_of(d),
-        vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"]
+        vec![
+            "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"
+        ]
     );
 
     let mut d = base.clone();
     d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "50"}});
     assert_eq!(
         errs_of(d),
-        vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"50\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"]
+        vec![
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"50\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+        ]
     );
 
     let mut d = base.clone();
     d["spec"]["selector"] = json!({});
     assert_eq!(
         errs_of(d),
-        vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"]
+        vec![
+            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"
+        ]
     );
 
     let mut d = base.clone();
     d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
     assert_eq!(
         errs_of(d),
-        vec!["spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""]
+        vec![
+            "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""
+        ]
     );
 
     // Defaults: 25%/25%, history 10, deadline 600, one replica, container defaults in the template.
@@ -167,7 +183,9 @@ fn deployment_rules() {
     new["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "tier": "x"});
     assert_eq!(
         admit(&new, Some(&old)),
-        vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"tier\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+        vec![
+            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"tier\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+        ]
     );
 }
 
@@ -204,12 +222,16 @@ fn ingress_rules() {
     };
     assert_eq!(
         case(&|d| d["spec"]["rules"][0]["host"] = json!("*.*.bar.com")),
-        vec!["spec.rules[0].host: Invalid value: \"*.*.bar.com\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+        vec![
+            "spec.rules[0].host: Invalid value: \"*.*.bar.com\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ]
     );
     assert!(case(&|d| d["spec"]["rules"][0]["host"] = json!("*.bar.com")).is_empty());
     assert_eq!(
         case(&|d| d["spec"]["rules"][0]["host"] = json!("10.0.0.1")),
-        vec!["spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address"]
+        vec![
+            "spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address"
+        ]
     );
     assert_eq!(
         case(&|d| d["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("foo")),
@@ -217,7 +239,9 @@ fn ingress_rules() {
     );
     assert_eq!(
         case(&|d| d["spec"]["rules"][0]["http"]["paths"][0]["pathType"] = json!("Regex")),
-        vec!["spec.rules[0].http.paths[0].pathType: Unsupported value: \"Regex\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\""]
+        vec![
+            "spec.rules[0].http.paths[0].pathType: Unsupported value: \"Regex\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\""
+        ]
     );
     assert!(
         case(&|d| {
@@ -227,47 +251,69 @@ fn ingress_rules() {
         .is_empty()
     );
     assert_eq!(
-        case(&|d| d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = json!({"number": 80, "name": "http"})),
-        vec!["spec.rules[0].http.paths[0].backend: Invalid value: \"\": cannot set both port name & port number"]
+        case(
+            &|d| d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] =
+                json!({"number": 80, "name": "http"})
+        ),
+        vec![
+            "spec.rules[0].http.paths[0].backend: Invalid value: \"\": cannot set both port name & port number"
+        ]
     );
     assert_eq!(
-        case(&|d| d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = json!({})),
-        vec!["spec.rules[0].http.paths[0].backend: Required value: port name or number is required"]
+        case(
+            &|d| d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] =
+                json!({})
+        ),
+        vec![
+            "spec.rules[0].http.paths[0].backend: Required value: port name or number is required"
+        ]
     );
     assert_eq!(
         case(&|d| d["spec"]["rules"][0]["http"]["paths"][0]["backend"] = json!({})),
-        vec!["spec.rules[0].http.paths[0].backend: Invalid value: \"\": resource or service backend is required"]
+        vec![
+            "spec.rules[0].http.paths[0].backend: Invalid value: \"\": resource or service backend is required"
+        ]
     );
     assert_eq!(
         case(&|d| d["spec"] = json!({})),
-        vec!["spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"]
+        vec![
+            "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"
+        ]
     );
     assert_eq!(
         case(&|d| d["spec"]["tls"] = json!([{"hosts": ["Foo.com"], "secretName": "s"}])),
-        vec!["spec.tls[0].hosts[0]: Invalid value: \"Foo.com\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+        vec![
+            "spec.tls[0].hosts[0]: Invalid value: \"Foo.com\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ]
     );
 }
 
 #[test]
 fn ingress_class_rules() {
     let ic = |controller: &str| {
-        errs_of(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-            "metadata": {"name": "nginx"}, "spec": {"controller": controller}}))
+        errs_of(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "nginx"}, "spec": {"controller": controller}}),
+        )
     };
     assert!(ic("k8s.io/ingress-nginx").is_empty());
     assert_eq!(ic(""), vec!["spec.controller: Required value"]);
     assert_eq!(
         ic("nginx"),
-        vec!["spec.controller: Invalid value: \"nginx\": must be a domain-prefixed path (such as \"acme.io/foo\")"]
+        vec![
+            "spec.controller: Invalid value: \"nginx\": must be a domain-prefixed path (such as \"acme.io/foo\")"
+        ]
     );
 }
 
 #[test]
 fn network_policy_rules() {
     let np = |ingress: Value| {
-        errs_of(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        errs_of(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"podSelector": {}, "ingress": ingress}}))
+            "spec": {"podSelector": {}, "ingress": ingress}}),
+        )
     };
     assert_eq!(
         np(json!([{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}])),
@@ -278,7 +324,9 @@ fn network_policy_rules() {
         vec!["spec.ingress[0].from[0]: Required value: must specify a peer"]
     );
     assert_eq!(
-        np(json!([{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16", "bad"]}}]}])),
+        np(
+            json!([{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16", "bad"]}}]}])
+        ),
         vec![
             "spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: \"11.0.0.0/16\": must be a strict subset of `cidr`",
             "spec.ingress[0].from[0].ipBlock.except[1]: Invalid value: \"bad\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
@@ -293,20 +341,28 @@ fn network_policy_rules() {
     );
     assert_eq!(
         np(json!([{"ports": [{"port": "http", "endPort": 90}]}])),
-        vec!["spec.ingress[0].ports[0].endPort: Invalid value: 90: may not be specified when `port` is non-numeric"]
+        vec![
+            "spec.ingress[0].ports[0].endPort: Invalid value: 90: may not be specified when `port` is non-numeric"
+        ]
     );
     // Defaults: Ingress, plus Egress when egress rules exist; ports TCP.
-    let d = defaulted(&json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    let d = defaulted(
+        &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "p", "namespace": "default"},
-        "spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53}]}]}}));
+        "spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53}]}]}}),
+    );
     assert_eq!(d["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(d["spec"]["egress"][0]["ports"][0]["protocol"], json!("TCP"));
-    let errs = errs_of(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    let errs = errs_of(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "p", "namespace": "default"},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Sideways"]}}));
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Sideways"]}}),
+    );
     assert_eq!(
         errs,
-        vec!["spec.policyTypes[1]: Unsupported value: \"Sideways\": supported values: \"Ingress\", \"Egress\""]
+        vec![
+            "spec.policyTypes[1]: Unsupported value: \"Sideways\": supported values: \"Ingress\", \"Egress\""
+        ]
     );
 }
 
@@ -317,8 +373,10 @@ fn endpoints_and_slices() {
             "metadata": {"name": "e", "namespace": "default"}, "subsets": subsets}))
     };
     assert_eq!(
-        ep(json!([{"addresses": [{"ip": "10.1.2.3"}, {"ip": "127.0.0.1"}, {"ip": "nope"}],
-                   "ports": [{"port": 80}, {"port": 0, "name": "b"}]}])),
+        ep(
+            json!([{"addresses": [{"ip": "10.1.2.3"}, {"ip": "127.0.0.1"}, {"ip": "nope"}],
+                   "ports": [{"port": 80}, {"port": 0, "name": "b"}]}])
+        ),
         vec![
             "subsets[0].addresses[1].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
             "subsets[0].addresses[2].ip: Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
@@ -332,9 +390,11 @@ fn endpoints_and_slices() {
     );
 
     let slice = |at: &str, addrs: Value| {
-        errs_of(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        errs_of(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "s", "namespace": "default"}, "addressType": at,
-            "endpoints": [{"addresses": addrs}], "ports": [{"port": 80}]}))
+            "endpoints": [{"addresses": addrs}], "ports": [{"port": 80}]}),
+        )
     };
     assert!(slice("IPv4", json!(["10.0.0.1"])).is_empty());
     assert!(slice("FQDN", json!(["db.example.com"])).is_empty());
@@ -356,8 +416,10 @@ fn endpoints_and_slices() {
         "addressType: Unsupported value: \"IPX\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""
     );
     // addressType is immutable.
-    let old = defaulted(&json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "s", "namespace": "default"}, "addressType": "IPv4", "endpoints": []}));
+    let old = defaulted(
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "s", "namespace": "default"}, "addressType": "IPv4", "endpoints": []}),
+    );
     let mut new = old.clone();
     new["addressType"] = json!("IPv6");
     assert_eq!(
@@ -368,10 +430,15 @@ fn endpoints_and_slices() {
 
 #[test]
 fn namespace_secret_config_map() {
-    let ns = defaulted(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}));
+    let ns = defaulted(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+    );
     assert_eq!(ns["spec"], json!({"finalizers": ["kubernetes"]}));
     assert_eq!(ns["status"], json!({"phase": "Active"}));
-    assert_eq!(ns["metadata"]["labels"], json!({"kubernetes.io/metadata.name": "team-a"}));
+    assert_eq!(
+        ns["metadata"]["labels"],
+        json!({"kubernetes.io/metadata.name": "team-a"})
+    );
     assert_eq!(
         errs_of(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}})),
         vec!["metadata.name: Invalid value: \"a.b\": must not contain dots"]
@@ -387,7 +454,9 @@ fn namespace_secret_config_map() {
     );
     assert_eq!(
         secret("Opaque", json!({"bad key": "YQ=="})),
-        vec!["data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
+        vec![
+            "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+        ]
     );
     let s = defaulted(&json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "s", "namespace": "default"}, "stringData": {"a": "b"}}));
@@ -415,9 +484,11 @@ fn event_namespace_must_match() {
 
 #[test]
 fn lease_durations() {
-    let errs = errs_of(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+    let errs = errs_of(
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "l", "namespace": "kube-system"},
-        "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}}));
+        "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}}),
+    );
     assert_eq!(
         errs,
         vec![
