@@ -61,10 +61,10 @@ pub(crate) fn namespace(obj: &mut Namespace) {
 
 /// `SetDefaults_NodeStatus`: allocatable starts as the capacity.
 pub(crate) fn node(obj: &mut Node) {
-    if let Some(status) = &mut obj.status {
-        if status.allocatable.is_none() {
-            status.allocatable.clone_from(&status.capacity);
-        }
+    if let Some(status) = &mut obj.status
+        && status.allocatable.is_none()
+    {
+        status.allocatable.clone_from(&status.capacity);
     }
 }
 
@@ -76,12 +76,12 @@ pub(crate) fn pod(obj: &mut Pod) {
         .iter_mut()
         .chain(spec.init_containers.iter_mut().flatten())
     {
-        if let Some(res) = &mut c.resources {
-            if let Some(limits) = &res.limits {
-                let requests = res.requests.get_or_insert_with(BTreeMap::new);
-                for (k, v) in limits {
-                    requests.entry(k.clone()).or_insert_with(|| v.clone());
-                }
+        if let Some(res) = &mut c.resources
+            && let Some(limits) = &res.limits
+        {
+            let requests = res.requests.get_or_insert_with(BTreeMap::new);
+            for (k, v) in limits {
+                requests.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
     }

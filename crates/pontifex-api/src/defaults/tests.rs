@@ -72,13 +72,15 @@ fn limits_become_requests() {
 
 #[test]
 fn defaulting_is_idempotent_and_keeps_user_values() {
-    let mut svc = Service::default();
-    svc.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
-        type_: Some("LoadBalancer".into()),
-        external_traffic_policy: Some("Local".into()),
-        allocate_load_balancer_node_ports: Some(false),
+    let mut svc = Service {
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            external_traffic_policy: Some("Local".into()),
+            allocate_load_balancer_node_ports: Some(false),
+            ..Default::default()
+        }),
         ..Default::default()
-    });
+    };
     service(&mut svc);
     let once = svc.clone();
     service(&mut svc);

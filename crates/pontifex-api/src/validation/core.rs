@@ -133,26 +133,20 @@ pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
                 ));
             }
         }
-        "kubernetes.io/dockercfg" => {
-            if !data.contains_key(".dockercfg") {
-                errs.push(required(".dockercfg"));
-            }
+        "kubernetes.io/dockercfg" if !data.contains_key(".dockercfg") => {
+            errs.push(required(".dockercfg"));
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if !data.contains_key(".dockerconfigjson") {
-                errs.push(required(".dockerconfigjson"));
-            }
+        "kubernetes.io/dockerconfigjson" if !data.contains_key(".dockerconfigjson") => {
+            errs.push(required(".dockerconfigjson"));
         }
-        "kubernetes.io/basic-auth" => {
-            if !data.contains_key("username") && !data.contains_key("password") {
-                errs.push(required("username"));
-                errs.push(required("password"));
-            }
+        "kubernetes.io/basic-auth"
+            if !data.contains_key("username") && !data.contains_key("password") =>
+        {
+            errs.push(required("username"));
+            errs.push(required("password"));
         }
-        "kubernetes.io/ssh-auth" => {
-            if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) {
-                errs.push(required("ssh-privatekey"));
-            }
+        "kubernetes.io/ssh-auth" if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) => {
+            errs.push(required("ssh-privatekey"));
         }
         "kubernetes.io/tls" => {
             if !data.contains_key("tls.crt") {
@@ -214,23 +208,23 @@ pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList 
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long(Path::new(""), "", MAX_SECRET_SIZE));
     }
-    if let Some(old) = old {
-        if old.immutable == Some(true) {
-            if new.immutable != Some(true) {
-                errs.push(FieldError::forbidden(
-                    Path::new("immutable"),
-                    IMMUTABLE_WHEN_SET,
-                ));
-            }
-            if new.data != old.data {
-                errs.push(FieldError::forbidden(Path::new("data"), IMMUTABLE_WHEN_SET));
-            }
-            if new.binary_data != old.binary_data {
-                errs.push(FieldError::forbidden(
-                    Path::new("binaryData"),
-                    IMMUTABLE_WHEN_SET,
-                ));
-            }
+    if let Some(old) = old
+        && old.immutable == Some(true)
+    {
+        if new.immutable != Some(true) {
+            errs.push(FieldError::forbidden(
+                Path::new("immutable"),
+                IMMUTABLE_WHEN_SET,
+            ));
+        }
+        if new.data != old.data {
+            errs.push(FieldError::forbidden(Path::new("data"), IMMUTABLE_WHEN_SET));
+        }
+        if new.binary_data != old.binary_data {
+            errs.push(FieldError::forbidden(
+                Path::new("binaryData"),
+                IMMUTABLE_WHEN_SET,
+            ));
         }
     }
     errs
@@ -294,14 +288,14 @@ pub(crate) fn lease(new: &Lease, old: Option<&Lease>) -> ErrorList {
     );
     let sp = Path::new("spec");
     if let Some(spec) = &new.spec {
-        if let Some(d) = spec.lease_duration_seconds {
-            if d <= 0 {
-                errs.push(FieldError::invalid(
-                    sp.child("leaseDurationSeconds"),
-                    d,
-                    "must be greater than 0",
-                ));
-            }
+        if let Some(d) = spec.lease_duration_seconds
+            && d <= 0
+        {
+            errs.push(FieldError::invalid(
+                sp.child("leaseDurationSeconds"),
+                d,
+                "must be greater than 0",
+            ));
         }
         if let Some(t) = spec.lease_transitions {
             errs.extend(common::nonnegative(

@@ -150,14 +150,14 @@ pub(crate) fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -
                 port.protocol.as_deref(),
                 &ip.child("protocol"),
             ));
-            if let Some(p) = port.port {
-                if !(0..=65535).contains(&p) {
-                    errs.push(FieldError::invalid(
-                        ip.child("port"),
-                        p,
-                        common::inclusive_range_error(0, 65535),
-                    ));
-                }
+            if let Some(p) = port.port
+                && !(0..=65535).contains(&p)
+            {
+                errs.push(FieldError::invalid(
+                    ip.child("port"),
+                    p,
+                    common::inclusive_range_error(0, 65535),
+                ));
             }
             if let Some(ap) = &port.app_protocol {
                 errs.extend(common::qualified_name(ap, &ip.child("appProtocol")));

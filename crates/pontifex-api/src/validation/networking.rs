@@ -381,14 +381,14 @@ pub(crate) fn network_policy(new: &NetworkPolicy, old: Option<&NetworkPolicy>) -
 
 fn policy_port(p: &NetworkPolicyPort, path: &Path) -> ErrorList {
     let mut errs = Vec::new();
-    if let Some(proto) = p.protocol.as_deref() {
-        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(
-                path.child("protocol"),
-                proto,
-                &["TCP", "UDP", "SCTP"],
-            ));
-        }
+    if let Some(proto) = p.protocol.as_deref()
+        && !matches!(proto, "TCP" | "UDP" | "SCTP")
+    {
+        errs.push(FieldError::not_supported(
+            path.child("protocol"),
+            proto,
+            &["TCP", "UDP", "SCTP"],
+        ));
     }
     match &p.port {
         Some(IntOrString::Int(n)) => {

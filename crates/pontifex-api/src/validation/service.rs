@@ -294,14 +294,14 @@ fn validate_service(svc: &Service, spec: &ServiceSpec) -> ErrorList {
         _ => {}
     }
 
-    if let Some(td) = spec.traffic_distribution.as_deref() {
-        if td != "PreferClose" {
-            errs.push(FieldError::not_supported(
-                sp.child("trafficDistribution"),
-                td,
-                &["PreferClose"],
-            ));
-        }
+    if let Some(td) = spec.traffic_distribution.as_deref()
+        && td != "PreferClose"
+    {
+        errs.push(FieldError::not_supported(
+            sp.child("trafficDistribution"),
+            td,
+            &["PreferClose"],
+        ));
     }
     errs
 }
