@@ -61,10 +61,10 @@ pub(crate) fn namespace(obj: &mut Namespace) {
 
 /// `SetDefaults_NodeStatus`: allocatable starts as the capacity.
 pub(crate) fn node(obj: &mut Node) {
-    if let Some(status) = &mut obj.status {
-        if status.allocatable.is_none() {
-            status.allocatable.clone_from(&status.capacity);
-        }
+    if let Some(status) = &mut obj.status
+        && status.allocatable.is_none()
+    {
+        status.allocatable.clone_from(&status.capacity);
     }
 }
 
@@ -76,12 +76,12 @@ pub(crate) fn pod(obj: &mut Pod) {
         .iter_mut()
         .chain(spec.init_containers.iter_mut().flatten())
     {
-        if let Some(res) = &mut c.resources {
-            if let Some(limits) = &res.limits {
-                let requests = res.requests.get_or_insert_with(BTreeMap::new);
-                for (k, v) in limits {
-                    requests.entry(k.clone()).or_insert_with(|| v.clone());
-                }
+        if let Some(res) = &mut c.resources
+            && let Some(limits) = &res.limits
+        {
+            let requests = res.requests.get_or_insert_with(BTreeMap::new);
+            for (k, v) in limits {
+                requests.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
     }
@@ -145,11 +145,10 @@ fn qos_class(spec: &PodSpec) -> &'static str {
 }
 
 fn is_zero(q: &Quantity) -> bool {
-    let number: String = q
-        .0
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
-        .collect();
+    let number: String =
+        q.0.chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
+            .collect();
     number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
@@ -187,7 +186,11 @@ fn pod_spec(spec: &mut PodSpec) {
 }
 
 fn container(c: &mut Container) {
-    if c.image_pull_policy.as_deref().unwrap_or_default().is_empty() {
+    if c.image_pull_policy
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         let image = c.image.as_deref().unwrap_or_default();
         c.image_pull_policy = Some(pull_policy_for(image).to_owned());
     }
@@ -320,13 +323,16 @@ pub(crate) fn service(obj: &mut Service) {
             spec.ip_family_policy = Some(policy.to_owned());
         }
         if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
-            let families: Vec<String> = spec
-                .cluster_ips
-                .iter()
-                .flatten()
-                .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
-                .map(|ip| if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned())
-                .collect();
+            let mut families: Vec<String> = Vec::new();
+            for ip in spec.cluster_ips.iter().flatten() {
+                let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+                    continue;
+                };
+                let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned();
+                if !families.contains(&family) {
+                    families.push(family);
+                }
+            }
             spec.ip_families = Some(if families.is_empty() {
                 vec!["IPv4".to_owned()]
             } else {
@@ -387,13 +393,18 @@ pub(crate) fn endpoint_slice(obj: &mut EndpointSlice) {
 pub(crate) fn deployment(obj: &mut Deployment) {
     let spec = obj.spec.get_or_insert_with(Default::default);
     set_if_none(&mut spec.replicas, 1);
-    let strategy = spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+    let strategy = spec
+        .strategy
+        .get_or_insert_with(DeploymentStrategy::default);
     set_if_empty(&mut strategy.type_, "RollingUpdate");
     if strategy.type_.as_deref() == Some("RollingUpdate") {
         let ru = strategy
             .rolling_update
             .get_or_insert_with(RollingUpdateDeployment::default);
-        set_if_none(&mut ru.max_unavailable, IntOrString::String("25%".to_owned()));
+        set_if_none(
+            &mut ru.max_unavailable,
+            IntOrString::String("25%".to_owned()),
+        );
         set_if_none(&mut ru.max_surge, IntOrString::String("25%".to_owned()));
     }
     set_if_none(&mut spec.revision_history_limit, 10);

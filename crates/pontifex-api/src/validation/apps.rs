@@ -141,15 +141,15 @@ fn selector_and_template(
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    if let Some(sel) = usable {
-        if !common::selector_matches(sel, &labels) {
-            errs.push(go_err(
-                ErrorKind::Invalid,
-                tp.child("metadata").child("labels"),
-                common::go_string_map(t.metadata.as_ref().and_then(|m| m.labels.as_ref())),
-                "`selector` does not match template `labels`",
-            ));
-        }
+    if let Some(sel) = usable
+        && !common::selector_matches(sel, &labels)
+    {
+        errs.push(go_err(
+            ErrorKind::Invalid,
+            tp.child("metadata").child("labels"),
+            common::go_string_map(t.metadata.as_ref().and_then(|m| m.labels.as_ref())),
+            "`selector` does not match template `labels`",
+        ));
     }
     errs.extend(pod::template(Some(t), &tp));
     let spec = t.spec.as_ref();
@@ -202,14 +202,14 @@ fn strategy(spec: &DeploymentSpec, path: &Path) -> ErrorList {
                         "may not be 0 when `maxSurge` is 0",
                     ));
                 }
-                if let IntOrString::String(s) = &mu {
-                    if percent(s).is_some_and(|p| p > 100) {
-                        errs.push(FieldError::invalid(
-                            rp.child("maxUnavailable"),
-                            s.as_str(),
-                            "must not be greater than 100%",
-                        ));
-                    }
+                if let IntOrString::String(s) = &mu
+                    && percent(s).is_some_and(|p| p > 100)
+                {
+                    errs.push(FieldError::invalid(
+                        rp.child("maxUnavailable"),
+                        s.as_str(),
+                        "must not be greater than 100%",
+                    ));
                 }
             }
         },

@@ -42,7 +42,8 @@ pub(crate) fn inclusive_range_error(lo: i64, hi: i64) -> String {
 }
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -130,9 +131,7 @@ pub(crate) fn is_wildcard_dns1123_subdomain(v: &str) -> Vec<String> {
     if v.len() > 253 {
         errs.push(max_len_error(253));
     }
-    let ok = v
-        .strip_prefix("*.")
-        .is_some_and(matches_dns1123_subdomain);
+    let ok = v.strip_prefix("*.").is_some_and(matches_dns1123_subdomain);
     if !ok {
         errs.push(regex_error(
             "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character",
@@ -218,7 +217,9 @@ pub(crate) fn is_valid_port_name(port: &str) -> Vec<String> {
             .bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_owned());
@@ -339,7 +340,11 @@ pub(crate) fn immutable<T: PartialEq + Clone + Into<serde_json::Value>>(
     if new == old {
         Vec::new()
     } else {
-        vec![FieldError::invalid(path.clone(), new.clone(), FIELD_IMMUTABLE)]
+        vec![FieldError::invalid(
+            path.clone(),
+            new.clone(),
+            FIELD_IMMUTABLE,
+        )]
     }
 }
 
@@ -433,14 +438,24 @@ pub(crate) fn object_meta(meta: &ObjectMeta, format: NameFormat) -> ErrorList {
         name => errs.extend(invalid_each(&path.child("name"), name, format.check(name))),
     }
     if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        errs.extend(invalid_each(&path.child("namespace"), ns, is_dns1123_label(ns)));
+        errs.extend(invalid_each(
+            &path.child("namespace"),
+            ns,
+            is_dns1123_label(ns),
+        ));
     }
     if let Some(g) = meta.generation {
         errs.extend(nonnegative(g, &path.child("generation")));
     }
     errs.extend(labels(meta.labels.as_ref(), &path.child("labels")));
-    errs.extend(annotations(meta.annotations.as_ref(), &path.child("annotations")));
-    errs.extend(finalizers(meta.finalizers.as_deref(), &path.child("finalizers")));
+    errs.extend(annotations(
+        meta.annotations.as_ref(),
+        &path.child("annotations"),
+    ));
+    errs.extend(finalizers(
+        meta.finalizers.as_deref(),
+        &path.child("finalizers"),
+    ));
     errs
 }
 
@@ -477,7 +492,10 @@ pub(crate) fn object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> ErrorLis
         ));
     }
     errs.extend(labels(new.labels.as_ref(), &path.child("labels")));
-    errs.extend(annotations(new.annotations.as_ref(), &path.child("annotations")));
+    errs.extend(annotations(
+        new.annotations.as_ref(),
+        &path.child("annotations"),
+    ));
     errs
 }
 
@@ -501,7 +519,11 @@ pub(crate) fn annotations(ann: Option<&BTreeMap<String, String>>, path: &Path) -
         total += k.len() + v.len();
     }
     if total > TOTAL_ANNOTATION_SIZE {
-        errs.push(FieldError::too_long(path.clone(), "", TOTAL_ANNOTATION_SIZE));
+        errs.push(FieldError::too_long(
+            path.clone(),
+            "",
+            TOTAL_ANNOTATION_SIZE,
+        ));
     }
     errs
 }
@@ -554,7 +576,11 @@ pub(crate) fn label_selector(sel: &LabelSelector, path: &Path) -> ErrorList {
                 "not a valid selector operator",
             )),
         }
-        errs.extend(invalid_each(&rp.child("key"), &req.key, is_qualified_name(&req.key)));
+        errs.extend(invalid_each(
+            &rp.child("key"),
+            &req.key,
+            is_qualified_name(&req.key),
+        ));
         for (j, v) in values.iter().enumerate() {
             errs.extend(invalid_each(
                 &rp.child("values").index(j),
@@ -563,7 +589,10 @@ pub(crate) fn label_selector(sel: &LabelSelector, path: &Path) -> ErrorList {
             ));
         }
     }
-    errs.extend(labels(sel.match_labels.as_ref(), &path.child("matchLabels")));
+    errs.extend(labels(
+        sel.match_labels.as_ref(),
+        &path.child("matchLabels"),
+    ));
     errs
 }
 

@@ -25,7 +25,11 @@ fn meta(new: &ObjectMeta, old: Option<&ObjectMeta>, format: NameFormat) -> Error
 }
 
 pub(crate) fn namespace(new: &Namespace, old: Option<&Namespace>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Label);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Label,
+    );
     let finalizers = new.spec.as_ref().and_then(|s| s.finalizers.as_deref());
     for (i, f) in finalizers.into_iter().flatten().enumerate() {
         errs.extend(common::finalizers(
@@ -37,7 +41,11 @@ pub(crate) fn namespace(new: &Namespace, old: Option<&Namespace>) -> ErrorList {
 }
 
 pub(crate) fn node(new: &Node, old: Option<&Node>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Subdomain);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Subdomain,
+    );
     let spec = new.spec.clone().unwrap_or_default();
     let cidrs = spec.pod_cidrs.clone().unwrap_or_default();
     let cp = Path::new("spec").child("podCIDRs");
@@ -89,12 +97,20 @@ pub(crate) fn node(new: &Node, old: Option<&Node>) -> ErrorList {
 }
 
 pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Subdomain);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Subdomain,
+    );
     let dp = Path::new("data");
     let data = new.data.clone().unwrap_or_default();
     let mut total = 0;
     for (k, v) in &data {
-        errs.extend(common::invalid_each(&dp.key(k), k, common::is_config_map_key(k)));
+        errs.extend(common::invalid_each(
+            &dp.key(k),
+            k,
+            common::is_config_map_key(k),
+        ));
         total += v.0.len();
     }
     if total > MAX_SECRET_SIZE {
@@ -117,26 +133,20 @@ pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
                 ));
             }
         }
-        "kubernetes.io/dockercfg" => {
-            if !data.contains_key(".dockercfg") {
-                errs.push(required(".dockercfg"));
-            }
+        "kubernetes.io/dockercfg" if !data.contains_key(".dockercfg") => {
+            errs.push(required(".dockercfg"));
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if !data.contains_key(".dockerconfigjson") {
-                errs.push(required(".dockerconfigjson"));
-            }
+        "kubernetes.io/dockerconfigjson" if !data.contains_key(".dockerconfigjson") => {
+            errs.push(required(".dockerconfigjson"));
         }
-        "kubernetes.io/basic-auth" => {
-            if !data.contains_key("username") && !data.contains_key("password") {
-                errs.push(required("username"));
-                errs.push(required("password"));
-            }
+        "kubernetes.io/basic-auth"
+            if !data.contains_key("username") && !data.contains_key("password") =>
+        {
+            errs.push(required("username"));
+            errs.push(required("password"));
         }
-        "kubernetes.io/ssh-auth" => {
-            if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) {
-                errs.push(required("ssh-privatekey"));
-            }
+        "kubernetes.io/ssh-auth" if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) => {
+            errs.push(required("ssh-privatekey"));
         }
         "kubernetes.io/tls" => {
             if !data.contains_key("tls.crt") {
@@ -156,7 +166,10 @@ pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
         ));
         if old.immutable == Some(true) {
             if new.immutable != Some(true) {
-                errs.push(FieldError::forbidden(Path::new("immutable"), IMMUTABLE_WHEN_SET));
+                errs.push(FieldError::forbidden(
+                    Path::new("immutable"),
+                    IMMUTABLE_WHEN_SET,
+                ));
             }
             if new.data != old.data {
                 errs.push(FieldError::forbidden(dp, IMMUTABLE_WHEN_SET));
@@ -167,7 +180,11 @@ pub(crate) fn secret(new: &Secret, old: Option<&Secret>) -> ErrorList {
 }
 
 pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Subdomain);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Subdomain,
+    );
     let data = new.data.clone().unwrap_or_default();
     let binary = new.binary_data.clone().unwrap_or_default();
     let mut total = 0;
@@ -175,7 +192,11 @@ pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList 
         let kp = Path::new("data").key(k);
         errs.extend(common::invalid_each(&kp, k, common::is_config_map_key(k)));
         if binary.contains_key(k) {
-            errs.push(FieldError::invalid(kp, k.as_str(), "duplicate of key present in binaryData"));
+            errs.push(FieldError::invalid(
+                kp,
+                k.as_str(),
+                "duplicate of key present in binaryData",
+            ));
         }
         total += v.len();
     }
@@ -187,17 +208,23 @@ pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList 
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long(Path::new(""), "", MAX_SECRET_SIZE));
     }
-    if let Some(old) = old {
-        if old.immutable == Some(true) {
-            if new.immutable != Some(true) {
-                errs.push(FieldError::forbidden(Path::new("immutable"), IMMUTABLE_WHEN_SET));
-            }
-            if new.data != old.data {
-                errs.push(FieldError::forbidden(Path::new("data"), IMMUTABLE_WHEN_SET));
-            }
-            if new.binary_data != old.binary_data {
-                errs.push(FieldError::forbidden(Path::new("binaryData"), IMMUTABLE_WHEN_SET));
-            }
+    if let Some(old) = old
+        && old.immutable == Some(true)
+    {
+        if new.immutable != Some(true) {
+            errs.push(FieldError::forbidden(
+                Path::new("immutable"),
+                IMMUTABLE_WHEN_SET,
+            ));
+        }
+        if new.data != old.data {
+            errs.push(FieldError::forbidden(Path::new("data"), IMMUTABLE_WHEN_SET));
+        }
+        if new.binary_data != old.binary_data {
+            errs.push(FieldError::forbidden(
+                Path::new("binaryData"),
+                IMMUTABLE_WHEN_SET,
+            ));
         }
     }
     errs
@@ -205,7 +232,11 @@ pub(crate) fn config_map(new: &ConfigMap, old: Option<&ConfigMap>) -> ErrorList 
 
 /// The core/v1 Event rules, lightly: the involved object's namespace must be the event's own.
 pub(crate) fn event(new: &Event, old: Option<&Event>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Subdomain);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Subdomain,
+    );
     let ns = new.metadata.namespace.as_deref().unwrap_or_default();
     let involved = new.involved_object.namespace.as_deref().unwrap_or_default();
     let bad_ns = if new.event_time.is_none() {
@@ -229,8 +260,16 @@ pub(crate) fn event(new: &Event, old: Option<&Event>) -> ErrorList {
         if controller.is_empty() {
             errs.push(FieldError::required(Path::new("reportingComponent"), ""));
         }
-        errs.extend(common::qualified_name(controller, &Path::new("reportingComponent")));
-        if new.reporting_instance.as_deref().unwrap_or_default().is_empty() {
+        errs.extend(common::qualified_name(
+            controller,
+            &Path::new("reportingComponent"),
+        ));
+        if new
+            .reporting_instance
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+        {
             errs.push(FieldError::required(Path::new("reportingInstance"), ""));
         }
         if new.action.as_deref().unwrap_or_default().is_empty() {
@@ -242,20 +281,27 @@ pub(crate) fn event(new: &Event, old: Option<&Event>) -> ErrorList {
 
 /// Lease, lightly: name, and non-negative durations and transitions.
 pub(crate) fn lease(new: &Lease, old: Option<&Lease>) -> ErrorList {
-    let mut errs = meta(&new.metadata, old.map(|o| &o.metadata), NameFormat::Dns1123Subdomain);
+    let mut errs = meta(
+        &new.metadata,
+        old.map(|o| &o.metadata),
+        NameFormat::Dns1123Subdomain,
+    );
     let sp = Path::new("spec");
     if let Some(spec) = &new.spec {
-        if let Some(d) = spec.lease_duration_seconds {
-            if d <= 0 {
-                errs.push(FieldError::invalid(
-                    sp.child("leaseDurationSeconds"),
-                    d,
-                    "must be greater than 0",
-                ));
-            }
+        if let Some(d) = spec.lease_duration_seconds
+            && d <= 0
+        {
+            errs.push(FieldError::invalid(
+                sp.child("leaseDurationSeconds"),
+                d,
+                "must be greater than 0",
+            ));
         }
         if let Some(t) = spec.lease_transitions {
-            errs.extend(common::nonnegative(i64::from(t), &sp.child("leaseTransitions")));
+            errs.extend(common::nonnegative(
+                i64::from(t),
+                &sp.child("leaseTransitions"),
+            ));
         }
     }
     errs

@@ -56,7 +56,10 @@ pub(crate) fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> ErrorList {
             for m in common::is_valid_port_num(i64::from(p.port)) {
                 errs.push(FieldError::invalid(pp.child("port"), p.port, m));
             }
-            errs.extend(common::protocol(p.protocol.as_deref(), &pp.child("protocol")));
+            errs.extend(common::protocol(
+                p.protocol.as_deref(),
+                &pp.child("protocol"),
+            ));
             if let Some(ap) = &p.app_protocol {
                 errs.extend(common::qualified_name(ap, &pp.child("appProtocol")));
             }
@@ -87,19 +90,34 @@ pub(crate) fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -
     if at.is_empty() {
         errs.push(FieldError::required(at_path.clone(), ""));
     } else if !ADDRESS_TYPES.contains(&at) {
-        errs.push(FieldError::not_supported(at_path.clone(), at, ADDRESS_TYPES));
+        errs.push(FieldError::not_supported(
+            at_path.clone(),
+            at,
+            ADDRESS_TYPES,
+        ));
     }
     let ep_path = Path::new("endpoints");
     if new.endpoints.len() > MAX_ENDPOINTS {
-        errs.push(FieldError::too_many(ep_path.clone(), new.endpoints.len(), MAX_ENDPOINTS));
+        errs.push(FieldError::too_many(
+            ep_path.clone(),
+            new.endpoints.len(),
+            MAX_ENDPOINTS,
+        ));
     } else {
         for (i, ep) in new.endpoints.iter().enumerate() {
             let p = ep_path.index(i);
             let ap = p.child("addresses");
             if ep.addresses.is_empty() {
-                errs.push(FieldError::required(ap.clone(), "must contain at least 1 address"));
+                errs.push(FieldError::required(
+                    ap.clone(),
+                    "must contain at least 1 address",
+                ));
             } else if ep.addresses.len() > MAX_ADDRESSES {
-                errs.push(FieldError::too_many(ap.clone(), ep.addresses.len(), MAX_ADDRESSES));
+                errs.push(FieldError::too_many(
+                    ap.clone(),
+                    ep.addresses.len(),
+                    MAX_ADDRESSES,
+                ));
             } else {
                 for (j, addr) in ep.addresses.iter().enumerate() {
                     errs.extend(slice_address(at, addr, &ap.index(j)));
@@ -128,15 +146,18 @@ pub(crate) fn endpoint_slice(new: &EndpointSlice, old: Option<&EndpointSlice>) -
             if !names.insert(name.to_owned()) {
                 errs.push(FieldError::duplicate(ip.child("name"), name));
             }
-            errs.extend(common::protocol(port.protocol.as_deref(), &ip.child("protocol")));
-            if let Some(p) = port.port {
-                if !(0..=65535).contains(&p) {
-                    errs.push(FieldError::invalid(
-                        ip.child("port"),
-                        p,
-                        common::inclusive_range_error(0, 65535),
-                    ));
-                }
+            errs.extend(common::protocol(
+                port.protocol.as_deref(),
+                &ip.child("protocol"),
+            ));
+            if let Some(p) = port.port
+                && !(0..=65535).contains(&p)
+            {
+                errs.push(FieldError::invalid(
+                    ip.child("port"),
+                    p,
+                    common::inclusive_range_error(0, 65535),
+                ));
             }
             if let Some(ap) = &port.app_protocol {
                 errs.extend(common::qualified_name(ap, &ip.child("appProtocol")));
@@ -158,11 +179,19 @@ fn slice_address(address_type: &str, addr: &str, path: &Path) -> ErrorList {
     match address_type {
         "IPv4" => match parsed {
             Some(ip) if ip.is_ipv4() => common::non_special_ip(addr, path),
-            _ => vec![FieldError::invalid(path.clone(), addr, "must be a valid IPv4 address")],
+            _ => vec![FieldError::invalid(
+                path.clone(),
+                addr,
+                "must be a valid IPv4 address",
+            )],
         },
         "IPv6" => match parsed {
             Some(ip) if ip.is_ipv6() => common::non_special_ip(addr, path),
-            _ => vec![FieldError::invalid(path.clone(), addr, "must be a valid IPv6 address")],
+            _ => vec![FieldError::invalid(
+                path.clone(),
+                addr,
+                "must be a valid IPv6 address",
+            )],
         },
         "FQDN" => fqdn(addr, path),
         _ => Vec::new(),

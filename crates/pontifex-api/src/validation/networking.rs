@@ -2,8 +2,8 @@
 //! NetworkPolicy.
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, IPBlock, Ingress, IngressBackend, IngressClass, IngressClassSpec,
-    IngressSpec, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    HTTPIngressPath, IPBlock, Ingress, IngressBackend, IngressClass, IngressClassSpec, IngressSpec,
+    NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -70,14 +70,21 @@ pub(crate) fn ingress(new: &Ingress, old: Option<&Ingress>) -> ErrorList {
             } else {
                 common::is_dns1123_subdomain(host)
             };
-            errs.extend(common::invalid_each(&tp.child("hosts").index(j), host, msgs));
+            errs.extend(common::invalid_each(
+                &tp.child("hosts").index(j),
+                host,
+                msgs,
+            ));
         }
         if let Some(secret) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) {
             errs.extend(common::dns1123_subdomain(secret, &tp.child("secretName")));
         }
     }
     if let Some(class) = &spec.ingress_class_name {
-        errs.extend(common::dns1123_subdomain(class, &sp.child("ingressClassName")));
+        errs.extend(common::dns1123_subdomain(
+            class,
+            &sp.child("ingressClassName"),
+        ));
         // Only on create: stored objects with both keep working.
         let annotated = new
             .metadata
@@ -124,7 +131,11 @@ fn http_path(p: &HTTPIngressPath, path: &Path) -> ErrorList {
         )),
         "Exact" | "Prefix" => {
             if !value.starts_with('/') {
-                errs.push(FieldError::invalid(pp.clone(), value, "must be an absolute path"));
+                errs.push(FieldError::invalid(
+                    pp.clone(),
+                    value,
+                    "must be an absolute path",
+                ));
             }
             if !value.is_empty() {
                 for seq in INVALID_PATH_SEQUENCES {
@@ -288,7 +299,9 @@ fn domain_prefixed_path(v: &str, path: &Path) -> ErrorList {
     if v.is_empty() {
         return vec![FieldError::required(path.clone(), "")];
     }
-    let Some((host, rest)) = v.split_once('/').filter(|(h, r)| !h.is_empty() && !r.is_empty())
+    let Some((host, rest)) = v
+        .split_once('/')
+        .filter(|(h, r)| !h.is_empty() && !r.is_empty())
     else {
         return vec![FieldError::invalid(
             path.clone(),
@@ -297,9 +310,9 @@ fn domain_prefixed_path(v: &str, path: &Path) -> ErrorList {
         )];
     };
     let mut errs = common::invalid_each(path, host, common::is_dns1123_subdomain(host));
-    let ok = rest.bytes().all(|c| {
-        c.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&c)
-    });
+    let ok = rest
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:".contains(&c));
     if !ok {
         errs.push(FieldError::invalid(
             path.clone(),
@@ -368,14 +381,14 @@ pub(crate) fn network_policy(new: &NetworkPolicy, old: Option<&NetworkPolicy>) -
 
 fn policy_port(p: &NetworkPolicyPort, path: &Path) -> ErrorList {
     let mut errs = Vec::new();
-    if let Some(proto) = p.protocol.as_deref() {
-        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(
-                path.child("protocol"),
-                proto,
-                &["TCP", "UDP", "SCTP"],
-            ));
-        }
+    if let Some(proto) = p.protocol.as_deref()
+        && !matches!(proto, "TCP" | "UDP" | "SCTP")
+    {
+        errs.push(FieldError::not_supported(
+            path.child("protocol"),
+            proto,
+            &["TCP", "UDP", "SCTP"],
+        ));
     }
     match &p.port {
         Some(IntOrString::Int(n)) => {

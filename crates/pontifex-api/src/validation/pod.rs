@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSpec, PodTemplateSpec, Probe, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, Probe, Toleration};
 
 use super::common::{self, NameFormat};
 use crate::field::{ErrorList, FieldError, Path};
@@ -128,8 +126,15 @@ pub(crate) fn pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
     if let Some(sel) = &spec.node_selector {
         errs.extend(common::labels(Some(sel), &path.child("nodeSelector")));
     }
-    if let Some(sa) = spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
-        errs.extend(common::dns1123_subdomain(sa, &path.child("serviceAccountName")));
+    if let Some(sa) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        errs.extend(common::dns1123_subdomain(
+            sa,
+            &path.child("serviceAccountName"),
+        ));
     }
     if let Some(n) = spec.node_name.as_deref().filter(|s| !s.is_empty()) {
         errs.extend(common::dns1123_subdomain(n, &path.child("nodeName")));
@@ -140,14 +145,14 @@ pub(crate) fn pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
     if let Some(s) = spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
         errs.extend(common::dns1123_label(s, &path.child("subdomain")));
     }
-    if let Some(d) = spec.active_deadline_seconds {
-        if d <= 0 {
-            errs.push(FieldError::invalid(
-                path.child("activeDeadlineSeconds"),
-                d,
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+    if let Some(d) = spec.active_deadline_seconds
+        && d <= 0
+    {
+        errs.push(FieldError::invalid(
+            path.child("activeDeadlineSeconds"),
+            d,
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     errs
 }
@@ -217,7 +222,10 @@ fn container(
                 errs.push(FieldError::invalid(pp.child("hostPort"), hp, m));
             }
         }
-        errs.extend(common::protocol(p.protocol.as_deref(), &pp.child("protocol")));
+        errs.extend(common::protocol(
+            p.protocol.as_deref(),
+            &pp.child("protocol"),
+        ));
     }
 
     for (i, e) in c.env.iter().flatten().enumerate() {
@@ -314,40 +322,40 @@ fn validate_probe(p: &Probe, path: &Path) -> ErrorList {
             "",
         ));
     }
-    if one(p.http_get.is_some(), "httpGet", &mut errs) {
-        if let Some(h) = &p.http_get {
-            let hp = path.child("httpGet");
-            if h.path.as_deref().unwrap_or_default().is_empty() {
-                errs.push(FieldError::required(hp.child("path"), ""));
-            }
-            errs.extend(common::port_num_or_name(&h.port, &hp.child("port")));
-            let scheme = h.scheme.as_deref().unwrap_or_default();
-            if scheme != "HTTP" && scheme != "HTTPS" {
-                errs.push(FieldError::not_supported(
-                    hp.child("scheme"),
-                    scheme,
-                    &["HTTP", "HTTPS"],
-                ));
-            }
+    if one(p.http_get.is_some(), "httpGet", &mut errs)
+        && let Some(h) = &p.http_get
+    {
+        let hp = path.child("httpGet");
+        if h.path.as_deref().unwrap_or_default().is_empty() {
+            errs.push(FieldError::required(hp.child("path"), ""));
         }
-    }
-    if one(p.tcp_socket.is_some(), "tcpSocket", &mut errs) {
-        if let Some(t) = &p.tcp_socket {
-            errs.extend(common::port_num_or_name(
-                &t.port,
-                &path.child("tcpSocket").child("port"),
+        errs.extend(common::port_num_or_name(&h.port, &hp.child("port")));
+        let scheme = h.scheme.as_deref().unwrap_or_default();
+        if scheme != "HTTP" && scheme != "HTTPS" {
+            errs.push(FieldError::not_supported(
+                hp.child("scheme"),
+                scheme,
+                &["HTTP", "HTTPS"],
             ));
         }
     }
-    if one(p.grpc.is_some(), "grpc", &mut errs) {
-        if let Some(g) = &p.grpc {
-            for m in common::is_valid_port_num(i64::from(g.port)) {
-                errs.push(FieldError::invalid(
-                    path.child("grpc").child("port"),
-                    g.port,
-                    m,
-                ));
-            }
+    if one(p.tcp_socket.is_some(), "tcpSocket", &mut errs)
+        && let Some(t) = &p.tcp_socket
+    {
+        errs.extend(common::port_num_or_name(
+            &t.port,
+            &path.child("tcpSocket").child("port"),
+        ));
+    }
+    if one(p.grpc.is_some(), "grpc", &mut errs)
+        && let Some(g) = &p.grpc
+    {
+        for m in common::is_valid_port_num(i64::from(g.port)) {
+            errs.push(FieldError::invalid(
+                path.child("grpc").child("port"),
+                g.port,
+                m,
+            ));
         }
     }
     if handlers == 0 {
@@ -384,14 +392,14 @@ fn spec_update(new: &PodSpec, old: &PodSpec) -> ErrorList {
         )];
     }
     if let Some(d) = new.active_deadline_seconds {
-        if let Some(od) = old.active_deadline_seconds {
-            if d > od {
-                errs.push(FieldError::invalid(
-                    sp.child("activeDeadlineSeconds"),
-                    d,
-                    "must be less than or equal to previous value",
-                ));
-            }
+        if let Some(od) = old.active_deadline_seconds
+            && d > od
+        {
+            errs.push(FieldError::invalid(
+                sp.child("activeDeadlineSeconds"),
+                d,
+                "must be less than or equal to previous value",
+            ));
         }
     } else if old.active_deadline_seconds.is_some() {
         errs.push(FieldError::invalid(
@@ -402,9 +410,7 @@ fn spec_update(new: &PodSpec, old: &PodSpec) -> ErrorList {
     }
     let old_tolerations: &[Toleration] = old.tolerations.as_deref().unwrap_or_default();
     let new_tolerations: &[Toleration] = new.tolerations.as_deref().unwrap_or_default();
-    let tolerations_ok = old_tolerations
-        .iter()
-        .all(|t| new_tolerations.contains(t));
+    let tolerations_ok = old_tolerations.iter().all(|t| new_tolerations.contains(t));
 
     let mut masked = new.clone();
     for (c, o) in masked.containers.iter_mut().zip(&old.containers) {

@@ -51,7 +51,9 @@ pub(crate) fn validate(new: &Service, old: Option<&Service>) -> ErrorList {
         {
             errs.push(FieldError::invalid(
                 Path::new("spec").child("loadBalancerClass"),
-                spec.load_balancer_class.clone().unwrap_or_else(|| "null".into()),
+                spec.load_balancer_class
+                    .clone()
+                    .unwrap_or_else(|| "null".into()),
                 "may not change once set",
             ));
         }
@@ -210,7 +212,10 @@ fn validate_service(svc: &Service, spec: &ServiceSpec) -> ErrorList {
         }
     }
 
-    let ranges = spec.load_balancer_source_ranges.as_deref().unwrap_or_default();
+    let ranges = spec
+        .load_balancer_source_ranges
+        .as_deref()
+        .unwrap_or_default();
     if !ranges.is_empty() {
         // Upstream's path really is capitalised here.
         let fp = sp.child("LoadBalancerSourceRanges");
@@ -263,7 +268,10 @@ fn validate_service(svc: &Service, spec: &ServiceSpec) -> ErrorList {
 
     if let Some(class) = &spec.load_balancer_class {
         if ty == "LoadBalancer" {
-            errs.extend(common::qualified_name(class, &sp.child("loadBalancerClass")));
+            errs.extend(common::qualified_name(
+                class,
+                &sp.child("loadBalancerClass"),
+            ));
         } else {
             errs.push(FieldError::forbidden(
                 sp.child("loadBalancerClass"),
@@ -286,14 +294,14 @@ fn validate_service(svc: &Service, spec: &ServiceSpec) -> ErrorList {
         _ => {}
     }
 
-    if let Some(td) = spec.traffic_distribution.as_deref() {
-        if td != "PreferClose" {
-            errs.push(FieldError::not_supported(
-                sp.child("trafficDistribution"),
-                td,
-                &["PreferClose"],
-            ));
-        }
+    if let Some(td) = spec.traffic_distribution.as_deref()
+        && td != "PreferClose"
+    {
+        errs.push(FieldError::not_supported(
+            sp.child("trafficDistribution"),
+            td,
+            &["PreferClose"],
+        ));
     }
     errs
 }
@@ -526,7 +534,11 @@ fn upgrade_downgrade_cluster_ips(old: &ServiceSpec, new: &ServiceSpec) -> ErrorL
     let new_ips: &[String] = new.cluster_ips.as_deref().unwrap_or_default();
     let mut errs = Vec::new();
     let changed = |i: usize| {
-        FieldError::invalid(ips_path.index(i), new_ips.to_vec(), "may not change once set")
+        FieldError::invalid(
+            ips_path.index(i),
+            new_ips.to_vec(),
+            "may not change once set",
+        )
     };
     if old_ips.len() == new_ips.len() {
         for (i, ip) in old_ips.iter().enumerate() {
@@ -548,7 +560,9 @@ fn upgrade_downgrade_cluster_ips(old: &ServiceSpec, new: &ServiceSpec) -> ErrorL
         if new_ips.len() == 1 && new.ip_family_policy.as_deref() != Some("SingleStack") {
             errs.push(FieldError::invalid(
                 Path::new("spec").child("ipFamilyPolicy"),
-                new.ip_family_policy.clone().unwrap_or_else(|| "null".into()),
+                new.ip_family_policy
+                    .clone()
+                    .unwrap_or_else(|| "null".into()),
                 "must be set to 'SingleStack' when releasing the secondary clusterIP",
             ));
         }
@@ -598,7 +612,9 @@ fn upgrade_downgrade_ip_families(old: &ServiceSpec, new: &ServiceSpec) -> ErrorL
         if new_f.len() == 1 && new.ip_family_policy.as_deref() != Some("SingleStack") {
             errs.push(FieldError::invalid(
                 Path::new("spec").child("ipFamilyPolicy"),
-                new.ip_family_policy.clone().unwrap_or_else(|| "null".into()),
+                new.ip_family_policy
+                    .clone()
+                    .unwrap_or_else(|| "null".into()),
                 "must be set to 'SingleStack' when releasing the secondary ipFamily",
             ));
         }
