@@ -44,8 +44,14 @@ impl Allocation {
 
     pub(crate) fn ops(&self, owner: &str) -> Vec<Op> {
         let owner = Bytes::from(owner.to_owned());
-        let mut ops: Vec<Op> =
-            self.claims.iter().map(|c| Op::Put { key: c.key.clone(), value: owner.clone() }).collect();
+        let mut ops: Vec<Op> = self
+            .claims
+            .iter()
+            .map(|c| Op::Put {
+                key: c.key.clone(),
+                value: owner.clone(),
+            })
+            .collect();
         ops.extend(self.releases.iter().map(|k| Op::Delete { key: k.clone() }));
         ops
     }
@@ -70,7 +76,12 @@ pub(crate) fn port_key(port: u16) -> String {
 
 impl Allocator {
     pub(crate) fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
-        Allocator { cidr, node_ports, used_ips: Mutex::default(), used_ports: Mutex::default() }
+        Allocator {
+            cidr,
+            node_ports,
+            used_ips: Mutex::default(),
+            used_ports: Mutex::default(),
+        }
     }
 
     #[cfg(test)]
@@ -85,12 +96,26 @@ impl Allocator {
 
     /// Note that the store holds this allocation key (at start-up, and after every committed write).
     pub(crate) fn observe(&self, key: &str, present: bool) {
-        if let Some(ip) = key.strip_prefix(IP_PREFIX).and_then(|s| s.parse::<Ipv4Addr>().ok()) {
+        if let Some(ip) = key
+            .strip_prefix(IP_PREFIX)
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        {
             let mut used = self.used_ips.lock().expect("allocator lock");
-            if present { used.insert(ip) } else { used.remove(&ip) };
-        } else if let Some(port) = key.strip_prefix(PORT_PREFIX).and_then(|s| s.parse::<u16>().ok()) {
+            if present {
+                used.insert(ip)
+            } else {
+                used.remove(&ip)
+            };
+        } else if let Some(port) = key
+            .strip_prefix(PORT_PREFIX)
+            .and_then(|s| s.parse::<u16>().ok())
+        {
             let mut used = self.used_ports.lock().expect("allocator lock");
-            if present { used.insert(port) } else { used.remove(&port) };
+            if present {
+                used.insert(port)
+            } else {
+                used.remove(&port)
+            };
         }
     }
 
@@ -124,16 +149,30 @@ impl Allocator {
         let used = self.used_ports.lock().expect("allocator lock");
         let span = u32::from(hi - lo) + 1;
         let start = rand::random::<u32>() % span;
-        (0..span).map(|i| lo + ((start + i) % span) as u16).find(|p| !used.contains(p) && !avoid.contains(p))
+        (0..span)
+            .map(|i| lo + ((start + i) % span) as u16)
+            .find(|p| !used.contains(p) && !avoid.contains(p))
     }
 
     /// Allocate what `svc` needs, given the stored `old` version on update. Fills `spec.clusterIP(s)` and
     /// node ports into `svc`. Errors are field errors of the Service (422).
-    pub(crate) fn allocate(&self, svc: &mut Value, old: Option<&Value>) -> Result<Allocation, Vec<FieldError>> {
+    pub(crate) fn allocate(
+        &self,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Allocation, Vec<FieldError>> {
         let mut alloc = Allocation::default();
         let mut errors = Vec::new();
-        let old_ips: HashSet<String> = old.map(cluster_ips).unwrap_or_default().into_iter().collect();
-        let old_ports: HashSet<u16> = old.map(node_ports).unwrap_or_default().into_iter().collect();
+        let old_ips: HashSet<String> = old
+            .map(cluster_ips)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let old_ports: HashSet<u16> = old
+            .map(node_ports)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
 
         // Cluster IP.
         let mut new_ips = Vec::new();
@@ -208,9 +247,13 @@ impl Allocator {
         let n = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
         for i in 0..n {
             let field = Path::new("spec").child("ports").index(i).child("nodePort");
-            let current = svc["spec"]["ports"][i]["nodePort"].as_u64().map(|p| p as u16);
+            let current = svc["spec"]["ports"][i]["nodePort"]
+                .as_u64()
+                .map(|p| p as u16);
             match current {
-                Some(p) if explicit_ok => self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors),
+                Some(p) if explicit_ok => {
+                    self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors)
+                }
                 None if auto => match self.pick_port(&picked) {
                     Some(p) => {
                         picked.insert(p);
@@ -219,7 +262,11 @@ impl Allocator {
                         alloc.claims.push(Claim {
                             key: port_key(p),
                             chosen: false,
-                            error: FieldError::invalid(field, p, "provided port is already allocated"),
+                            error: FieldError::invalid(
+                                field,
+                                p,
+                                "provided port is already allocated",
+                            ),
                         });
                     }
                     None => errors.push(FieldError::invalid(field, 0, "range is full")),
@@ -229,8 +276,13 @@ impl Allocator {
         }
         if needs_health_check_port(svc) {
             let field = Path::new("spec").child("healthCheckNodePort");
-            match svc["spec"]["healthCheckNodePort"].as_u64().map(|p| p as u16) {
-                Some(p) => self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors),
+            match svc["spec"]["healthCheckNodePort"]
+                .as_u64()
+                .map(|p| p as u16)
+            {
+                Some(p) => {
+                    self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors)
+                }
                 None => match self.pick_port(&picked) {
                     Some(p) => {
                         kept.insert(p);
@@ -238,7 +290,11 @@ impl Allocator {
                         alloc.claims.push(Claim {
                             key: port_key(p),
                             chosen: false,
-                            error: FieldError::invalid(field, p, "provided port is already allocated"),
+                            error: FieldError::invalid(
+                                field,
+                                p,
+                                "provided port is already allocated",
+                            ),
                         });
                     }
                     None => errors.push(FieldError::invalid(field, 0, "range is full")),
@@ -248,7 +304,11 @@ impl Allocator {
         for p in old_ports.iter().filter(|p| !kept.contains(p)) {
             alloc.releases.push(port_key(*p));
         }
-        if errors.is_empty() { Ok(alloc) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(alloc)
+        } else {
+            Err(errors)
+        }
     }
 
     fn claim_port(
@@ -269,7 +329,9 @@ impl Allocator {
             errors.push(FieldError::invalid(
                 field,
                 p,
-                format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
+                format!(
+                    "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                ),
             ));
             return;
         }
@@ -293,7 +355,9 @@ fn needs_cluster_ip(svc: &Value) -> bool {
 fn needs_node_ports(svc: &Value) -> bool {
     match svc["spec"]["type"].as_str() {
         Some("NodePort") => true,
-        Some("LoadBalancer") => svc["spec"]["allocateLoadBalancerNodePorts"].as_bool().unwrap_or(true),
+        Some("LoadBalancer") => svc["spec"]["allocateLoadBalancerNodePorts"]
+            .as_bool()
+            .unwrap_or(true),
         _ => false,
     }
 }
@@ -306,28 +370,51 @@ fn needs_health_check_port(svc: &Value) -> bool {
 pub(crate) fn cluster_ips(svc: &Value) -> Vec<String> {
     let ips: Vec<String> = svc["spec"]["clusterIPs"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if !ips.is_empty() {
         return ips.into_iter().filter(|ip| ip != "None").collect();
     }
-    svc["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty() && *ip != "None").map(str::to_owned).into_iter().collect()
+    svc["spec"]["clusterIP"]
+        .as_str()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .map(str::to_owned)
+        .into_iter()
+        .collect()
 }
 
 /// The node ports (including the health check port) a stored Service holds.
 pub(crate) fn node_ports(svc: &Value) -> Vec<u16> {
     let mut out: Vec<u16> = svc["spec"]["ports"]
         .as_array()
-        .map(|ports| ports.iter().filter_map(|p| p["nodePort"].as_u64()).map(|p| p as u16).collect())
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p["nodePort"].as_u64())
+                .map(|p| p as u16)
+                .collect()
+        })
         .unwrap_or_default();
-    out.extend(svc["spec"]["healthCheckNodePort"].as_u64().map(|p| p as u16));
+    out.extend(
+        svc["spec"]["healthCheckNodePort"]
+            .as_u64()
+            .map(|p| p as u16),
+    );
     out
 }
 
 /// Every allocation key a stored Service should own.
 pub(crate) fn owned_keys(svc: &Value) -> Vec<String> {
-    let mut keys: Vec<String> =
-        cluster_ips(svc).iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(|ip| ip_key(&ip)).collect();
+    let mut keys: Vec<String> = cluster_ips(svc)
+        .iter()
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        .map(|ip| ip_key(&ip))
+        .collect();
     let mut ports = node_ports(svc);
     ports.sort_unstable();
     ports.dedup();
@@ -340,13 +427,26 @@ pub(crate) fn owned_keys(svc: &Value) -> Vec<String> {
 /// fields the new type no longer has (node ports when it stops being NodePort/LoadBalancer, the cluster
 /// IP when it becomes ExternalName).
 pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
-    let new_type = new["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
-    let old_type = old["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    let new_type = new["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_owned();
+    let old_type = old["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_owned();
     if new_type != "ExternalName" {
         let cleared = new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty);
-        if cleared && old["spec"]["clusterIP"].as_str().is_some_and(|s| !s.is_empty()) {
+        if cleared
+            && old["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        {
             new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
-            if new["spec"]["clusterIPs"].as_array().is_none_or(Vec::is_empty) {
+            if new["spec"]["clusterIPs"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
                 new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
             }
             for f in ["ipFamilies", "ipFamilyPolicy"] {
@@ -355,11 +455,12 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
                 }
             }
         }
-    } else if old_type != "ExternalName" && new["spec"]["clusterIP"] == old["spec"]["clusterIP"] {
-        if let Some(spec) = new["spec"].as_object_mut() {
-            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                spec.remove(f);
-            }
+    } else if old_type != "ExternalName"
+        && new["spec"]["clusterIP"] == old["spec"]["clusterIP"]
+        && let Some(spec) = new["spec"].as_object_mut()
+    {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            spec.remove(f);
         }
     }
     let wants_ports = matches!(new_type.as_str(), "NodePort" | "LoadBalancer");
@@ -370,31 +471,46 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
                 let same = old["spec"]["ports"].as_array().and_then(|olds| {
                     olds.iter().find(|o| {
                         o["port"] == port["port"]
-                            && o["protocol"].as_str().unwrap_or("TCP") == port["protocol"].as_str().unwrap_or("TCP")
+                            && o["protocol"].as_str().unwrap_or("TCP")
+                                == port["protocol"].as_str().unwrap_or("TCP")
                     })
                 });
-                if let Some(n) = same.and_then(|o| o.get("nodePort")).filter(|n| !n.is_null()) {
+                if let Some(n) = same
+                    .and_then(|o| o.get("nodePort"))
+                    .filter(|n| !n.is_null())
+                {
                     port["nodePort"] = n.clone();
                 }
-            } else if !wants_ports && had_ports && port.get("nodePort") == old_port_node_port(old, port).as_ref() {
-                if let Some(p) = port.as_object_mut() {
-                    p.remove("nodePort");
-                }
+            } else if !wants_ports
+                && had_ports
+                && port.get("nodePort") == old_port_node_port(old, port).as_ref()
+                && let Some(p) = port.as_object_mut()
+            {
+                p.remove("nodePort");
             }
         }
     }
     let wants_hc = new_type == "LoadBalancer" && new["spec"]["externalTrafficPolicy"] == "Local";
-    if wants_hc && new["spec"]["healthCheckNodePort"].is_null() && !old["spec"]["healthCheckNodePort"].is_null() {
+    if wants_hc
+        && new["spec"]["healthCheckNodePort"].is_null()
+        && !old["spec"]["healthCheckNodePort"].is_null()
+    {
         new["spec"]["healthCheckNodePort"] = old["spec"]["healthCheckNodePort"].clone();
-    } else if !wants_hc && new["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"] {
-        if let Some(spec) = new["spec"].as_object_mut() {
-            spec.remove("healthCheckNodePort");
-        }
+    } else if !wants_hc
+        && new["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"]
+        && let Some(spec) = new["spec"].as_object_mut()
+    {
+        spec.remove("healthCheckNodePort");
     }
 }
 
 fn old_port_node_port(old: &Value, port: &Value) -> Option<Value> {
-    old["spec"]["ports"].as_array()?.iter().find(|o| o["port"] == port["port"]).and_then(|o| o.get("nodePort")).cloned()
+    old["spec"]["ports"]
+        .as_array()?
+        .iter()
+        .find(|o| o["port"] == port["port"])
+        .and_then(|o| o.get("nodePort"))
+        .cloned()
 }
 
 #[cfg(test)]

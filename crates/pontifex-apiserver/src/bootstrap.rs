@@ -21,8 +21,12 @@ pub(crate) async fn run(state: &Arc<State>, advertise: IpAddr, port: u16) -> Res
     repair_allocations(state).await?;
     let namespaces = registry::lookup("", "v1", "namespaces").expect("registered");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure_object(state, namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-            .await?;
+        ensure_object(
+            state,
+            namespaces,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let services = registry::lookup("", "v1", "services").expect("registered");
     let service = json!({
@@ -45,7 +49,12 @@ pub(crate) async fn run(state: &Arc<State>, advertise: IpAddr, port: u16) -> Res
         "subsets": [{"addresses": [{"ip": advertise.to_string()}],
                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
-    upsert_raw(state, objects::key(endpoints, Some("default"), "kubernetes"), ep).await?;
+    upsert_raw(
+        state,
+        objects::key(endpoints, Some("default"), "kubernetes"),
+        ep,
+    )
+    .await?;
     let slices = registry::lookup("discovery.k8s.io", "v1", "endpointslices").expect("registered");
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -55,7 +64,12 @@ pub(crate) async fn run(state: &Arc<State>, advertise: IpAddr, port: u16) -> Res
         "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    upsert_raw(state, objects::key(slices, Some("default"), "kubernetes"), slice).await?;
+    upsert_raw(
+        state,
+        objects::key(slices, Some("default"), "kubernetes"),
+        slice,
+    )
+    .await?;
     Ok(())
 }
 
@@ -71,19 +85,31 @@ async fn upsert_raw(state: &Arc<State>, key: String, mut obj: Value) -> Result<(
             }
             let meta = objects::meta_mut(&mut obj);
             meta.insert("uid".into(), stored["metadata"]["uid"].clone());
-            meta.insert("creationTimestamp".into(), stored["metadata"]["creationTimestamp"].clone());
+            meta.insert(
+                "creationTimestamp".into(),
+                stored["metadata"]["creationTimestamp"].clone(),
+            );
             Compare::ModRevision(key.clone(), kv.mod_revision)
         }
         None => {
             let meta = objects::meta_mut(&mut obj);
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-            meta.insert("creationTimestamp".into(), json!(objects::timestamp(Timestamp::now())));
+            meta.insert(
+                "creationTimestamp".into(),
+                json!(objects::timestamp(Timestamp::now())),
+            );
             Compare::Absent(key.clone())
         }
     };
     let outcome = state
         .store
-        .txn(vec![guard], vec![Op::Put { key, value: objects::encode(&obj) }])
+        .txn(
+            vec![guard],
+            vec![Op::Put {
+                key,
+                value: objects::encode(&obj),
+            }],
+        )
         .await
         .map_err(objects::store_error)?;
     match outcome {
@@ -98,16 +124,32 @@ async fn upsert_raw(state: &Arc<State>, key: String, mut obj: Value) -> Result<(
 /// since allocations are written in the same transaction as their Service.
 async fn repair_allocations(state: &Arc<State>) -> Result<(), ApiError> {
     let services = registry::lookup("", "v1", "services").expect("registered");
-    let all = state.store.range(&objects::base(services), None, 0).await.map_err(objects::store_error)?;
+    let all = state
+        .store
+        .range(&objects::base(services), None, 0)
+        .await
+        .map_err(objects::store_error)?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for kv in &all.kvs {
         let svc = objects::decode(kv)?;
-        let owner = format!("{}/{}", objects::namespace(&svc).unwrap_or(""), objects::name(&svc).unwrap_or(""));
-        wanted.extend(admission::owned_keys(&svc).into_iter().map(|k| (k, owner.clone())));
+        let owner = format!(
+            "{}/{}",
+            objects::namespace(&svc).unwrap_or(""),
+            objects::name(&svc).unwrap_or("")
+        );
+        wanted.extend(
+            admission::owned_keys(&svc)
+                .into_iter()
+                .map(|k| (k, owner.clone())),
+        );
     }
     let wanted_keys: HashSet<&str> = wanted.iter().map(|(k, _)| k.as_str()).collect();
     for prefix in [IP_PREFIX, PORT_PREFIX] {
-        let held = state.store.range(prefix, None, 0).await.map_err(objects::store_error)?;
+        let held = state
+            .store
+            .range(prefix, None, 0)
+            .await
+            .map_err(objects::store_error)?;
         for kv in held.kvs {
             if wanted_keys.contains(kv.key.as_str()) {
                 state.allocator.observe(&kv.key, true);
@@ -115,13 +157,23 @@ async fn repair_allocations(state: &Arc<State>) -> Result<(), ApiError> {
             }
             tracing::warn!(key = %kv.key, owner = %String::from_utf8_lossy(&kv.value), "releasing leaked allocation");
             let guard = Compare::ModRevision(kv.key.clone(), kv.mod_revision);
-            state.store.txn(vec![guard], vec![Op::Delete { key: kv.key }]).await.map_err(objects::store_error)?;
+            state
+                .store
+                .txn(vec![guard], vec![Op::Delete { key: kv.key }])
+                .await
+                .map_err(objects::store_error)?;
         }
     }
     for (key, owner) in wanted {
         let outcome = state
             .store
-            .txn(vec![Compare::Absent(key.clone())], vec![Op::Put { key: key.clone(), value: Bytes::from(owner.clone()) }])
+            .txn(
+                vec![Compare::Absent(key.clone())],
+                vec![Op::Put {
+                    key: key.clone(),
+                    value: Bytes::from(owner.clone()),
+                }],
+            )
             .await
             .map_err(objects::store_error)?;
         if let TxnOutcome::Committed { .. } = outcome {

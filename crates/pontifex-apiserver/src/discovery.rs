@@ -6,7 +6,16 @@
 use pontifex_api::registry::{self, RESOURCES, ResourceType};
 use serde_json::{Value, json};
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// Which aggregated discovery version the client accepts, if any (v2 preferred).
 pub(crate) fn aggregated_version(accept: &str) -> Option<&'static str> {
@@ -74,8 +83,11 @@ pub(crate) fn aggregated(core: bool, version: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(group, v)| {
-            let resources: Vec<Value> =
-                RESOURCES.iter().filter(|r| r.group == group && r.version == v).map(resource_entry).collect();
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == group && r.version == v)
+                .map(resource_entry)
+                .collect();
             json!({
                 "metadata": {"name": group, "creationTimestamp": null},
                 "versions": [{"version": v, "resources": resources, "freshness": "Current"}],
@@ -106,8 +118,11 @@ fn group_entry(group: &str, version: &str) -> Value {
 
 /// `/apis` in the legacy form.
 pub(crate) fn group_list() -> Value {
-    let groups: Vec<Value> =
-        registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_entry(g, v)).collect();
+    let groups: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| group_entry(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -123,7 +138,10 @@ pub(crate) fn group(name: &str) -> Option<Value> {
 /// `/api/v1` or `/apis/{group}/{version}`: an `APIResourceList`.
 pub(crate) fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -148,7 +166,11 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
             }));
         }
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
@@ -181,8 +203,20 @@ mod tests {
         assert_eq!(svc["scope"], "Namespaced");
         assert_eq!(svc["subresources"][0]["subresource"], "status");
         let named = aggregated(false, "v2");
-        assert!(named["items"].as_array().unwrap().iter().all(|i| i["metadata"]["name"] != ""));
+        assert!(
+            named["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["metadata"]["name"] != "")
+        );
         let legacy = resource_list("", "v1");
-        assert!(legacy["resources"].as_array().unwrap().iter().any(|r| r["name"] == "services/status"));
+        assert!(
+            legacy["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "services/status")
+        );
     }
 }

@@ -12,6 +12,7 @@ use pontifex_api::status::ApiError;
 use pontifex_store::{Compare, KeyValue, Op, TxnOutcome};
 use serde_json::{Value, json};
 
+use crate::Reply;
 use crate::admission::{self, Allocation};
 use crate::objects::{self, decode, encode};
 use crate::request::{Query, ResourceRequest};
@@ -19,7 +20,6 @@ use crate::select::Selectors;
 use crate::server::State;
 use crate::table::{self, Include, TableOpts};
 use crate::watch;
-use crate::Reply;
 
 /// Requests are bounded, as kube-apiserver bounds them (3 MiB).
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -44,7 +44,10 @@ impl Request<'_> {
     }
 
     fn accept(&self) -> &str {
-        self.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     fn dry_run(&self) -> bool {
@@ -52,7 +55,11 @@ impl Request<'_> {
     }
 
     fn not_found(&self, name: &str) -> ApiError {
-        ApiError::NotFound { group: self.r().group.into(), resource: self.r().plural.into(), name: name.into() }
+        ApiError::NotFound {
+            group: self.r().group.into(),
+            resource: self.r().plural.into(),
+            name: name.into(),
+        }
     }
 
     fn conflict(&self, name: &str, detail: &str) -> ApiError {
@@ -65,7 +72,12 @@ impl Request<'_> {
     }
 
     fn invalid(&self, name: &str, errors: ErrorList) -> ApiError {
-        ApiError::Invalid { group: self.r().group.into(), kind: self.r().kind.into(), name: name.into(), errors }
+        ApiError::Invalid {
+            group: self.r().group.into(),
+            kind: self.r().kind.into(),
+            name: name.into(),
+            errors,
+        }
     }
 
     fn key(&self, name: &str) -> String {
@@ -73,7 +85,11 @@ impl Request<'_> {
     }
 }
 
-pub(crate) async fn handle(req: Request<'_>, method: &Method, body: bytes::Bytes) -> Result<Reply, ApiError> {
+pub(crate) async fn handle(
+    req: Request<'_>,
+    method: &Method,
+    body: bytes::Bytes,
+) -> Result<Reply, ApiError> {
     let name = req.target.name.clone();
     let watching = req.target.legacy_watch || req.query.flag("watch");
     match (method, name) {
@@ -116,7 +132,12 @@ fn object_reply(req: &Request<'_>, code: u16, obj: Value) -> Result<Reply, ApiEr
 }
 
 async fn get(req: &Request<'_>, name: &str) -> Result<Reply, ApiError> {
-    let kv = req.state.store.get(&req.key(name)).await.map_err(objects::store_error)?;
+    let kv = req
+        .state
+        .store
+        .get(&req.key(name))
+        .await
+        .map_err(objects::store_error)?;
     let obj = decode(&kv.ok_or_else(|| req.not_found(name))?)?;
     object_reply(req, 200, obj)
 }
@@ -130,14 +151,24 @@ struct Continue {
 
 async fn list(req: &Request<'_>) -> Result<Reply, ApiError> {
     let selectors = Selectors::parse(&req.query, req.r())?;
-    let limit: usize = req.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let limit: usize = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let cont: Option<Continue> = match req.query.get("continue") {
         Some(token) => Some(decode_continue(token)?),
         None => None,
     };
     let prefix = objects::prefix(req.r(), selectors.narrow_namespace(req.ns()));
-    let (items, rv, next) =
-        read_matching(req, &prefix, &selectors, limit, cont.as_ref().map(|c| c.start.as_str())).await?;
+    let (items, rv, next) = read_matching(
+        req,
+        &prefix,
+        &selectors,
+        limit,
+        cont.as_ref().map(|c| c.start.as_str()),
+    )
+    .await?;
     let rv = cont.map_or(rv, |c| c.rv);
     let continue_token = next.map(|start| encode_continue(&Continue { rv, start }));
     let rv_s = rv.to_string();
@@ -171,7 +202,8 @@ async fn list(req: &Request<'_>) -> Result<Reply, ApiError> {
 
 fn encode_continue(c: &Continue) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
 fn decode_continue(token: &str) -> Result<Continue, ApiError> {
@@ -198,14 +230,20 @@ pub(crate) async fn read_matching(
     let chunk = if limit == 0 { 0 } else { limit.max(64) };
     let mut first_rev = None;
     loop {
-        let page = req.state.store.range(prefix, cursor.as_deref(), chunk).await.map_err(objects::store_error)?;
+        let page = req
+            .state
+            .store
+            .range(prefix, cursor.as_deref(), chunk)
+            .await
+            .map_err(objects::store_error)?;
         first_rev.get_or_insert(page.revision);
         for kv in &page.kvs {
             let obj = decode(kv)?;
             if selectors.matches(req.r(), &obj)? {
                 items.push(obj);
                 if limit > 0 && items.len() == limit {
-                    let more = page.more || kv.key != page.kvs.last().map(|l| l.key.clone()).unwrap_or_default();
+                    let more = page.more
+                        || kv.key != page.kvs.last().map(|l| l.key.clone()).unwrap_or_default();
                     let next = more.then(|| kv.key.clone());
                     return Ok((items, first_rev.unwrap_or_default(), next));
                 }
@@ -239,13 +277,19 @@ fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
 
 /// Parse a request body: JSON, or YAML for the content types that allow it.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     if ct.starts_with("application/yaml") || ct.starts_with("application/apply-patch+yaml") {
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
         return serde_saphyr::from_str(text)
             .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}")));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
+    })
 }
 
 /// Decode a body into the kind: type and kind checks, then strict field validation. Returns the object and
@@ -253,7 +297,9 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 fn decode_body(req: &Request<'_>, mut body: Value) -> Result<(Value, Vec<String>), ApiError> {
     let r = req.r();
     if !body.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     }
     for (field, want) in [("apiVersion", r.api_version()), ("kind", r.kind.to_owned())] {
         match body.get(field).and_then(Value::as_str) {
@@ -262,8 +308,16 @@ fn decode_body(req: &Request<'_>, mut body: Value) -> Result<(Value, Vec<String>
             Some(got) => {
                 return Err(ApiError::BadRequest(format!(
                     "the API version in the data ({}) does not match the expected API version ({})",
-                    if field == "kind" { format!("{}, Kind={got}", r.api_version()) } else { got.to_owned() },
-                    if field == "kind" { format!("{}, Kind={want}", r.api_version()) } else { want },
+                    if field == "kind" {
+                        format!("{}, Kind={got}", r.api_version())
+                    } else {
+                        got.to_owned()
+                    },
+                    if field == "kind" {
+                        format!("{}, Kind={want}", r.api_version())
+                    } else {
+                        want
+                    },
                 )));
             }
         }
@@ -274,7 +328,11 @@ fn decode_body(req: &Request<'_>, mut body: Value) -> Result<(Value, Vec<String>
     if !decoded.unknown_fields.is_empty() {
         match mode {
             FieldValidation::Strict => {
-                let list: Vec<String> = decoded.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                let list: Vec<String> = decoded
+                    .unknown_fields
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
                 return Err(ApiError::BadRequest(format!(
                     "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
                     list.join(", "),
@@ -283,7 +341,12 @@ fn decode_body(req: &Request<'_>, mut body: Value) -> Result<(Value, Vec<String>
                 )));
             }
             FieldValidation::Warn => {
-                warnings.extend(decoded.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")));
+                warnings.extend(
+                    decoded
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\"")),
+                );
             }
             FieldValidation::Ignore => {}
         }
@@ -292,7 +355,11 @@ fn decode_body(req: &Request<'_>, mut body: Value) -> Result<(Value, Vec<String>
 }
 
 /// Default and validate a decoded object; on update `old` is the stored version.
-fn default_and_validate(req: &Request<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+fn default_and_validate(
+    req: &Request<'_>,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
     let r = req.r();
     r.strategy.default(obj)?;
     let errors = r.strategy.validate(obj, old)?;
@@ -304,13 +371,25 @@ fn default_and_validate(req: &Request<'_>, obj: &mut Value, old: Option<&Value>)
 
 /// The namespace of a namespaced write must exist and not be terminating (NamespaceLifecycle admission).
 async fn check_namespace(req: &Request<'_>, ns: &str) -> Result<(), ApiError> {
-    let ns_type = pontifex_api::registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
-    let kv = req.state.store.get(&objects::key(ns_type, None, ns)).await.map_err(objects::store_error)?;
+    let ns_type =
+        pontifex_api::registry::lookup("", "v1", "namespaces").expect("namespaces are registered");
+    let kv = req
+        .state
+        .store
+        .get(&objects::key(ns_type, None, ns))
+        .await
+        .map_err(objects::store_error)?;
     let Some(kv) = kv else {
-        return Err(ApiError::NotFound { group: String::new(), resource: "namespaces".into(), name: ns.into() });
+        return Err(ApiError::NotFound {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: ns.into(),
+        });
     };
     let obj = decode(&kv)?;
-    if obj["status"]["phase"] == "Terminating" || !objects::meta(&obj)["deletionTimestamp"].is_null() {
+    if obj["status"]["phase"] == "Terminating"
+        || !objects::meta(&obj)["deletionTimestamp"].is_null()
+    {
         // The caller words the message, which names the object being created.
         return Err(ApiError::Forbidden(String::new()));
     }
@@ -336,9 +415,17 @@ fn prepare_create(req: &Request<'_>, obj: &mut Value) -> Result<String, ApiError
     } else if !r.namespaced {
         meta.remove("namespace");
     }
-    let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+    let name = match meta
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
         Some(n) => n.to_owned(),
-        None => match meta.get("generateName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        None => match meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             Some(prefix) => {
                 let name = format!("{prefix}{}", random_suffix());
                 meta.insert("name".into(), json!(name));
@@ -347,12 +434,26 @@ fn prepare_create(req: &Request<'_>, obj: &mut Value) -> Result<String, ApiError
             None => String::new(), // validation reports the missing name
         },
     };
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::BadRequest("resourceVersion should not be set on objects to be created".into()));
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::BadRequest(
+            "resourceVersion should not be set on objects to be created".into(),
+        ));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(objects::timestamp(Timestamp::now())));
-    for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+    meta.insert(
+        "creationTimestamp".into(),
+        json!(objects::timestamp(Timestamp::now())),
+    );
+    for f in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    ] {
         meta.remove(f);
     }
     if r.tracks_generation {
@@ -374,7 +475,9 @@ fn prepare_create(req: &Request<'_>, obj: &mut Value) -> Result<String, ApiError
 /// Five lowercase alphanumerics without vowels, as `generateName` gets from the real server.
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 async fn create(req: &Request<'_>, body: &[u8]) -> Result<Reply, ApiError> {
@@ -404,7 +507,15 @@ async fn create_object(req: &Request<'_>, mut obj: Value) -> Result<(u16, Value)
         if req.dry_run() {
             return Ok((201, candidate));
         }
-        match commit(req, &key, Compare::Absent(key.clone()), Some(&candidate), &alloc).await? {
+        match commit(
+            req,
+            &key,
+            Compare::Absent(key.clone()),
+            Some(&candidate),
+            &alloc,
+        )
+        .await?
+        {
             Committed::Done(rev) => {
                 objects::set_resource_version(&mut candidate, rev);
                 return Ok((201, candidate));
@@ -419,15 +530,25 @@ async fn create_object(req: &Request<'_>, mut obj: Value) -> Result<(u16, Value)
             Committed::Retry => continue,
         }
     }
-    Err(ApiError::Unavailable("too many conflicting allocations; try again".into()))
+    Err(ApiError::Unavailable(
+        "too many conflicting allocations; try again".into(),
+    ))
 }
 
 /// Service admission; other kinds allocate nothing.
-fn admit(req: &Request<'_>, name: &str, obj: &mut Value, old: Option<&Value>) -> Result<Allocation, ApiError> {
+fn admit(
+    req: &Request<'_>,
+    name: &str,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Allocation, ApiError> {
     if req.r().kind != "Service" || req.target.subresource.is_some() {
         return Ok(Allocation::default());
     }
-    req.state.allocator.allocate(obj, old).map_err(|errors| req.invalid(name, errors))
+    req.state
+        .allocator
+        .allocate(obj, old)
+        .map_err(|errors| req.invalid(name, errors))
 }
 
 enum Committed {
@@ -449,12 +570,27 @@ async fn commit(
     let mut compares = vec![guard];
     compares.extend(alloc.compares());
     let mut ops = vec![match obj {
-        Some(o) => Op::Put { key: key.to_owned(), value: encode(o) },
-        None => Op::Delete { key: key.to_owned() },
+        Some(o) => Op::Put {
+            key: key.to_owned(),
+            value: encode(o),
+        },
+        None => Op::Delete {
+            key: key.to_owned(),
+        },
     }];
-    let owner = format!("{}/{}", req.ns().unwrap_or(""), key.rsplit('/').next().unwrap_or(""));
+    let owner = format!(
+        "{}/{}",
+        req.ns().unwrap_or(""),
+        key.rsplit('/').next().unwrap_or("")
+    );
     ops.extend(alloc.ops(&owner));
-    match req.state.store.txn(compares, ops).await.map_err(objects::store_error)? {
+    match req
+        .state
+        .store
+        .txn(compares, ops)
+        .await
+        .map_err(objects::store_error)?
+    {
         TxnOutcome::Committed { revision } => {
             for c in &alloc.claims {
                 req.state.allocator.observe(&c.key, true);
@@ -469,7 +605,9 @@ async fn commit(
             let claim = &alloc.claims[failed - 1];
             req.state.allocator.observe(&claim.key, true);
             if claim.chosen {
-                let name = objects::name(obj.unwrap_or(&Value::Null)).unwrap_or("").to_owned();
+                let name = objects::name(obj.unwrap_or(&Value::Null))
+                    .unwrap_or("")
+                    .to_owned();
                 Err(req.invalid(&name, vec![claim.error.clone()]))
             } else {
                 Ok(Committed::Retry)
@@ -501,16 +639,22 @@ async fn update_object(
 ) -> Result<(u16, Value), ApiError> {
     let key = req.key(name);
     for _ in 0..WRITE_RETRIES {
-        let kv = req.state.store.get(&key).await.map_err(objects::store_error)?.ok_or_else(|| req.not_found(name))?;
+        let kv = req
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(objects::store_error)?
+            .ok_or_else(|| req.not_found(name))?;
         let current = decode(&kv)?;
         let mut desired = change(&current)?;
-        if let Some(rv) = objects::resource_version(&desired) {
-            if rv != kv.mod_revision.to_string() {
-                return Err(req.conflict(
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = objects::resource_version(&desired)
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(req.conflict(
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         prepare_update(req, &mut desired, &current)?;
         if req.r().kind == "Service" && req.target.subresource.is_none() {
@@ -521,7 +665,9 @@ async fn update_object(
         bump_generation(req.r(), &mut desired, &current);
         // A finalizer-held object whose last finalizer goes is deleted now.
         let finished = !objects::meta(&desired)["deletionTimestamp"].is_null()
-            && objects::meta(&desired)["finalizers"].as_array().is_none_or(Vec::is_empty);
+            && objects::meta(&desired)["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
         if encode(&desired) == kv.value && !finished {
             // No change: no write, no new resourceVersion (kubectl apply relies on this being cheap).
             return Ok((200, current));
@@ -541,7 +687,9 @@ async fn update_object(
                 objects::set_resource_version(&mut desired, rev);
                 return Ok((200, desired));
             }
-            Committed::ObjectChanged(_) if objects::resource_version(&change(&current)?).is_some() => {
+            Committed::ObjectChanged(_)
+                if objects::resource_version(&change(&current)?).is_some() =>
+            {
                 return Err(req.conflict(
                     name,
                     "the object has been modified; please apply your changes to the latest version and try again",
@@ -580,7 +728,14 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
         return Ok(());
     }
     let meta = objects::meta_mut(desired);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+    ] {
         match cur_meta.get(f) {
             Some(v) => {
                 meta.insert(f.into(), v.clone());
@@ -619,7 +774,11 @@ fn bump_generation(r: &ResourceType, desired: &mut Value, current: &Value) {
         v
     };
     let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-    let next = if strip(desired) != strip(current) { generation + 1 } else { generation };
+    let next = if strip(desired) != strip(current) {
+        generation + 1
+    } else {
+        generation
+    };
     objects::meta_mut(desired).insert("generation".into(), json!(next));
 }
 
@@ -628,17 +787,24 @@ fn release_all(req: &Request<'_>, current: &Value) -> Allocation {
     if req.r().kind != "Service" {
         return Allocation::default();
     }
-    Allocation { claims: Vec::new(), releases: admission::owned_keys(current) }
+    Allocation {
+        claims: Vec::new(),
+        releases: admission::owned_keys(current),
+    }
 }
 
 async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
-    let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let ct = ct.split(';').next().unwrap_or("").trim().to_owned();
     if ct == "application/apply-patch+yaml" {
         return apply(req, name, body).await;
     }
-    let patch_doc: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    let patch_doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
     let schema = pontifex_api::patch::schema_for(req.r().group, req.r().kind);
     let warnings = std::sync::Mutex::new(Vec::new());
     let (code, out) = update_object(req, name, |current| {
@@ -675,7 +841,9 @@ fn patch_error(e: pontifex_api::patch::PatchError) -> ApiError {
     match e.http_status() {
         400 => ApiError::BadRequest(e.to_string()),
         422 => ApiError::Unprocessable(e.to_string()),
-        413 => ApiError::TooLarge { limit: pontifex_api::patch::MAX_JSON_PATCH_OPERATIONS },
+        413 => ApiError::TooLarge {
+            limit: pontifex_api::patch::MAX_JSON_PATCH_OPERATIONS,
+        },
         _ => ApiError::Internal(e.to_string()),
     }
 }
@@ -684,7 +852,9 @@ fn patch_error(e: pontifex_api::patch::PatchError) -> ApiError {
 /// the live object. Field ownership (managedFields, conflicts) is not tracked.
 async fn apply(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
     if req.query.get("fieldManager").is_none() {
-        return Err(ApiError::BadRequest("PATCH requests using apply-patch+yaml require a fieldManager".into()));
+        return Err(ApiError::BadRequest(
+            "PATCH requests using apply-patch+yaml require a fieldManager".into(),
+        ));
     }
     let applied = parse_body(req.headers, body)?;
     let (applied, warnings) = decode_body(req, applied)?;
@@ -693,11 +863,23 @@ async fn apply(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiE
 }
 
 /// Apply a decoded object: 201 when it was created, 200 when it was updated (or unchanged).
-async fn apply_decoded(req: &Request<'_>, name: &str, applied: Value) -> Result<(u16, Value), ApiError> {
+async fn apply_decoded(
+    req: &Request<'_>,
+    name: &str,
+    applied: Value,
+) -> Result<(u16, Value), ApiError> {
     if objects::name(&applied).is_some_and(|n| n != name) {
-        return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
+        return Err(ApiError::BadRequest(
+            "the name of the object does not match the name on the URL".into(),
+        ));
     }
-    let exists = req.state.store.get(&req.key(name)).await.map_err(objects::store_error)?.is_some();
+    let exists = req
+        .state
+        .store
+        .get(&req.key(name))
+        .await
+        .map_err(objects::store_error)?
+        .is_some();
     if !exists {
         let mut obj = applied.clone();
         objects::meta_mut(&mut obj).insert("name".into(), json!(name));
@@ -728,27 +910,54 @@ pub enum Applied {
 
 /// Apply one manifest in-process (for `pontifex up -f`), with strict field validation. Returns the
 /// resource's plural name, the object's name and what happened.
-pub(crate) async fn apply_manifest(state: &Arc<State>, manifest: Value) -> Result<(String, String, Applied), ApiError> {
-    let api_version = manifest.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+pub(crate) async fn apply_manifest(
+    state: &Arc<State>,
+    manifest: Value,
+) -> Result<(String, String, Applied), ApiError> {
+    let api_version = manifest
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = manifest.get("kind").and_then(Value::as_str).unwrap_or("");
     let r = pontifex_api::registry::by_kind(api_version, kind).ok_or_else(|| {
-        ApiError::BadRequest(format!("no matches for kind \"{kind}\" in version \"{api_version}\""))
+        ApiError::BadRequest(format!(
+            "no matches for kind \"{kind}\" in version \"{api_version}\""
+        ))
     })?;
     let name = objects::name(&manifest).unwrap_or("").to_owned();
-    let namespace = r.namespaced.then(|| objects::namespace(&manifest).unwrap_or("default").to_owned());
+    let namespace = r.namespaced.then(|| {
+        objects::namespace(&manifest)
+            .unwrap_or("default")
+            .to_owned()
+    });
     let headers = HeaderMap::new();
     let req = Request {
         state,
-        target: ResourceRequest { resource: r, namespace, name: Some(name.clone()), subresource: None, legacy_watch: false },
-        query: Query::from_pairs(&[("fieldManager", "pontifex-up"), ("fieldValidation", "Strict")]),
+        target: ResourceRequest {
+            resource: r,
+            namespace,
+            name: Some(name.clone()),
+            subresource: None,
+            legacy_watch: false,
+        },
+        query: Query::from_pairs(&[
+            ("fieldManager", "pontifex-up"),
+            ("fieldValidation", "Strict"),
+        ]),
         headers: &headers,
     };
-    let before = state.store.get(&req.key(&name)).await.map_err(objects::store_error)?;
+    let before = state
+        .store
+        .get(&req.key(&name))
+        .await
+        .map_err(objects::store_error)?;
     let (decoded, _) = decode_body(&req, manifest)?;
     let (code, out) = apply_decoded(&req, &name, decoded).await?;
     let outcome = match (code, before) {
         (201, _) => Applied::Created,
-        (_, Some(kv)) if objects::resource_version(&out) == Some(kv.mod_revision.to_string().as_str()) => {
+        (_, Some(kv))
+            if objects::resource_version(&out) == Some(kv.mod_revision.to_string().as_str()) =>
+        {
             Applied::Unchanged
         }
         _ => Applied::Configured,
@@ -778,9 +987,14 @@ fn delete_options(req: &Request<'_>, body: &[u8]) -> Result<DeleteOptions, ApiEr
     let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
-    if let Some(g) = req.query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()) {
+    if let Some(g) = req
+        .query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+    {
         opts.grace_period_seconds = Some(g);
     }
     Ok(opts)
@@ -788,20 +1002,36 @@ fn delete_options(req: &Request<'_>, body: &[u8]) -> Result<DeleteOptions, ApiEr
 
 async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
     let opts = delete_options(req, body)?;
-    let dry_run = req.dry_run() || opts.dry_run.as_ref().is_some_and(|d| d.iter().any(|x| x == "All"));
+    let dry_run = req.dry_run()
+        || opts
+            .dry_run
+            .as_ref()
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
     let key = req.key(name);
     for _ in 0..WRITE_RETRIES {
-        let kv = req.state.store.get(&key).await.map_err(objects::store_error)?.ok_or_else(|| req.not_found(name))?;
+        let kv = req
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(objects::store_error)?
+            .ok_or_else(|| req.not_found(name))?;
         let current = decode(&kv)?;
         if let Some(p) = &opts.preconditions {
             let uid = objects::meta(&current)["uid"].as_str().unwrap_or("");
             if p.uid.as_deref().is_some_and(|u| u != uid) {
                 return Err(req.conflict(
                     name,
-                    &format!("Precondition failed: UID in precondition: {}, UID in object meta: {uid}", p.uid.as_deref().unwrap_or("")),
+                    &format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {uid}",
+                        p.uid.as_deref().unwrap_or("")
+                    ),
                 ));
             }
-            if p.resource_version.as_deref().is_some_and(|rv| rv != kv.mod_revision.to_string()) {
+            if p.resource_version
+                .as_deref()
+                .is_some_and(|rv| rv != kv.mod_revision.to_string())
+            {
                 return Err(req.conflict(
                     name,
                     &format!(
@@ -812,12 +1042,23 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
                 ));
             }
         }
-        let has_finalizers = objects::meta(&current)["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let has_finalizers = objects::meta(&current)["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         let graceful = req.r().kind == "Pod"
-            && !current["spec"]["nodeName"].as_str().unwrap_or("").is_empty()
-            && opts.grace_period_seconds.or(current["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30) > 0;
+            && !current["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty()
+            && opts
+                .grace_period_seconds
+                .or(current["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30)
+                > 0;
         let namespace_spec_finalizers = req.r().kind == "Namespace"
-            && current["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            && current["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
         if has_finalizers || graceful || namespace_spec_finalizers {
             // Mark for deletion; finalizers (or the node agent, for pods) finish it.
             if !objects::meta(&current)["deletionTimestamp"].is_null() {
@@ -825,7 +1066,9 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
             }
             let mut marked = current.clone();
             let grace = if graceful {
-                opts.grace_period_seconds.or(current["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30)
+                opts.grace_period_seconds
+                    .or(current["spec"]["terminationGracePeriodSeconds"].as_i64())
+                    .unwrap_or(30)
             } else {
                 0
             };
@@ -853,7 +1096,9 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
         }
         let guard = Compare::ModRevision(key.clone(), kv.mod_revision);
         match commit(req, &key, guard, None, &release_all(req, &current)).await? {
-            Committed::Done(_) => return Ok(Reply::json(200, &objects::with_type(current, req.r()))),
+            Committed::Done(_) => {
+                return Ok(Reply::json(200, &objects::with_type(current, req.r())));
+            }
             Committed::ObjectChanged(None) => return Err(req.not_found(name)),
             _ => continue,
         }
@@ -867,7 +1112,9 @@ async fn delete_collection(req: &Request<'_>, body: &[u8]) -> Result<Reply, ApiE
     let (items, _, _) = read_matching(req, &prefix, &selectors, 0, None).await?;
     let mut deleted = Vec::new();
     for obj in items {
-        let Some(name) = objects::name(&obj).map(str::to_owned) else { continue };
+        let Some(name) = objects::name(&obj).map(str::to_owned) else {
+            continue;
+        };
         match delete(req, &name, body).await {
             Ok(_) | Err(ApiError::NotFound { .. }) => deleted.push(obj),
             Err(e) => return Err(e),
@@ -883,13 +1130,23 @@ async fn delete_collection(req: &Request<'_>, body: &[u8]) -> Result<Reply, ApiE
 }
 
 /// Internal writes (start-up objects) go through the same path as a user's create, minus HTTP.
-pub(crate) async fn ensure_object(state: &Arc<State>, r: &'static ResourceType, obj: Value) -> Result<(), ApiError> {
+pub(crate) async fn ensure_object(
+    state: &Arc<State>,
+    r: &'static ResourceType,
+    obj: Value,
+) -> Result<(), ApiError> {
     let name = objects::name(&obj).unwrap_or("").to_owned();
     let ns = objects::namespace(&obj).map(str::to_owned);
     let headers = HeaderMap::new();
     let req = Request {
         state,
-        target: ResourceRequest { resource: r, namespace: ns, name: Some(name), subresource: None, legacy_watch: false },
+        target: ResourceRequest {
+            resource: r,
+            namespace: ns,
+            name: Some(name),
+            subresource: None,
+            legacy_watch: false,
+        },
         query: Query::default(),
         headers: &headers,
     };

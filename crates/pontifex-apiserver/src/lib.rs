@@ -93,30 +93,51 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
     }
 }
 
 impl ApiServer {
     /// Bind the port, load or create credentials, create the start-up objects and repair allocations.
     /// `shutdown` stops the server (and ends every watch) when cancelled.
-    pub async fn bind(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> Result<Self, Error> {
-        let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port)).await?;
+    pub async fn bind(
+        config: Config,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
+        let listener =
+            TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port)).await?;
         let local = listener.local_addr()?;
-        let allocator =
-            admission::Allocator::new(config.service_cluster_ip_range, config.service_node_port_range);
+        let allocator = admission::Allocator::new(
+            config.service_cluster_ip_range,
+            config.service_node_port_range,
+        );
         let first_ip = IpAddr::V4(allocator.first_ip());
-        let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), "::1".parse().expect("valid"), first_ip];
-        for ip in [Some(config.bind_address), config.advertise_address].into_iter().flatten() {
+        let mut ips = vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "::1".parse().expect("valid"),
+            first_ip,
+        ];
+        for ip in [Some(config.bind_address), config.advertise_address]
+            .into_iter()
+            .flatten()
+        {
             if !ip.is_unspecified() && !ips.contains(&ip) {
                 ips.push(ip);
             }
         }
-        let names: Vec<String> =
-            ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+        let names: Vec<String> = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
         let credentials = tls::load_or_create(&config.cert_dir, &names, &ips)?;
         let tls = tokio_rustls::TlsAcceptor::from(tls::server_config(&credentials)?);
         let advertise = config
@@ -131,13 +152,22 @@ impl ApiServer {
             bookmark_interval: config.bookmark_interval,
             server_address: SocketAddr::new(advertise, local.port()).to_string(),
         });
-        bootstrap::run(&state, advertise, local.port()).await.map_err(|e| Error::Bootstrap(e.to_string()))?;
-        Ok(ApiServer { state, listener, tls, credentials })
+        bootstrap::run(&state, advertise, local.port())
+            .await
+            .map_err(|e| Error::Bootstrap(e.to_string()))?;
+        Ok(ApiServer {
+            state,
+            listener,
+            tls,
+            credentials,
+        })
     }
 
     /// The address the server listens on (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The CA, serving certificate and bearer token.
@@ -148,20 +178,32 @@ impl ApiServer {
     /// A kubeconfig that reaches this server over loopback (or the bind address when it is not loopback).
     pub fn kubeconfig(&self) -> String {
         let addr = self.local_addr();
-        let host = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
-        kubeconfig(&format!("https://{}", SocketAddr::new(host, addr.port())), &self.credentials)
+        let host = if addr.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            addr.ip()
+        };
+        kubeconfig(
+            &format!("https://{}", SocketAddr::new(host, addr.port())),
+            &self.credentials,
+        )
     }
 
     /// Apply one manifest in-process, as `kubectl apply --server-side` would, with strict field validation.
     /// Returns kubectl's `kind/name` and what happened.
-    pub async fn apply(&self, manifest: Value) -> Result<(String, Applied), pontifex_api::status::ApiError> {
+    pub async fn apply(
+        &self,
+        manifest: Value,
+    ) -> Result<(String, Applied), pontifex_api::status::ApiError> {
         let (kind, name, outcome) = handler::apply_manifest(&self.state, manifest).await?;
         Ok((format!("{kind}/{name}"), outcome))
     }
 
     /// Serve until the shutdown token is cancelled, then finish in-flight requests.
     pub async fn serve(self) -> Result<(), Error> {
-        server::serve(self.state, self.listener, self.tls).await.map_err(Error::Io)
+        server::serve(self.state, self.listener, self.tls)
+            .await
+            .map_err(Error::Io)
     }
 }
 
@@ -182,15 +224,28 @@ pub(crate) enum ReplyBody {
 
 impl Reply {
     pub(crate) fn json(status: u16, v: &Value) -> Self {
-        Reply::bytes(status, "application/json", Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+        Reply::bytes(
+            status,
+            "application/json",
+            Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        )
     }
 
     pub(crate) fn text(status: u16, s: &'static str) -> Self {
-        Reply::bytes(status, "text/plain; charset=utf-8", Bytes::from_static(s.as_bytes()))
+        Reply::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(s.as_bytes()),
+        )
     }
 
     pub(crate) fn bytes(status: u16, content_type: &str, body: Bytes) -> Self {
-        Reply { status, content_type: content_type.to_owned(), body: ReplyBody::Full(body), warnings: Vec::new() }
+        Reply {
+            status,
+            content_type: content_type.to_owned(),
+            body: ReplyBody::Full(body),
+            warnings: Vec::new(),
+        }
     }
 
     pub(crate) fn content_type(mut self, ct: String) -> Self {

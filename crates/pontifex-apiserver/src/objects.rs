@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 /// `/registry/services/` for core kinds, `/registry/apps/deployments/` for the others.
 pub(crate) fn base(r: &ResourceType) -> String {
-    if r.group.is_empty() { format!("/registry/{}/", r.plural) } else { format!("/registry/{}/{}/", r.group, r.plural) }
+    if r.group.is_empty() {
+        format!("/registry/{}/", r.plural)
+    } else {
+        format!("/registry/{}/{}/", r.group, r.plural)
+    }
 }
 
 /// The key of one object.
@@ -60,7 +64,9 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata was just made an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
 }
 
 pub(crate) fn name(obj: &Value) -> Option<&str> {
@@ -72,14 +78,21 @@ pub(crate) fn namespace(obj: &Value) -> Option<&str> {
 }
 
 pub(crate) fn resource_version(obj: &Value) -> Option<&str> {
-    meta(obj).get("resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty())
+    meta(obj)
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 pub(crate) fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
     meta(obj)
         .get("labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -88,17 +101,18 @@ pub(crate) fn timestamp(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Add `kind` and `apiVersion`, which list items in the store do not carry... and single objects must.
+/// Add `kind` and `apiVersion`: stored objects carry them, but single-object replies must have them
+/// whatever was stored.
 pub(crate) fn with_type(mut obj: Value, r: &ResourceType) -> Value {
-    if let Some(m) = obj.as_object_mut() {
-        if !m.contains_key("kind") {
-            // Keep apiVersion and kind first, as the real server prints them.
-            let mut out = serde_json::Map::new();
-            out.insert("apiVersion".into(), Value::String(r.api_version()));
-            out.insert("kind".into(), Value::String(r.kind.to_owned()));
-            out.extend(std::mem::take(m));
-            return Value::Object(out);
-        }
+    if let Some(m) = obj.as_object_mut()
+        && !m.contains_key("kind")
+    {
+        // Keep apiVersion and kind first, as the real server prints them.
+        let mut out = serde_json::Map::new();
+        out.insert("apiVersion".into(), Value::String(r.api_version()));
+        out.insert("kind".into(), Value::String(r.kind.to_owned()));
+        out.extend(std::mem::take(m));
+        return Value::Object(out);
     }
     obj
 }

@@ -20,7 +20,10 @@ pub(crate) enum Target {
     /// `/apis/{group}`.
     Group(String),
     /// `/api/v1` or `/apis/{group}/{version}`: the resource list of a group-version.
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v3` (None) or `/openapi/v3/{gv-path}`.
     OpenApiV3(Option<String>),
     /// `/openapi/v2`: deliberately not served (kubectl asks for protobuf there).
@@ -33,8 +36,17 @@ impl PartialEq for ResourceRequest {
     /// Registry entries are static: the same entry is the same resource.
     fn eq(&self, other: &Self) -> bool {
         std::ptr::eq(self.resource, other.resource)
-            && (&self.namespace, &self.name, &self.subresource, self.legacy_watch)
-                == (&other.namespace, &other.name, &other.subresource, other.legacy_watch)
+            && (
+                &self.namespace,
+                &self.name,
+                &self.subresource,
+                self.legacy_watch,
+            ) == (
+                &other.namespace,
+                &other.name,
+                &other.subresource,
+                other.legacy_watch,
+            )
     }
 }
 
@@ -55,7 +67,11 @@ pub(crate) fn parse_path(path: &str) -> Result<Target, ApiError> {
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
@@ -80,11 +96,17 @@ pub(crate) fn parse_path(path: &str) -> Result<Target, ApiError> {
 }
 
 fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
-    if !registry::groups().iter().any(|(g, v)| *g == group && *v == version) {
+    if !registry::groups()
+        .iter()
+        .any(|(g, v)| *g == group && *v == version)
+    {
         return Err(ApiError::NoSuchResource);
     }
     if rest.is_empty() {
-        return Ok(Target::GroupVersion { group: group.to_owned(), version: version.to_owned() });
+        return Ok(Target::GroupVersion {
+            group: group.to_owned(),
+            version: version.to_owned(),
+        });
     }
     let (legacy_watch, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
@@ -93,7 +115,9 @@ fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Targ
     // `namespaces/{ns}/{resource}...` addresses a namespaced collection; `namespaces/{name}` alone (or
     // with a subresource such as `status`/`finalize`) is the Namespace object itself.
     let (namespace, rest): (Option<String>, &[&str]) = match rest {
-        ["namespaces", ns, resource, ..] if lookup(group, version, resource).is_some_and(|r| r.namespaced) => {
+        ["namespaces", ns, resource, ..]
+            if lookup(group, version, resource).is_some_and(|r| r.namespaced) =>
+        {
             (Some((*ns).to_owned()), &rest[2..])
         }
         _ => (None, rest),
@@ -106,7 +130,8 @@ fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Targ
     };
     let resource = lookup(group, version, plural).ok_or(ApiError::NoSuchResource)?;
     if let Some(sub) = subresource {
-        let known = (sub == "status" && resource.status_subresource) || (sub == "finalize" && resource.kind == "Namespace");
+        let known = (sub == "status" && resource.status_subresource)
+            || (sub == "finalize" && resource.kind == "Namespace");
         if !known {
             return Err(ApiError::NoSuchResource);
         }
@@ -130,15 +155,27 @@ pub(crate) struct Query(HashMap<String, String>);
 
 impl Query {
     pub(crate) fn parse(query: Option<&str>) -> Self {
-        Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        Query(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Query(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub(crate) fn flag(&self, key: &str) -> bool {

@@ -25,12 +25,25 @@ impl Selectors {
     /// Parse `labelSelector` and `fieldSelector`, rejecting field labels the kind does not support
     /// before anything is read (so a bad selector fails even on an empty collection).
     pub(crate) fn parse(q: &Query, r: &ResourceType) -> Result<Self, ApiError> {
-        let labels = q.get("labelSelector").map(LabelSelector::parse).transpose().map_err(bad)?;
-        let fields = q.get("fieldSelector").map(FieldSelector::parse).transpose().map_err(bad)?;
+        let labels = q
+            .get("labelSelector")
+            .map(LabelSelector::parse)
+            .transpose()
+            .map_err(bad)?;
+        let fields = q
+            .get("fieldSelector")
+            .map(FieldSelector::parse)
+            .transpose()
+            .map_err(bad)?;
         if let Some(f) = &fields {
-            f.check_fields(|label| r.field_value(&Value::Null, label).is_some()).map_err(bad)?;
+            f.check_fields(|label| r.field_value(&Value::Null, label).is_some())
+                .map_err(bad)?;
         }
-        Ok(Selectors { labels, fields, name: None })
+        Ok(Selectors {
+            labels,
+            fields,
+            name: None,
+        })
     }
 
     pub(crate) fn pin_name(&mut self, name: &str) {
@@ -39,19 +52,23 @@ impl Selectors {
 
     /// A field selector that pins the namespace narrows the store read to that namespace.
     pub(crate) fn narrow_namespace<'a>(&'a self, ns: Option<&'a str>) -> Option<&'a str> {
-        ns.or_else(|| self.fields.as_ref().and_then(|f| f.requires_exact_match("metadata.namespace")))
+        ns.or_else(|| {
+            self.fields
+                .as_ref()
+                .and_then(|f| f.requires_exact_match("metadata.namespace"))
+        })
     }
 
     pub(crate) fn matches(&self, r: &ResourceType, obj: &Value) -> Result<bool, ApiError> {
-        if let Some(name) = &self.name {
-            if objects::name(obj) != Some(name.as_str()) {
-                return Ok(false);
-            }
+        if let Some(name) = &self.name
+            && objects::name(obj) != Some(name.as_str())
+        {
+            return Ok(false);
         }
-        if let Some(labels) = &self.labels {
-            if !labels.matches(&objects::labels(obj)) {
-                return Ok(false);
-            }
+        if let Some(labels) = &self.labels
+            && !labels.matches(&objects::labels(obj))
+        {
+            return Ok(false);
         }
         match &self.fields {
             Some(f) => f.matches(|label| r.field_value(obj, label)).map_err(bad),

@@ -75,7 +75,8 @@ pub(crate) async fn serve(
         let state = state.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -95,7 +96,10 @@ pub(crate) async fn serve(
         });
     }
     tracing::info!("API server stopped accepting; finishing in-flight requests");
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within 5s");
     }
     tracing::info!("API server stopped");
@@ -103,10 +107,16 @@ pub(crate) async fn serve(
 }
 
 fn authorized(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(value) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(token) = value.strip_prefix("Bearer ") else { return false };
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
     // Constant-time comparison: the token is the only secret.
     let (a, b) = (token.trim().as_bytes(), state.token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -130,20 +140,32 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Result<Reply, A
     if !public && !authorized(state, &req) {
         return Err(ApiError::Unauthorized);
     }
-    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     match target? {
         Target::Version => Ok(Reply::json(200, &version())),
         Target::Health => Ok(Reply::text(200, "ok")),
         Target::CoreGroup => Ok(match discovery::aggregated_version(&accept) {
-            Some(v) => Reply::json(200, &discovery::aggregated(true, v)).content_type(discovery::aggregated_content_type(v)),
+            Some(v) => Reply::json(200, &discovery::aggregated(true, v))
+                .content_type(discovery::aggregated_content_type(v)),
             None => Reply::json(200, &discovery::api_versions(&state.server_address)),
         }),
         Target::Groups => Ok(match discovery::aggregated_version(&accept) {
-            Some(v) => Reply::json(200, &discovery::aggregated(false, v)).content_type(discovery::aggregated_content_type(v)),
+            Some(v) => Reply::json(200, &discovery::aggregated(false, v))
+                .content_type(discovery::aggregated_content_type(v)),
             None => Reply::json(200, &discovery::group_list()),
         }),
-        Target::Group(g) => discovery::group(&g).map(|d| Reply::json(200, &d)).ok_or(ApiError::NoSuchResource),
-        Target::GroupVersion { group, version } => Ok(Reply::json(200, &discovery::resource_list(&group, &version))),
+        Target::Group(g) => discovery::group(&g)
+            .map(|d| Reply::json(200, &d))
+            .ok_or(ApiError::NoSuchResource),
+        Target::GroupVersion { group, version } => Ok(Reply::json(
+            200,
+            &discovery::resource_list(&group, &version),
+        )),
         Target::OpenApiV3(None) => Ok(Reply::json(200, &pontifex_api::openapi::index())),
         Target::OpenApiV3(Some(gv)) => pontifex_api::openapi::group_version_document(&gv)
             .map(|doc| Reply::bytes(200, "application/json", Bytes::from_static(doc.json())))
@@ -153,7 +175,12 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Result<Reply, A
         Target::Resource(target) => {
             let (parts, body) = req.into_parts();
             let body = read_body(body, parts.method.clone()).await?;
-            let request = handler::Request { state, target, query: Query::parse(parts.uri.query()), headers: &parts.headers };
+            let request = handler::Request {
+                state,
+                target,
+                query: Query::parse(parts.uri.query()),
+                headers: &parts.headers,
+            };
             handler::handle(request, &parts.method, body).await
         }
     }
@@ -165,17 +192,26 @@ async fn read_body(body: Incoming, method: Method) -> Result<Bytes, ApiError> {
     }
     match Limited::new(body, handler::MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::TooLarge { limit: handler::MAX_BODY_BYTES })
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::TooLarge {
+                limit: handler::MAX_BODY_BYTES,
+            })
         }
-        Err(e) => Err(ApiError::BadRequest(format!("reading the request body: {e}"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
     }
 }
 
 fn into_response(reply: Reply) -> Response<Body> {
     let body: Body = match reply.body {
         ReplyBody::Full(b) => Full::new(b).boxed_unsync(),
-        ReplyBody::Stream(rx) => StreamBody::new(rx.map(|b| Ok::<_, Infallible>(Frame::data(b)))).boxed_unsync(),
+        ReplyBody::Stream(rx) => {
+            StreamBody::new(rx.map(|b| Ok::<_, Infallible>(Frame::data(b)))).boxed_unsync()
+        }
     };
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))

@@ -53,7 +53,11 @@ pub(crate) struct TableOpts<'a> {
     pub(crate) with_columns: bool,
 }
 
-pub(crate) fn build(r: &ResourceType, objects_: &[Value], opts: &TableOpts<'_>) -> Result<Value, ApiError> {
+pub(crate) fn build(
+    r: &ResourceType,
+    objects_: &[Value],
+    opts: &TableOpts<'_>,
+) -> Result<Value, ApiError> {
     let mut rows = Vec::with_capacity(objects_.len());
     for obj in objects_ {
         let cells = r.strategy.cells(obj, opts.now)?;
@@ -75,7 +79,11 @@ pub(crate) fn build(r: &ResourceType, objects_: &[Value], opts: &TableOpts<'_>) 
     if let Some(c) = opts.continue_token {
         metadata["continue"] = json!(c);
     }
-    let columns = if opts.with_columns { json!(r.strategy.columns()) } else { Value::Null };
+    let columns = if opts.with_columns {
+        json!(r.strategy.columns())
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "kind": "Table",
         "apiVersion": opts.api_version,

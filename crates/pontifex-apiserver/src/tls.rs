@@ -9,7 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// Everything a client needs to trust and authenticate to the server, and the server's own key material.
 #[derive(Clone)]
@@ -33,7 +36,11 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     dn.push(DnType::CommonName, "pontifex-ca");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }
 
@@ -44,19 +51,31 @@ fn tls_err(e: rcgen::Error) -> io::Error {
 /// Write a file readable only by its owner: keys and tokens.
 fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     io::Write::write_all(&mut f, contents.as_bytes())?;
     f.sync_all()
 }
 
 /// Load the CA and token from `dir` (creating them on first start) and sign a serving certificate for
 /// `dns_names` and `ips`.
-pub(crate) fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> io::Result<Credentials> {
+pub(crate) fn load_or_create(
+    dir: &Path,
+    dns_names: &[String],
+    ips: &[IpAddr],
+) -> io::Result<Credentials> {
     fs::create_dir_all(dir)?;
     let (ca_crt, ca_key, token) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("token"));
     if !ca_crt.exists() || !ca_key.exists() {
         let key = KeyPair::generate().map_err(tls_err)?;
-        let cert = ca_params().map_err(tls_err)?.self_signed(&key).map_err(tls_err)?;
+        let cert = ca_params()
+            .map_err(tls_err)?
+            .self_signed(&key)
+            .map_err(tls_err)?;
         write_private(&ca_key, &key.serialize_pem())?;
         fs::write(&ca_crt, cert.pem())?;
     }
@@ -72,7 +91,9 @@ pub(crate) fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -
 
     let mut params = CertificateParams::new(dns_names.to_vec()).map_err(tls_err)?;
     for ip in ips {
-        params.subject_alt_names.push(rcgen::SanType::IpAddress(*ip));
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(*ip));
     }
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");
@@ -91,9 +112,10 @@ pub(crate) fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -
 pub(crate) fn server_config(creds: &Credentials) -> io::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| io::Error::other(format!("serving certificate: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| io::Error::other(format!("serving certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes())
         .map_err(|e| io::Error::other(format!("serving key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -47,8 +47,20 @@ pub(crate) async fn serve(req: &Request<'_>, name: Option<&str>) -> Result<Reply
     };
     let bookmark_initial_end = req.query.get("sendInitialEvents") == Some("true");
     let bookmarks = req.query.flag("allowWatchBookmarks");
-    let timeout = req.query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
-    let render = Render { table: table::requested(req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")), include: Include::parse(req.query.get("includeObject")) };
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let render = Render {
+        table: table::requested(
+            req.headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        ),
+        include: Include::parse(req.query.get("includeObject")),
+    };
 
     // The initial state and the revision it was read at; the watch continues from there without a gap.
     let (initial, after) = if send_initial {
@@ -56,7 +68,9 @@ pub(crate) async fn serve(req: &Request<'_>, name: Option<&str>) -> Result<Reply
         (items, rev)
     } else {
         let after: Revision = match rv {
-            Some(s) => s.parse().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s}")))?,
+            Some(s) => s
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s}")))?,
             None => req.state.store.current_revision(),
         };
         (Vec::new(), after)
@@ -74,7 +88,12 @@ pub(crate) async fn serve(req: &Request<'_>, name: Option<&str>) -> Result<Reply
         tx,
     };
     tokio::spawn(task.run(stream, initial, bookmark_initial_end, timeout));
-    Ok(Reply { status: 200, content_type: "application/json".into(), body: ReplyBody::Stream(rx), warnings: Vec::new() })
+    Ok(Reply {
+        status: 200,
+        content_type: "application/json".into(),
+        body: ReplyBody::Stream(rx),
+        warnings: Vec::new(),
+    })
 }
 
 struct WatchTask {
@@ -159,10 +178,14 @@ impl WatchTask {
         self.last_rev = ev.kv.mod_revision;
         let decode_or_skip = |kv: &pontifex_store::KeyValue| decode(kv).ok();
         let prev = ev.prev.as_ref().and_then(decode_or_skip);
-        let prev_matches = prev.as_ref().is_some_and(|p| self.selectors.matches(self.r, p).unwrap_or(false));
+        let prev_matches = prev
+            .as_ref()
+            .is_some_and(|p| self.selectors.matches(self.r, p).unwrap_or(false));
         match ev.kind {
             EventKind::Put => {
-                let Some(cur) = decode_or_skip(&ev.kv) else { return true };
+                let Some(cur) = decode_or_skip(&ev.kv) else {
+                    return true;
+                };
                 let cur_matches = self.selectors.matches(self.r, &cur).unwrap_or(false);
                 match (prev.is_some() && prev_matches, cur_matches) {
                     (true, true) => self.send("MODIFIED", cur).await,
@@ -177,7 +200,9 @@ impl WatchTask {
                 }
             }
             EventKind::Delete => {
-                let Some(last) = decode_or_skip(&ev.kv) else { return true };
+                let Some(last) = decode_or_skip(&ev.kv) else {
+                    return true;
+                };
                 if self.selectors.matches(self.r, &last).unwrap_or(false) {
                     self.send("DELETED", last).await
                 } else {
@@ -188,7 +213,9 @@ impl WatchTask {
     }
 
     fn render(&mut self, obj: Value) -> Value {
-        let Some(api_version) = self.render.table else { return objects::with_type(obj, self.r) };
+        let Some(api_version) = self.render.table else {
+            return objects::with_type(obj, self.r);
+        };
         let rv = objects::resource_version(&obj).unwrap_or("").to_owned();
         let opts = TableOpts {
             api_version,
@@ -199,7 +226,8 @@ impl WatchTask {
             with_columns: self.first,
         };
         self.first = false;
-        table::build(self.r, &[obj.clone()], &opts).unwrap_or_else(|_| objects::with_type(obj, self.r))
+        table::build(self.r, std::slice::from_ref(&obj), &opts)
+            .unwrap_or_else(|_| objects::with_type(obj, self.r))
     }
 
     /// Send one event; false when the client is gone.
@@ -213,12 +241,15 @@ impl WatchTask {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.r.kind, "apiVersion": self.r.api_version(), "metadata": meta});
-        self.write(&json!({"type": "BOOKMARK", "object": object})).await
+        let object =
+            json!({"kind": self.r.kind, "apiVersion": self.r.api_version(), "metadata": meta});
+        self.write(&json!({"type": "BOOKMARK", "object": object}))
+            .await
     }
 
     async fn send_error(&mut self, e: ApiError) {
-        self.write(&json!({"type": "ERROR", "object": e.to_status()})).await;
+        self.write(&json!({"type": "ERROR", "object": e.to_status()}))
+            .await;
     }
 
     async fn write(&mut self, event: &Value) -> bool {

@@ -8,12 +8,16 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv4Net;
-use pontifex_apiserver::{Applied, ApiServer, Config};
+use pontifex_apiserver::{ApiServer, Applied, Config};
 use pontifex_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "pontifex", version, about = "Kubernetes service networking, whole and real")]
+#[command(
+    name = "pontifex",
+    version,
+    about = "Kubernetes service networking, whole and real"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,9 @@ struct UpArgs {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
     let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo:?}: {e}"))?;
     let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi:?}: {e}"))?;
     if lo == 0 || lo > hi {
@@ -94,15 +100,23 @@ fn main() -> anyhow::Result<()> {
 
 fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     if args.etcd_servers.is_some() {
-        bail!("--etcd-servers: the etcd backend is not available in this build yet; use --storage-backend redb");
+        bail!(
+            "--etcd-servers: the etcd backend is not available in this build yet; use --storage-backend redb"
+        );
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     Ok(match args.storage_backend.as_str() {
         "redb" => Arc::new(
-            pontifex_store::redb_backend::RedbStore::open(&args.data_dir.join("store.redb"), StoreOptions::default())
-                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+            pontifex_store::redb_backend::RedbStore::open(
+                args.data_dir.join("store.redb"),
+                StoreOptions::default(),
+            )
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
         ),
-        "memory" => Arc::new(pontifex_store::memory::MemoryStore::new(StoreOptions::default())),
+        "memory" => Arc::new(pontifex_store::memory::MemoryStore::new(
+            StoreOptions::default(),
+        )),
         other => bail!("--storage-backend {other:?}: expected redb or memory"),
     })
 }
@@ -115,7 +129,9 @@ async fn start(args: &ServerArgs, shutdown: CancellationToken) -> anyhow::Result
     config.advertise_address = args.advertise_address;
     config.service_cluster_ip_range = args.service_cluster_ip_range;
     config.service_node_port_range = args.service_node_port_range;
-    let server = ApiServer::bind(config, store, shutdown).await.context("starting the API server")?;
+    let server = ApiServer::bind(config, store, shutdown)
+        .await
+        .context("starting the API server")?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     write_private(&kubeconfig, &server.kubeconfig())?;
     Ok(server)
@@ -186,7 +202,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let kubeconfig = std::fs::canonicalize(args.server.data_dir.join("kubeconfig"))?;
     println!();
-    println!("pontifex is up: API server at https://{}", server.local_addr());
+    println!(
+        "pontifex is up: API server at https://{}",
+        server.local_addr()
+    );
     println!("Use it with kubectl:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get svc -A");
@@ -207,7 +226,10 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, serde_json::
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("reading {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|e| e.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
+                .filter(|e| {
+                    e.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                })
                 .collect();
             entries.sort();
             files.extend(entries);
@@ -217,10 +239,16 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, serde_json::
     }
     let mut docs = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        let parsed: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", f.display()))?;
-        docs.extend(parsed.into_iter().filter(|d| !d.is_null()).map(|d| (f.display().to_string(), d)));
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let parsed: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("parsing {}", f.display()))?;
+        docs.extend(
+            parsed
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .map(|d| (f.display().to_string(), d)),
+        );
     }
     Ok(docs)
 }

@@ -47,7 +47,10 @@ impl TestServer {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let kubeconfig = self.kubeconfig();
         let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(&self.bin)
             .arg("apiserver")
             .arg("--data-dir")
@@ -62,11 +65,18 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !kubeconfig.exists() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("the server exited with {status}: {}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("the server did not write its kubeconfig within 30 s: {}", self.log());
+                bail!(
+                    "the server did not write its kubeconfig within 30 s: {}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -96,7 +106,9 @@ impl TestServer {
 
     /// The bearer token from the data directory.
     pub fn token(&self) -> anyhow::Result<String> {
-        Ok(std::fs::read_to_string(self.data_dir.join("pki/token"))?.trim().to_owned())
+        Ok(std::fs::read_to_string(self.data_dir.join("pki/token"))?
+            .trim()
+            .to_owned())
     }
 
     /// SIGKILL the server: no shutdown path runs.
@@ -109,8 +121,13 @@ impl TestServer {
 
     /// SIGTERM the server and wait for it to exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> anyhow::Result<bool> {
-        let Some(mut c) = self.child.take() else { return Ok(true) };
-        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status()?;
+        let Some(mut c) = self.child.take() else {
+            return Ok(true);
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = c.try_wait()? {
@@ -169,13 +186,21 @@ impl Run {
 
     /// Panic with both streams unless the command succeeded.
     pub fn ok(self) -> Self {
-        assert!(self.success, "kubectl failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            self.success,
+            "kubectl failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panic with both streams unless the command failed.
     pub fn failed(self) -> Self {
-        assert!(!self.success, "kubectl unexpectedly succeeded:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            !self.success,
+            "kubectl unexpectedly succeeded:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -192,14 +217,25 @@ impl Kubectl {
     pub fn new(version: &str, kubeconfig: &Path) -> anyhow::Result<Self> {
         let bin = kubectl_path(version);
         if !bin.exists() {
-            bail!("{} is missing: the black-box tests need the real kubectl", bin.display());
+            bail!(
+                "{} is missing: the black-box tests need the real kubectl",
+                bin.display()
+            );
         }
-        Ok(Kubectl { bin, kubeconfig: kubeconfig.to_owned(), cache: tempfile::tempdir()? })
+        Ok(Kubectl {
+            bin,
+            kubeconfig: kubeconfig.to_owned(),
+            cache: tempfile::tempdir()?,
+        })
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(self.cache.path()).args(args);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args);
         c.env_remove("KUBECONFIG");
         c
     }
@@ -219,13 +255,21 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .spawn()
             .expect("running kubectl");
-        child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("writing stdin");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(stdin.as_bytes())
+            .expect("writing stdin");
         Run::from(child.wait_with_output().expect("waiting for kubectl"))
     }
 
     /// Start kubectl in the background (for `get -w`); its output goes to pipes.
     pub fn spawn(&self, args: &[&str]) -> std::io::Result<Child> {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
     }
 }
 

@@ -86,10 +86,9 @@ fn merge_list(live: Vec<Value>, applied: &[Value], field: FieldPatch) -> Option<
     let mut merged = live.clone();
     let mut taken = vec![false; merged.len()];
     for item in applied {
-        let position = merged
-            .iter()
-            .enumerate()
-            .position(|(i, v)| !taken.get(i).copied().unwrap_or(true) && v.get(key) == item.get(key));
+        let position = merged.iter().enumerate().position(|(i, v)| {
+            !taken.get(i).copied().unwrap_or(true) && v.get(key) == item.get(key)
+        });
         match position {
             Some(i) => {
                 taken[i] = true;

@@ -21,7 +21,8 @@ pub(crate) enum Strategy {
     /// scalars merges as a set.
     Merge,
     /// `patchStrategy:"replace"`: the value is replaced even when it is a map.
-    #[allow(dead_code)] // No served kind uses it today; kept so the table can say it when one does.
+    #[allow(dead_code)]
+    // No served kind uses it today; kept so the table can say it when one does.
     Replace,
 }
 
@@ -158,7 +159,10 @@ const EMPTY: &PatchSchema = &PatchSchema::EMPTY;
 
 /// `metav1.ObjectMeta`: ownerReferences by uid, finalizers as a set.
 static OBJECT_META: PatchSchema = PatchSchema {
-    fields: &[("ownerReferences", merge("uid", EMPTY)), ("finalizers", SET)],
+    fields: &[
+        ("ownerReferences", merge("uid", EMPTY)),
+        ("finalizers", SET),
+    ],
 };
 
 static METADATA_ONLY: PatchSchema = PatchSchema {

@@ -255,13 +255,7 @@ fn merge_list_field(
     delete_list: bool,
 ) -> Result<Vec<Value>, PatchError> {
     if field.strategy == Strategy::Merge {
-        merge_slice(
-            original,
-            patch,
-            field.merge_key,
-            field.schema,
-            delete_list,
-        )
+        merge_slice(original, patch, field.merge_key, field.schema, delete_list)
     } else {
         clean_list(patch, field)
     }
@@ -285,7 +279,10 @@ fn merge_slice(
     if kind != Kind::Object {
         if delete_list {
             // `$deleteFromPrimitiveList`: drop every listed value, keep the rest in place.
-            return Ok(original.into_iter().filter(|v| !patch.contains(v)).collect());
+            return Ok(original
+                .into_iter()
+                .filter(|v| !patch.contains(v))
+                .collect());
         }
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
         for item in original.iter().chain(patch.iter()) {

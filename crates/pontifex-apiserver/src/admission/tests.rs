@@ -13,7 +13,10 @@ fn dynamic_ip_comes_from_the_upper_band_and_is_claimed() {
     let alloc = a.allocate(&mut svc, None).unwrap();
     let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
     assert!(a.cidr().contains(&ip));
-    assert!(u32::from(ip) - u32::from(a.cidr().network()) > 256, "{ip} is in the static band");
+    assert!(
+        u32::from(ip) - u32::from(a.cidr().network()) > 256,
+        "{ip} is in the static band"
+    );
     assert_eq!(svc["spec"]["clusterIPs"], json!([ip.to_string()]));
     assert_eq!(alloc.claims.len(), 1);
     assert!(!alloc.claims[0].chosen);
@@ -71,7 +74,10 @@ fn update_without_allocated_values_keeps_them() {
     let mut new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
     prepare_service_update(&mut new, &old);
     let alloc = a.allocate(&mut new, Some(&old)).unwrap();
-    assert!(alloc.claims.is_empty() && alloc.releases.is_empty(), "{alloc:?}");
+    assert!(
+        alloc.claims.is_empty() && alloc.releases.is_empty(),
+        "{alloc:?}"
+    );
     assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
     assert_eq!(new["spec"]["clusterIP"], "10.96.5.5");
 }

@@ -10,11 +10,20 @@ fn resource(path: &str) -> ResourceRequest {
 #[test]
 fn namespaced_collections_and_objects() {
     let r = resource("/api/v1/namespaces/default/services");
-    assert_eq!((r.resource.plural, r.namespace.as_deref(), r.name.as_deref()), ("services", Some("default"), None));
+    assert_eq!(
+        (r.resource.plural, r.namespace.as_deref(), r.name.as_deref()),
+        ("services", Some("default"), None)
+    );
     let r = resource("/api/v1/namespaces/default/services/nginx/status");
-    assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("nginx"), Some("status")));
+    assert_eq!(
+        (r.name.as_deref(), r.subresource.as_deref()),
+        (Some("nginx"), Some("status"))
+    );
     let r = resource("/apis/apps/v1/namespaces/demo/deployments/web");
-    assert_eq!((r.resource.kind, r.namespace.as_deref()), ("Deployment", Some("demo")));
+    assert_eq!(
+        (r.resource.kind, r.namespace.as_deref()),
+        ("Deployment", Some("demo"))
+    );
 }
 
 #[test]
@@ -22,9 +31,15 @@ fn all_namespaces_and_cluster_scoped() {
     let r = resource("/api/v1/services");
     assert_eq!(r.namespace, None);
     let r = resource("/api/v1/namespaces/kube-system");
-    assert_eq!((r.resource.kind, r.name.as_deref(), r.namespace), ("Namespace", Some("kube-system"), None));
+    assert_eq!(
+        (r.resource.kind, r.name.as_deref(), r.namespace),
+        ("Namespace", Some("kube-system"), None)
+    );
     let r = resource("/api/v1/namespaces/kube-system/status");
-    assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("kube-system"), Some("status")));
+    assert_eq!(
+        (r.name.as_deref(), r.subresource.as_deref()),
+        (Some("kube-system"), Some("status"))
+    );
     let r = resource("/api/v1/namespaces");
     assert_eq!((r.resource.kind, r.name), ("Namespace", None));
 }
@@ -33,20 +48,38 @@ fn all_namespaces_and_cluster_scoped() {
 fn legacy_watch_prefix() {
     let r = resource("/api/v1/watch/namespaces/default/pods");
     assert!(r.legacy_watch);
-    assert_eq!((r.resource.plural, r.namespace.as_deref()), ("pods", Some("default")));
+    assert_eq!(
+        (r.resource.plural, r.namespace.as_deref()),
+        ("pods", Some("default"))
+    );
 }
 
 #[test]
 fn discovery_and_unknown_paths() {
     assert_eq!(parse_path("/api").unwrap(), Target::CoreGroup);
     assert_eq!(parse_path("/apis/").unwrap(), Target::Groups);
-    assert_eq!(parse_path("/apis/apps").unwrap(), Target::Group("apps".into()));
+    assert_eq!(
+        parse_path("/apis/apps").unwrap(),
+        Target::Group("apps".into())
+    );
     assert_eq!(
         parse_path("/apis/networking.k8s.io/v1").unwrap(),
-        Target::GroupVersion { group: "networking.k8s.io".into(), version: "v1".into() }
+        Target::GroupVersion {
+            group: "networking.k8s.io".into(),
+            version: "v1".into()
+        }
     );
-    assert_eq!(parse_path("/openapi/v3/api/v1").unwrap(), Target::OpenApiV3(Some("api/v1".into())));
-    for bad in ["/api/v2/pods", "/apis/apps/v1/bogus", "/apis/nope/v1", "/api/v1/services/a/b/c/d", "/x"] {
+    assert_eq!(
+        parse_path("/openapi/v3/api/v1").unwrap(),
+        Target::OpenApiV3(Some("api/v1".into()))
+    );
+    for bad in [
+        "/api/v2/pods",
+        "/apis/apps/v1/bogus",
+        "/apis/nope/v1",
+        "/api/v1/services/a/b/c/d",
+        "/x",
+    ] {
         assert!(parse_path(bad).is_err(), "{bad}");
     }
     assert!(parse_path("/api/v1/namespaces/default/services/x/scale").is_err());
