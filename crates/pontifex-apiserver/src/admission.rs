@@ -240,37 +240,28 @@ impl Allocator {
         }
 
         // Node ports, shared by protocols within one Service (the same number for TCP and UDP is allowed).
-        let mut kept: HashSet<u16> = HashSet::new();
-        let mut picked: HashSet<u16> = HashSet::new();
+        let mut ports = PortClaims {
+            allocator: self,
+            old: &old_ports,
+            kept: HashSet::new(),
+            alloc: &mut alloc,
+            errors: &mut errors,
+        };
         let auto = needs_node_ports(svc);
         let explicit_ok = auto || svc["spec"]["type"] == "LoadBalancer";
         let n = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
         for i in 0..n {
             let field = Path::new("spec").child("ports").index(i).child("nodePort");
-            let current = svc["spec"]["ports"][i]["nodePort"]
+            match svc["spec"]["ports"][i]["nodePort"]
                 .as_u64()
-                .map(|p| p as u16);
-            match current {
-                Some(p) if explicit_ok => {
-                    self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors)
-                }
-                None if auto => match self.pick_port(&picked) {
-                    Some(p) => {
-                        picked.insert(p);
-                        kept.insert(p);
+                .map(|p| p as u16)
+            {
+                Some(p) if explicit_ok => ports.claim(p, field),
+                None if auto => {
+                    if let Some(p) = ports.pick(field) {
                         svc["spec"]["ports"][i]["nodePort"] = json!(p);
-                        alloc.claims.push(Claim {
-                            key: port_key(p),
-                            chosen: false,
-                            error: FieldError::invalid(
-                                field,
-                                p,
-                                "provided port is already allocated",
-                            ),
-                        });
                     }
-                    None => errors.push(FieldError::invalid(field, 0, "range is full")),
-                },
+                }
                 _ => {}
             }
         }
@@ -280,27 +271,15 @@ impl Allocator {
                 .as_u64()
                 .map(|p| p as u16)
             {
-                Some(p) => {
-                    self.claim_port(p, field, &old_ports, &mut kept, &mut alloc, &mut errors)
-                }
-                None => match self.pick_port(&picked) {
-                    Some(p) => {
-                        kept.insert(p);
+                Some(p) => ports.claim(p, field),
+                None => {
+                    if let Some(p) = ports.pick(field) {
                         svc["spec"]["healthCheckNodePort"] = json!(p);
-                        alloc.claims.push(Claim {
-                            key: port_key(p),
-                            chosen: false,
-                            error: FieldError::invalid(
-                                field,
-                                p,
-                                "provided port is already allocated",
-                            ),
-                        });
                     }
-                    None => errors.push(FieldError::invalid(field, 0, "range is full")),
-                },
+                }
             }
         }
+        let kept = std::mem::take(&mut ports.kept);
         for p in old_ports.iter().filter(|p| !kept.contains(p)) {
             alloc.releases.push(port_key(*p));
         }
@@ -310,35 +289,55 @@ impl Allocator {
             Err(errors)
         }
     }
+}
 
-    fn claim_port(
-        &self,
-        p: u16,
-        field: Path,
-        old: &HashSet<u16>,
-        kept: &mut HashSet<u16>,
-        alloc: &mut Allocation,
-        errors: &mut Vec<FieldError>,
-    ) {
-        if !kept.insert(p) || old.contains(&p) {
+/// The node ports of one Service being allocated: what it keeps, claims and picks.
+struct PortClaims<'a> {
+    allocator: &'a Allocator,
+    /// The ports the stored version holds: keeping one needs no claim.
+    old: &'a HashSet<u16>,
+    /// Every port the new version holds.
+    kept: HashSet<u16>,
+    alloc: &'a mut Allocation,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl PortClaims<'_> {
+    /// Claim a port the user chose.
+    fn claim(&mut self, p: u16, field: Path) {
+        if !self.kept.insert(p) || self.old.contains(&p) {
             // Already ours (from the stored version, or another protocol of the same port in this one).
             return;
         }
-        let (lo, hi) = self.node_ports;
+        let (lo, hi) = self.allocator.node_ports;
         if p < lo || p > hi {
-            errors.push(FieldError::invalid(
-                field,
-                p,
-                format!(
-                    "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
-                ),
-            ));
+            let detail = format!(
+                "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+            );
+            self.errors.push(FieldError::invalid(field, p, detail));
             return;
         }
-        alloc.claims.push(Claim {
+        self.push(p, field, true);
+    }
+
+    /// Pick a free port for a field the user left empty.
+    fn pick(&mut self, field: Path) -> Option<u16> {
+        let Some(p) = self.allocator.pick_port(&self.kept) else {
+            self.errors
+                .push(FieldError::invalid(field, 0, "range is full"));
+            return None;
+        };
+        self.kept.insert(p);
+        self.push(p, field, false);
+        Some(p)
+    }
+
+    fn push(&mut self, p: u16, field: Path, chosen: bool) {
+        let error = FieldError::invalid(field, p, "provided port is already allocated");
+        self.alloc.claims.push(Claim {
             key: port_key(p),
-            chosen: true,
-            error: FieldError::invalid(field, p, "provided port is already allocated"),
+            chosen,
+            error,
         });
     }
 }

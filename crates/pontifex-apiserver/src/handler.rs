@@ -629,6 +629,23 @@ async fn update(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
     Ok(object_reply(req, code, out)?.with_warnings(warnings))
 }
 
+/// The stored object at `key`, raw and decoded; 404 when it is absent.
+async fn read_current(
+    req: &Request<'_>,
+    key: &str,
+    name: &str,
+) -> Result<(KeyValue, Value), ApiError> {
+    let kv = req
+        .state
+        .store
+        .get(key)
+        .await
+        .map_err(objects::store_error)?
+        .ok_or_else(|| req.not_found(name))?;
+    let current = decode(&kv)?;
+    Ok((kv, current))
+}
+
 /// Read-modify-write with optimistic concurrency: `change` turns the stored object into the desired one;
 /// a desired object carrying a resourceVersion must match the stored one (409 otherwise), and a
 /// concurrent writer makes us re-read and retry (patches) or fail (PUT with a resourceVersion).
@@ -639,14 +656,7 @@ async fn update_object(
 ) -> Result<(u16, Value), ApiError> {
     let key = req.key(name);
     for _ in 0..WRITE_RETRIES {
-        let kv = req
-            .state
-            .store
-            .get(&key)
-            .await
-            .map_err(objects::store_error)?
-            .ok_or_else(|| req.not_found(name))?;
-        let current = decode(&kv)?;
+        let (kv, current) = read_current(req, &key, name).await?;
         let mut desired = change(&current)?;
         if let Some(rv) = objects::resource_version(&desired)
             && rv != kv.mod_revision.to_string()
@@ -1009,14 +1019,7 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
             .is_some_and(|d| d.iter().any(|x| x == "All"));
     let key = req.key(name);
     for _ in 0..WRITE_RETRIES {
-        let kv = req
-            .state
-            .store
-            .get(&key)
-            .await
-            .map_err(objects::store_error)?
-            .ok_or_else(|| req.not_found(name))?;
-        let current = decode(&kv)?;
+        let (kv, current) = read_current(req, &key, name).await?;
         if let Some(p) = &opts.preconditions {
             let uid = objects::meta(&current)["uid"].as_str().unwrap_or("");
             if p.uid.as_deref().is_some_and(|u| u != uid) {
