@@ -678,7 +678,7 @@ async fn update_object(
             && objects::meta(&desired)["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty);
-        if encode(&desired) == kv.value && !finished {
+        if objects::same(&desired, &current) && !finished {
             // No change: no write, no new resourceVersion (kubectl apply relies on this being cheap).
             return Ok((200, current));
         }
@@ -972,7 +972,13 @@ pub(crate) async fn apply_manifest(
         }
         _ => Applied::Configured,
     };
-    Ok((r.singular.to_owned(), name, outcome))
+    // kubectl's way of naming it: `service/nginx`, `deployment.apps/nginx`.
+    let kind = if r.group.is_empty() {
+        r.singular.to_owned()
+    } else {
+        format!("{}.{}", r.singular, r.group)
+    };
+    Ok((kind, name, outcome))
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -47,6 +47,20 @@ pub(crate) fn set_resource_version(obj: &mut Value, rev: Revision) {
     }
 }
 
+/// Whether two versions of an object say the same, ignoring `resourceVersion` and key order (admission
+/// and defaulting may add keys in different orders; that is not a change).
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        v
+    };
+    // serde_json's map equality ignores order, even with `preserve_order`.
+    strip(a) == strip(b)
+}
+
 /// The stored form: the object without `resourceVersion`.
 pub(crate) fn encode(obj: &Value) -> Bytes {
     let mut obj = obj.clone();
@@ -127,5 +141,23 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
             "Too large resource version: {requested}, current: {current}"
         )),
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn same_ignores_resource_version_and_key_order() {
+        let a =
+            json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1, "b": 2}});
+        let b =
+            json!({"spec": {"b": 2, "a": 1}, "metadata": {"resourceVersion": "7", "name": "x"}});
+        assert!(same(&a, &b));
+        let c = json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 3}});
+        assert!(!same(&a, &c));
     }
 }
