@@ -3,8 +3,9 @@
 //! transactions guarded by comparisons, prefix ranges, and watches that resume from a revision.
 //!
 //! Backends: [`memory`] (for tests; nothing survives the process) and [`redb_backend`] (the default: a
-//! log-structured file that is fsynced before a write is acknowledged). Both share one in-process
-//! core that keeps the current state, a bounded window of history for watches, and group commit.
+//! log-structured file that is fsynced before a write is acknowledged, with group commit). Both
+//! share one in-process engine that keeps the current state, a bounded window of history for
+//! watches, and the live fan-out to watchers; tune them with [`StoreOptions`].
 //! See `docs/store.md` for tasks, channels, buffer sizes and what happens to a slow watcher.
 //!
 //! The store knows nothing about Kubernetes objects: keys are strings, values are bytes.
@@ -150,7 +151,8 @@ pub trait Store: Send + Sync + 'static {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnOutcome, StoreError>;
 
     /// Every change under `prefix` with a revision greater than `after`, then live changes, in order.
-    /// Fails at once with `Compacted` if `after` is older than the kept history.
+    /// Fails at once with `Compacted` if `after` is older than the kept history. An `after` newer
+    /// than the current revision is not an error: the watch starts there, as etcd's does.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
 }
 

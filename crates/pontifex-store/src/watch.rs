@@ -129,7 +129,8 @@ impl Watcher {
                         self.done = true;
                     }
                 },
-                () = tokio::time::sleep_until(deadline), if progress_due => {}
+                // Lazy, so no timer is created (or required) unless progress is due.
+                () = async { tokio::time::sleep_until(deadline).await }, if progress_due => {}
             }
         }
     }

@@ -114,3 +114,44 @@ async fn an_empty_store_reopens_at_zero() {
     assert_eq!(store.current_revision(), 0);
     assert_eq!(commit(&store, vec![put("/a", "1")]).await, 1);
 }
+
+#[tokio::test]
+async fn a_gap_in_the_log_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = open(&path, StoreOptions::default());
+    for i in 0..5 {
+        commit(&store, vec![put("/k", &i.to_string())]).await;
+    }
+    drop(store);
+    {
+        const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+        let db = redb::Database::open(&path).unwrap();
+        let wtx = db.begin_write().unwrap();
+        wtx.open_table(LOG).unwrap().remove(3).unwrap();
+        wtx.commit().unwrap();
+    }
+    match RedbStore::open(&path, StoreOptions::default()) {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("log entry"), "{msg}"),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_writes_and_releases_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = open(&path, StoreOptions::default());
+    commit(&store, vec![put("/k", "1")]).await;
+    let mut stream = store.watch("/", 1).await.unwrap();
+    store.shutdown();
+    assert!(matches!(
+        store.txn(vec![], vec![put("/k", "2")]).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(crate::next_item(&mut stream).await.is_none());
+    // The file is closed: it can be opened again while the old handle still exists.
+    let again = open(&path, StoreOptions::default());
+    assert_eq!(again.current_revision(), 1);
+    drop(store);
+}
