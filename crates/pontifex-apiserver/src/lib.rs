@@ -214,6 +214,8 @@ pub(crate) struct Reply {
     pub(crate) body: ReplyBody,
     /// `Warning: 299` headers.
     pub(crate) warnings: Vec<String>,
+    /// `Cache-Control: public, immutable` (content-addressed documents) instead of `no-cache, private`.
+    pub(crate) cache_immutable: bool,
 }
 
 pub(crate) enum ReplyBody {
@@ -245,11 +247,17 @@ impl Reply {
             content_type: content_type.to_owned(),
             body: ReplyBody::Full(body),
             warnings: Vec::new(),
+            cache_immutable: false,
         }
     }
 
     pub(crate) fn content_type(mut self, ct: String) -> Self {
         self.content_type = ct;
+        self
+    }
+
+    pub(crate) fn cache_immutable(mut self) -> Self {
+        self.cache_immutable = true;
         self
     }
 

@@ -167,9 +167,19 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Result<Reply, A
             &discovery::resource_list(&group, &version),
         )),
         Target::OpenApiV3(None) => Ok(Reply::json(200, &pontifex_api::openapi::index())),
-        Target::OpenApiV3(Some(gv)) => pontifex_api::openapi::group_version_document(&gv)
-            .map(|doc| Reply::bytes(200, "application/json", Bytes::from_static(doc.json())))
-            .ok_or(ApiError::NoSuchResource),
+        Target::OpenApiV3(Some(gv)) => {
+            let doc = pontifex_api::openapi::group_version_document(&gv)
+                .ok_or(ApiError::NoSuchResource)?;
+            let reply = Reply::bytes(200, "application/json", Bytes::from_static(doc.json()));
+            // The index links each document by its content hash, so a request naming the current hash
+            // may be cached forever, as kube-apiserver allows (kubectl then skips the download).
+            let query = Query::parse(req.uri().query());
+            Ok(if query.get("hash") == Some(doc.hash()) {
+                reply.cache_immutable()
+            } else {
+                reply
+            })
+        }
         // kubectl asks v2 for protobuf; a 404 makes it fall back cleanly, JSON would not.
         Target::OpenApiV2 => Err(ApiError::NoSuchResource),
         Target::Resource(target) => {
@@ -216,7 +226,14 @@ fn into_response(reply: Reply) -> Response<Body> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(http::header::CONTENT_TYPE, reply.content_type)
-        .header("Cache-Control", "no-cache, private");
+        .header(
+            "Cache-Control",
+            if reply.cache_immutable {
+                "public, immutable"
+            } else {
+                "no-cache, private"
+            },
+        );
     for w in &reply.warnings {
         // Warning values are ours (unknown field paths); quotes and backslashes are escaped per RFC 7234.
         let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");

@@ -93,6 +93,7 @@ pub(crate) async fn serve(req: &Request<'_>, name: Option<&str>) -> Result<Reply
         content_type: "application/json".into(),
         body: ReplyBody::Stream(rx),
         warnings: Vec::new(),
+        cache_immutable: false,
     })
 }
 
