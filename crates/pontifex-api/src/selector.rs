@@ -16,6 +16,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 
 use crate::field::{ErrorKind, ErrorList, FieldError, Path};
+use crate::validation::common::{is_qualified_name, is_valid_label_value};
 
 /// Why a selector could not be parsed, converted or evaluated. Messages follow apimachinery's.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -368,7 +369,7 @@ fn requirement_errors(
         _ => {}
     }
     for (i, v) in values.iter().enumerate() {
-        let problems = label_value_problems(v);
+        let problems = is_valid_label_value(v);
         if !problems.is_empty() {
             errors.push(FieldError::invalid(
                 values_path.index(i).key(key),
@@ -381,7 +382,7 @@ fn requirement_errors(
 }
 
 fn label_key_error(key: &str, path: Path) -> Option<FieldError> {
-    let problems = qualified_name_problems(key);
+    let problems = is_qualified_name(key);
     if problems.is_empty() {
         return None;
     }
@@ -391,125 +392,6 @@ fn label_key_error(key: &str, path: Path) -> Option<FieldError> {
         value: Some(key.into()),
         detail: problems.join("; "),
     })
-}
-
-// --- name and value rules (apimachinery util/validation), reproduced for selector messages ----------
-
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-
-/// Go's `validation.RegexError` wording: `msg (e.g. 'a',  or 'b', regex used for validation is '...')`.
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
-    let mut out = format!("{msg} (e.g. ");
-    for (i, e) in examples.iter().enumerate() {
-        if i > 0 {
-            out.push_str(" or ");
-        }
-        out.push_str(&format!("'{e}', "));
-    }
-    out.push_str(&format!("regex used for validation is '{fmt}')"));
-    out
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn is_qualified_name_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    let alnum = |c: &u8| c.is_ascii_alphanumeric();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            alnum(first)
-                && alnum(last)
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            let lower_alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-            match (b.first(), b.last()) {
-                (Some(first), Some(last)) => {
-                    lower_alnum(first)
-                        && lower_alnum(last)
-                        && b.iter().all(|c| lower_alnum(c) || *c == b'-')
-                }
-                _ => false,
-            }
-        })
-}
-
-/// `validation.IsQualifiedName`: `[prefix/]name`, prefix a DNS subdomain, name at most 63 characters.
-fn qualified_name_problems(value: &str) -> Vec<String> {
-    let name_examples = ["MyName", "my.name", "123-abc"];
-    let mut problems = Vec::new();
-    let parts: Vec<&str> = value.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                problems.push("prefix part must be non-empty".to_owned());
-            } else {
-                if prefix.len() > 253 {
-                    problems.push("prefix part must be no more than 253 characters".to_owned());
-                }
-                if !is_dns1123_subdomain(prefix) {
-                    problems.push(format!(
-                        "prefix part {}",
-                        regex_error(
-                            DNS1123_SUBDOMAIN_MSG,
-                            DNS1123_SUBDOMAIN_FMT,
-                            &["example.com"]
-                        )
-                    ));
-                }
-            }
-            *name
-        }
-        _ => {
-            problems.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &name_examples)
-            ));
-            return problems;
-        }
-    };
-    if name.is_empty() {
-        problems.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        problems.push("name part must be no more than 63 characters".to_owned());
-    }
-    if !is_qualified_name_part(name) {
-        problems.push(format!(
-            "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &name_examples)
-        ));
-    }
-    problems
-}
-
-/// `validation.IsValidLabelValue`: empty, or a qualified-name part of at most 63 characters.
-fn label_value_problems(value: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    if value.len() > 63 {
-        problems.push("must be no more than 63 characters".to_owned());
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        problems.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
-    }
-    problems
 }
 
 // --- the query-string parser (labels.Parse) ----------------------------------------------------------

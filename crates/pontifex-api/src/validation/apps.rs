@@ -142,7 +142,7 @@ fn selector_and_template(
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     if let Some(sel) = usable
-        && !common::selector_matches(sel, &labels)
+        && !crate::selector::LabelSelector::from_api(sel).is_ok_and(|s| s.matches(&labels))
     {
         errs.push(go_err(
             ErrorKind::Invalid,

@@ -596,26 +596,6 @@ pub(crate) fn label_selector(sel: &LabelSelector, path: &Path) -> ErrorList {
     errs
 }
 
-/// Whether a selector matches a label set (`metav1.LabelSelectorAsSelector(...).Matches`).
-pub(crate) fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|r| {
-        let values = r.values.as_deref().unwrap_or_default();
-        match r.operator.as_str() {
-            "In" => labels.get(&r.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&r.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&r.key),
-            "DoesNotExist" => !labels.contains_key(&r.key),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
-
 pub(crate) fn selector_is_empty(sel: &LabelSelector) -> bool {
     sel.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
         && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)

@@ -4,7 +4,7 @@
 //! and node port ranges, allocation) belong to the API server's admission, not here.
 
 mod apps;
-mod common;
+pub(crate) mod common;
 mod core;
 mod endpoints;
 mod networking;
