@@ -40,7 +40,7 @@ fn allocated(svc: &Service) -> Allocated {
 
 /// Even Services are ClusterIP, odd ones NodePort with two auto-allocated node ports.
 fn writer_spec(i: usize) -> serde_json::Value {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         json!({"type": "ClusterIP"})
     } else {
         json!({"type": "NodePort", "ports": [
@@ -71,7 +71,7 @@ async fn write_until_failure(
                 );
                 assert_eq!(
                     a.node_ports.len(),
-                    if i % 2 == 0 { 0 } else { 2 },
+                    if i.is_multiple_of(2) { 0 } else { 2 },
                     "{name}: {a:?}"
                 );
                 acked.lock().unwrap().insert(name, a);
@@ -163,6 +163,7 @@ async fn acknowledged_services_and_allocations_survive_sigkill() {
             "a create failed while the server was up: {stopped_by}"
         );
         let written = acked.lock().unwrap().len() - before;
+        eprintln!("cycle {cycle}: {written} creates acknowledged before SIGKILL");
         assert!(
             written >= 5,
             "cycle {cycle}: only {written} creates were acknowledged before the kill"
