@@ -4,6 +4,7 @@
 //! with a watch open is a clean, quick exit.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +12,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt as _};
+use pontifex_store::{RedbStore, Store as _, StoreOptions};
 use serde_json::json;
 
 use crate::client::{api_code, blocking, client, namespace, service, start};
@@ -118,6 +120,43 @@ fn assert_unique(services: &BTreeMap<(String, String), Allocated>) {
     }
 }
 
+/// The allocation keys in the server's store file, with the `namespace/name` each names as its owner.
+/// Read with the server down and before it restarts, so its start-up repair pass has not touched them.
+async fn allocation_keys(data_dir: &Path) -> BTreeMap<String, String> {
+    let path = data_dir.join("store.redb");
+    let store = blocking(|| RedbStore::open(&path, StoreOptions::default()))
+        .expect("opening the store file");
+    let mut keys = BTreeMap::new();
+    for prefix in ["/ranges/serviceips/", "/ranges/servicenodeports/"] {
+        for kv in store
+            .range(prefix, None, 0)
+            .await
+            .expect("reading the allocation keys")
+            .kvs
+        {
+            keys.insert(kv.key, String::from_utf8_lossy(&kv.value).into_owned());
+        }
+    }
+    blocking(|| store.shutdown());
+    keys
+}
+
+/// The allocation keys `services` should own: exactly one per cluster IP and node port.
+fn expected_keys(services: &BTreeMap<(String, String), Allocated>) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
+    for ((ns, name), a) in services {
+        let owner = format!("{ns}/{name}");
+        keys.insert(
+            format!("/ranges/serviceips/{}", a.cluster_ip),
+            owner.clone(),
+        );
+        for p in &a.node_ports {
+            keys.insert(format!("/ranges/servicenodeports/{p}"), owner.clone());
+        }
+    }
+    keys
+}
+
 /// A delay between 0.5 and 1.5 s that differs between runs, so the kill lands at different points.
 fn kill_delay(cycle: usize) -> Duration {
     let nanos = SystemTime::now()
@@ -169,10 +208,18 @@ async fn acknowledged_services_and_allocations_survive_sigkill() {
             "cycle {cycle}: only {written} creates were acknowledged before the kill"
         );
 
+        let keys = allocation_keys(server.data_dir()).await;
         blocking(|| server.restart()).expect("restarting after SIGKILL");
         let client = crate::client::client(&server).await;
         let api: Api<Service> = Api::namespaced(client.clone(), ns);
         let services = all_services(&client).await;
+        // The keys were written in the Services' own transactions: none leaked by a create that the
+        // kill interrupted, none missing, owners right (and no repair was needed to get there).
+        assert_eq!(
+            keys,
+            expected_keys(&services),
+            "cycle {cycle}: allocation keys after SIGKILL"
+        );
 
         // Every acknowledged create survived, holding what it was given.
         let acked_now = acked.lock().unwrap().clone();
@@ -269,9 +316,15 @@ async fn acknowledged_services_and_allocations_survive_sigkill() {
 
     // The reused values are held again, durably, by the new Services.
     blocking(|| server.kill());
+    let keys = allocation_keys(server.data_dir()).await;
     blocking(|| server.restart()).expect("restarting");
     let services = all_services(&client).await;
     assert_unique(&services);
+    assert_eq!(
+        keys,
+        expected_keys(&services),
+        "allocation keys after the reuse"
+    );
     assert_eq!(services.keys().filter(|(n, _)| n == ns).count(), held.len());
 }
 
