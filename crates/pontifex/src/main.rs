@@ -58,6 +58,14 @@ struct ServerArgs {
     /// etcd endpoints (not supported yet: a later release adds the etcd backend).
     #[arg(long)]
     etcd_servers: Option<String>,
+    /// How many store revisions are kept for watches to resume from; a watch from an older
+    /// resourceVersion gets 410 Gone and must re-list. Hidden: for tests and tuning.
+    #[arg(long, default_value_t = StoreOptions::default().history_window, hide = true)]
+    watch_history_revisions: usize,
+    /// How often, in seconds, a watch that asked for bookmarks gets one (kube-apiserver: about a
+    /// minute). Hidden: for tests.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    watch_bookmark_interval_seconds: u64,
 }
 
 #[derive(Args)]
@@ -106,17 +114,16 @@ fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let options = StoreOptions::default().with_history_window(args.watch_history_revisions);
     Ok(match args.storage_backend.as_str() {
         "redb" => Arc::new(
             pontifex_store::redb_backend::RedbStore::open(
                 args.data_dir.join("store.redb"),
-                StoreOptions::default(),
+                options,
             )
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
         ),
-        "memory" => Arc::new(pontifex_store::memory::MemoryStore::new(
-            StoreOptions::default(),
-        )),
+        "memory" => Arc::new(pontifex_store::memory::MemoryStore::new(options)),
         other => bail!("--storage-backend {other:?}: expected redb or memory"),
     })
 }
@@ -129,6 +136,7 @@ async fn start(args: &ServerArgs, shutdown: CancellationToken) -> anyhow::Result
     config.advertise_address = args.advertise_address;
     config.service_cluster_ip_range = args.service_cluster_ip_range;
     config.service_node_port_range = args.service_node_port_range;
+    config.bookmark_interval = std::time::Duration::from_secs(args.watch_bookmark_interval_seconds);
     let server = ApiServer::bind(config, store, shutdown)
         .await
         .context("starting the API server")?;

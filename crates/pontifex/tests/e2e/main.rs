@@ -1,3 +1,7 @@
-//! Black-box tests: the real `pontifex` binary driven by outside tools (kubectl, kube-rs).
+//! Black-box tests of the `pontifex` binary: each test runs the real binary on a throw-away data
+//! directory and drives it only from outside — the real kubectl, kube-rs, signals. One test binary, so
+//! it links once.
 
+mod client;
+mod crash;
 mod up;
