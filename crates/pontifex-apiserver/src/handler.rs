@@ -522,7 +522,7 @@ async fn update_object(
         // A finalizer-held object whose last finalizer goes is deleted now.
         let finished = !objects::meta(&desired)["deletionTimestamp"].is_null()
             && objects::meta(&desired)["finalizers"].as_array().is_none_or(Vec::is_empty);
-        if encode(&desired) == kv.value && !finished {
+        if objects::unchanged(&desired, &kv.value) && !finished {
             // No change: no write, no new resourceVersion (kubectl apply relies on this being cheap).
             return Ok((200, current));
         }

@@ -52,6 +52,18 @@ pub(crate) fn encode(obj: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
 }
 
+/// Whether `obj` says the same as the `stored` bytes, field order aside. An update that changes nothing
+/// must not be written (no new resourceVersion, no watch event), even when defaulting or allocation
+/// put the fields in another order than the stored version has them.
+pub(crate) fn unchanged(obj: &Value, stored: &[u8]) -> bool {
+    let Ok(mut stored) = serde_json::from_slice::<Value>(stored) else { return false };
+    set_resource_version(&mut stored, 0);
+    let mut obj = obj.clone();
+    set_resource_version(&mut obj, 0);
+    // serde_json's maps compare their entries whatever their order.
+    obj == stored
+}
+
 pub(crate) fn meta(obj: &Value) -> &Value {
     obj.get("metadata").unwrap_or(&Value::Null)
 }
@@ -115,3 +127,6 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         other => ApiError::Internal(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;
