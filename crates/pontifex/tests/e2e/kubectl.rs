@@ -5,9 +5,9 @@
 //! namespaces and a fixed node port, so two versions cannot share one cluster). The assertions read
 //! kubectl's output the way a person would: table columns, describe lines, error messages word for word.
 //!
-//! Not covered here, because kubectl sends protobuf for them and the server speaks JSON only:
-//! `kubectl create service|deployment` and `kubectl scale` (typed clients encode request bodies as
-//! `application/vnd.kubernetes.protobuf`, with no fallback to JSON).
+//! Not covered here: `kubectl create service|deployment` (kubectl's typed clients encode the request
+//! body as `application/vnd.kubernetes.protobuf`, with no fallback to JSON, and the server speaks JSON
+//! only) and `kubectl scale` (the server has no `scale` subresource yet).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
@@ -738,6 +738,23 @@ fn label_annotate_and_patch_a_service() {
                 .starts_with("The Service \"nginx\" is invalid: spec.sessionAffinity: Unsupported value: \"Sticky\""),
             "{err}"
         );
+
+        // expose reads the Deployment's selector and creates a Service from it; set selector patches it.
+        let out = c.ok(&["expose", "deploy", "nginx", "--name", "exposed", "--port", "8080", "--target-port", "80"]);
+        assert_eq!(out.trim(), "service/exposed exposed");
+        let wide = c.ok(&["get", "svc", "exposed", "-o", "wide"]);
+        let r = row(&wide, 0, "exposed");
+        assert_eq!(r[1], "ClusterIP");
+        assert!(is_cluster_ip(r[2]), "{wide}");
+        assert_eq!(r[4], "8080/TCP");
+        assert_eq!(r[6], "app=nginx");
+        assert_eq!(
+            c.ok(&["set", "selector", "svc", "exposed", "app=other"]).trim(),
+            "service/exposed selector updated"
+        );
+        assert_eq!(row(&c.ok(&["get", "svc", "exposed", "-o", "wide"]), 0, "exposed")[6], "app=other");
+        let names = c.ok(&["get", "svc", "-o", "name"]);
+        assert_eq!(names.lines().collect::<Vec<_>>(), ["service/exposed", "service/kubernetes", "service/nginx"]);
     });
 }
 
