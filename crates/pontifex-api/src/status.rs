@@ -12,7 +12,7 @@ use crate::field::ErrorList;
 #[non_exhaustive]
 pub enum ApiError {
     /// 404 NotFound: the object (`resource` "name") does not exist.
-    #[error("{resource} \"{name}\" not found")]
+    #[error("{} \"{name}\" not found", qualified(group, resource))]
     NotFound {
         group: String,
         resource: String,
@@ -22,14 +22,17 @@ pub enum ApiError {
     #[error("the server could not find the requested resource")]
     NoSuchResource,
     /// 409 AlreadyExists: a create named an object that exists.
-    #[error("{resource} \"{name}\" already exists")]
+    #[error("{} \"{name}\" already exists", qualified(group, resource))]
     AlreadyExists {
         group: String,
         resource: String,
         name: String,
     },
     /// 409 Conflict: an update carried a stale resourceVersion, or a precondition failed.
-    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {detail}")]
+    #[error(
+        "Operation cannot be fulfilled on {} \"{name}\": {detail}",
+        qualified(group, resource)
+    )]
     Conflict {
         group: String,
         resource: String,
@@ -79,6 +82,15 @@ pub enum ApiError {
     /// 503 ServiceUnavailable: the server is shutting down or overloaded.
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// The group-qualified resource the real server names in messages: `services`, `deployments.apps`.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 fn render_list(errors: &ErrorList) -> String {
@@ -189,3 +201,6 @@ pub fn success_status(group: &str, resource: &str, name: &str, uid: &str) -> Val
         "details": {"name": name, "group": group, "kind": resource, "uid": uid}
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -464,6 +464,12 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
     }
     let wants_ports = matches!(new_type.as_str(), "NodePort" | "LoadBalancer");
     let had_ports = matches!(old_type.as_str(), "NodePort" | "LoadBalancer");
+    // As upstream: the node ports are dropped only if the update brings no node port the old version
+    // did not hold (a new one is the user's explicit wish, and validation refuses it for the new type).
+    let same_node_ports = {
+        let olds: HashSet<Value> = port_node_ports(old).collect();
+        port_node_ports(new).all(|p| olds.contains(&p))
+    };
     if let Some(ports) = new["spec"]["ports"].as_array_mut() {
         for port in ports.iter_mut() {
             if wants_ports && port["nodePort"].is_null() {
@@ -482,7 +488,7 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
                 }
             } else if !wants_ports
                 && had_ports
-                && port.get("nodePort") == old_port_node_port(old, port).as_ref()
+                && same_node_ports
                 && let Some(p) = port.as_object_mut()
             {
                 p.remove("nodePort");
@@ -501,15 +507,57 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
     {
         spec.remove("healthCheckNodePort");
     }
+    // The other type-dependent fields, dropped when the type no longer has them and the user left them
+    // as they were (so a NodePort Service can become ClusterIP by changing `type` alone).
+    let mut drop = Vec::new();
+    if old_type == "LoadBalancer" && new_type != "LoadBalancer" {
+        for f in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
+            if new["spec"][f] == old["spec"][f] {
+                drop.push(f);
+            }
+        }
+    }
+    if externally_accessible(old)
+        && !externally_accessible(new)
+        && new["spec"]["externalTrafficPolicy"] == old["spec"]["externalTrafficPolicy"]
+    {
+        drop.push("externalTrafficPolicy");
+    }
+    if let Some(spec) = new["spec"].as_object_mut() {
+        for f in drop {
+            spec.remove(f);
+        }
+    }
+    // A load-balancer status means nothing once the Service is no longer a LoadBalancer.
+    if new_type != "LoadBalancer"
+        && let Some(status) = new.get_mut("status").and_then(Value::as_object_mut)
+    {
+        status.remove("loadBalancer");
+    }
 }
 
-fn old_port_node_port(old: &Value, port: &Value) -> Option<Value> {
-    old["spec"]["ports"]
-        .as_array()?
-        .iter()
-        .find(|o| o["port"] == port["port"])
-        .and_then(|o| o.get("nodePort"))
+fn port_node_ports(svc: &Value) -> impl Iterator<Item = Value> + '_ {
+    svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort"))
+        .filter(|n| !n.is_null())
         .cloned()
+}
+
+/// NodePort and LoadBalancer Services, and ClusterIP ones with external IPs, take traffic from outside
+/// the cluster: only they have an `externalTrafficPolicy`.
+fn externally_accessible(svc: &Value) -> bool {
+    matches!(
+        svc["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    ) || (svc["spec"]["type"]
+        .as_str()
+        .is_none_or(|t| t == "ClusterIP")
+        && svc["spec"]["externalIPs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()))
 }
 
 #[cfg(test)]

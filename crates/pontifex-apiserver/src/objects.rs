@@ -145,19 +145,4 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn same_ignores_resource_version_and_key_order() {
-        let a =
-            json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1, "b": 2}});
-        let b =
-            json!({"spec": {"b": 2, "a": 1}, "metadata": {"resourceVersion": "7", "name": "x"}});
-        assert!(same(&a, &b));
-        let c = json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 3}});
-        assert!(!same(&a, &c));
-    }
-}
+mod tests;

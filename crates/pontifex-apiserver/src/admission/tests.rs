@@ -94,3 +94,57 @@ fn picks_avoid_what_the_store_holds() {
     a.observe(&port_key(30000), true);
     assert_eq!(a.pick_port(&HashSet::new()), Some(30001));
 }
+
+#[test]
+fn leaving_node_port_drops_the_external_traffic_policy_the_user_left_alone() {
+    // `kubectl patch --type merge -p '{"spec":{"type":"ClusterIP"}}'` on a stored NodePort Service.
+    let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.5.5", "clusterIPs": ["10.96.5.5"],
+        "externalTrafficPolicy": "Cluster", "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]},
+        "status": {"loadBalancer": {}}});
+    let mut new = old.clone();
+    new["spec"]["type"] = json!("ClusterIP");
+    prepare_service_update(&mut new, &old);
+    assert!(new["spec"].get("externalTrafficPolicy").is_none(), "{new}");
+    assert!(new["spec"]["ports"][0].get("nodePort").is_none(), "{new}");
+    assert!(new["status"].get("loadBalancer").is_none(), "{new}");
+
+    // A policy the user changes in the same update is theirs: kept (validation then refuses it).
+    let mut changed = old.clone();
+    changed["spec"]["type"] = json!("ClusterIP");
+    changed["spec"]["externalTrafficPolicy"] = json!("Local");
+    prepare_service_update(&mut changed, &old);
+    assert_eq!(changed["spec"]["externalTrafficPolicy"], "Local");
+
+    // With external IPs a ClusterIP Service stays externally accessible and keeps its policy.
+    let mut with_ips = old.clone();
+    with_ips["spec"]["type"] = json!("ClusterIP");
+    with_ips["spec"]["externalIPs"] = json!(["172.31.255.10"]);
+    prepare_service_update(&mut with_ips, &old);
+    assert_eq!(with_ips["spec"]["externalTrafficPolicy"], "Cluster");
+}
+
+#[test]
+fn leaving_load_balancer_drops_its_own_fields_and_a_new_node_port_keeps_all() {
+    let old = json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": true,
+        "loadBalancerClass": "example.com/lb", "externalTrafficPolicy": "Cluster",
+        "ports": [{"port": 80, "nodePort": 30080}]}});
+    let mut new = old.clone();
+    new["spec"]["type"] = json!("NodePort");
+    prepare_service_update(&mut new, &old);
+    assert!(
+        new["spec"].get("allocateLoadBalancerNodePorts").is_none(),
+        "{new}"
+    );
+    assert!(new["spec"].get("loadBalancerClass").is_none(), "{new}");
+    assert_eq!(new["spec"]["externalTrafficPolicy"], "Cluster");
+    assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+
+    // Switching to ClusterIP while naming a node port the old version did not hold: nothing is wiped.
+    let mut explicit = old.clone();
+    explicit["spec"]["type"] = json!("ClusterIP");
+    explicit["spec"]["ports"] =
+        json!([{"port": 80, "nodePort": 30080}, {"port": 81, "nodePort": 30081}]);
+    prepare_service_update(&mut explicit, &old);
+    assert_eq!(explicit["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(explicit["spec"]["ports"][1]["nodePort"], 30081);
+}

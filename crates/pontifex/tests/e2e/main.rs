@@ -1,7 +1,8 @@
 //! Black-box tests of the `pontifex` binary: each test runs the real binary on a throw-away data
-//! directory and drives it only from outside — the real kubectl, kube-rs, signals. One test binary, so
-//! it links once.
+//! directory and drives it only from outside — the real kubectl, kube-rs, signals — asserting on what
+//! those tools show. One test binary, so it links once.
 
 mod client;
 mod crash;
+mod kubectl;
 mod up;
