@@ -54,6 +54,11 @@ impl ResourceType {
         }
     }
 
+    /// Has a `/scale` subresource (an `autoscaling/v1` Scale over `spec.replicas`).
+    pub fn scale_subresource(&self) -> bool {
+        self.group == "apps" && matches!(self.kind, "Deployment" | "ReplicaSet")
+    }
+
     /// `ServiceList`.
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)

@@ -41,13 +41,37 @@ pub(crate) fn aggregated_content_type(version: &str) -> String {
     format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
 }
 
-fn subresources(r: &ResourceType) -> Vec<(&'static str, &'static [&'static str])> {
-    let mut out: Vec<(&'static str, &'static [&'static str])> = Vec::new();
+/// A subresource: its name, the (group, version, kind) it answers with, and its verbs.
+struct Subresource {
+    name: &'static str,
+    kind: (&'static str, &'static str, &'static str),
+    verbs: &'static [&'static str],
+}
+
+fn subresources(r: &ResourceType) -> Vec<Subresource> {
+    let own = (r.group, r.version, r.kind);
+    let mut out = Vec::new();
     if r.status_subresource {
-        out.push(("status", &["get", "patch", "update"]));
+        out.push(Subresource {
+            name: "status",
+            kind: own,
+            verbs: &["get", "patch", "update"],
+        });
     }
     if r.kind == "Namespace" {
-        out.push(("finalize", &["update"]));
+        out.push(Subresource {
+            name: "finalize",
+            kind: own,
+            verbs: &["update"],
+        });
+    }
+    if r.scale_subresource() {
+        // Scale speaks autoscaling/v1, whatever its parent's group: the scale client finds it here.
+        out.push(Subresource {
+            name: "scale",
+            kind: ("autoscaling", "v1", "Scale"),
+            verbs: &["get", "patch", "update"],
+        });
     }
     out
 }
@@ -56,7 +80,10 @@ fn resource_entry(r: &ResourceType) -> Value {
     let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
     let subs: Vec<Value> = subresources(r)
         .into_iter()
-        .map(|(name, verbs)| json!({"subresource": name, "responseKind": kind, "verbs": verbs}))
+        .map(|s| {
+            let (group, version, kind) = s.kind;
+            json!({"subresource": s.name, "responseKind": {"group": group, "version": version, "kind": kind}, "verbs": s.verbs})
+        })
         .collect();
     let mut entry = json!({
         "resource": r.plural,
@@ -156,14 +183,20 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Value {
             entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
-        for (sub, verbs) in subresources(r) {
-            resources.push(json!({
-                "name": format!("{}/{sub}", r.plural),
+        for s in subresources(r) {
+            let (sub_group, sub_version, kind) = s.kind;
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, s.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": verbs,
-            }));
+                "kind": kind,
+                "verbs": s.verbs,
+            });
+            if (sub_group, sub_version) != (r.group, r.version) {
+                entry["group"] = json!(sub_group);
+                entry["version"] = json!(sub_version);
+            }
+            resources.push(entry);
         }
     }
     let gv = if group.is_empty() {

@@ -19,7 +19,7 @@ use crate::request::{Query, ResourceRequest};
 use crate::select::Selectors;
 use crate::server::State;
 use crate::table::{self, Include, TableOpts};
-use crate::watch;
+use crate::{scale, watch};
 
 /// Requests are bounded, as kube-apiserver bounds them (3 MiB).
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -92,6 +92,10 @@ pub(crate) async fn handle(
 ) -> Result<Reply, ApiError> {
     let name = req.target.name.clone();
     let watching = req.target.legacy_watch || req.query.flag("watch");
+    if req.target.subresource.as_deref() == Some("scale") {
+        let name = name.ok_or(ApiError::MethodNotAllowed)?;
+        return scale::handle(&req, method, &name, &body).await;
+    }
     match (method, name) {
         (&Method::GET, Some(name)) if !watching => get(&req, &name).await,
         (&Method::GET, name) => {
@@ -630,7 +634,7 @@ async fn update(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
 }
 
 /// The stored object at `key`, raw and decoded; 404 when it is absent.
-async fn read_current(
+pub(crate) async fn read_current(
     req: &Request<'_>,
     key: &str,
     name: &str,
@@ -649,7 +653,7 @@ async fn read_current(
 /// Read-modify-write with optimistic concurrency: `change` turns the stored object into the desired one;
 /// a desired object carrying a resourceVersion must match the stored one (409 otherwise), and a
 /// concurrent writer makes us re-read and retry (patches) or fail (PUT with a resourceVersion).
-async fn update_object(
+pub(crate) async fn update_object(
     req: &Request<'_>,
     name: &str,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
@@ -803,18 +807,47 @@ fn release_all(req: &Request<'_>, current: &Value) -> Allocation {
     }
 }
 
-async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
+/// The media type of a request body, without parameters.
+pub(crate) fn content_type(req: &Request<'_>) -> String {
     let ct = req
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ct = ct.split(';').next().unwrap_or("").trim().to_owned();
+    ct.split(';').next().unwrap_or("").trim().to_owned()
+}
+
+/// Apply a patch document of media type `ct` to `base`, with the merge keys of `schema`.
+pub(crate) fn apply_patch(
+    ct: &str,
+    base: &Value,
+    patch_doc: &Value,
+    schema: &pontifex_api::patch::PatchSchema,
+) -> Result<Value, ApiError> {
+    match ct {
+        "application/strategic-merge-patch+json" => {
+            pontifex_api::patch::strategic_merge(base, patch_doc, schema).map_err(patch_error)
+        }
+        "application/merge-patch+json" => Ok(pontifex_api::patch::merge_patch(base, patch_doc)),
+        "application/json-patch+json" => pontifex_api::patch::json_patch(base, patch_doc).map_err(patch_error),
+        _ => Err(ApiError::UnsupportedMediaType {
+            accepted: "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml".into(),
+        }),
+    }
+}
+
+/// A patch body: JSON for every patch type but apply.
+pub(crate) fn parse_patch(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
+}
+
+async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let ct = content_type(req);
     if ct == "application/apply-patch+yaml" {
         return apply(req, name, body).await;
     }
-    let patch_doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+    let patch_doc = parse_patch(body)?;
     let schema = pontifex_api::patch::schema_for(req.r().group, req.r().kind);
     let warnings = std::sync::Mutex::new(Vec::new());
     let (code, out) = update_object(req, name, |current| {
@@ -823,20 +856,7 @@ async fn patch(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiE
         if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        let patched = match ct.as_str() {
-            "application/strategic-merge-patch+json" => {
-                pontifex_api::patch::strategic_merge(&base, &patch_doc, schema).map_err(patch_error)?
-            }
-            "application/merge-patch+json" => pontifex_api::patch::merge_patch(&base, &patch_doc),
-            "application/json-patch+json" => {
-                pontifex_api::patch::json_patch(&base, &patch_doc).map_err(patch_error)?
-            }
-            _ => {
-                return Err(ApiError::UnsupportedMediaType {
-                    accepted: "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml".into(),
-                });
-            }
-        };
+        let patched = apply_patch(&ct, &base, &patch_doc, schema)?;
         let (obj, w) = decode_body(req, patched)?;
         *warnings.lock().expect("warnings lock") = w;
         Ok(obj)

@@ -16,6 +16,7 @@ mod discovery;
 mod handler;
 mod objects;
 mod request;
+mod scale;
 mod select;
 mod server;
 mod table;

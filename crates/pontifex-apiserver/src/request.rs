@@ -131,7 +131,8 @@ fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Targ
     let resource = lookup(group, version, plural).ok_or(ApiError::NoSuchResource)?;
     if let Some(sub) = subresource {
         let known = (sub == "status" && resource.status_subresource)
-            || (sub == "finalize" && resource.kind == "Namespace");
+            || (sub == "finalize" && resource.kind == "Namespace")
+            || (sub == "scale" && resource.scale_subresource());
         if !known {
             return Err(ApiError::NoSuchResource);
         }

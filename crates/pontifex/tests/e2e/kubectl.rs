@@ -7,7 +7,7 @@
 //!
 //! Not covered here: `kubectl create service|deployment` (kubectl's typed clients encode the request
 //! body as `application/vnd.kubernetes.protobuf`, with no fallback to JSON, and the server speaks JSON
-//! only) and `kubectl scale` (the server has no `scale` subresource yet).
+//! only).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
@@ -1165,5 +1165,53 @@ fn wrong_token_is_unauthorized() {
         assert_eq!(run.stdout, "");
         // The right token still works.
         assert_eq!(row(&c.ok(&["get", "svc"]), 0, "kubernetes")[1], "ClusterIP");
+    });
+}
+
+#[test]
+fn scale_a_deployment() {
+    each_version(&[], |c| {
+        c.ok(&["apply", "-f", &example("nginx-nodeport.yaml")]);
+        assert_eq!(
+            c.ok(&["scale", "deployment", "nginx", "--replicas=5"])
+                .trim(),
+            "deployment.apps/nginx scaled"
+        );
+        let spec = c.ok(&[
+            "get",
+            "deploy",
+            "nginx",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ]);
+        assert_eq!(spec.trim(), "5 2");
+        // A precondition that does not hold is refused, and nothing changes.
+        let err = c.fails(&[
+            "scale",
+            "deployment",
+            "nginx",
+            "--replicas=2",
+            "--current-replicas=3",
+        ]);
+        assert!(err.contains("Expected replicas to be 3, was 5"), "{err}");
+        c.ok(&[
+            "scale",
+            "deployment",
+            "nginx",
+            "--replicas=2",
+            "--current-replicas=5",
+        ]);
+        let scale = c.ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/nginx/scale",
+        ]);
+        let scale: Value = serde_json::from_str(&scale).expect("Scale JSON");
+        assert_eq!(scale["kind"], "Scale");
+        assert_eq!(scale["apiVersion"], "autoscaling/v1");
+        assert_eq!(scale["spec"]["replicas"], 2);
+        assert_eq!(scale["status"]["selector"], "app=nginx");
+        let resources = c.ok(&["api-resources", "--api-group=apps", "-o", "name"]);
+        assert!(resources.contains("deployments.apps"), "{resources}");
     });
 }
