@@ -12,6 +12,9 @@ use crate::handler::{
 };
 use crate::objects;
 
+/// Turns the stored parent into the desired one.
+type Change = dyn Fn(&Value) -> Result<Value, ApiError> + Send + Sync;
+
 /// The Scale view of a stored Deployment or ReplicaSet.
 fn scale_of(parent: &Value) -> Value {
     let meta = objects::meta(parent);
@@ -42,7 +45,7 @@ pub(crate) async fn handle(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let key = objects::key(req.r(), req.ns(), name);
-    let change: Box<dyn Fn(&Value) -> Result<Value, ApiError> + Send + Sync> = match *method {
+    let change: Box<Change> = match *method {
         Method::GET => {
             let (_, current) = read_current(req, &key, name).await?;
             return Ok(Reply::json(200, &scale_of(&current)));
