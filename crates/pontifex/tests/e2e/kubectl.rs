@@ -5,9 +5,9 @@
 //! namespaces and a fixed node port, so two versions cannot share one cluster). The assertions read
 //! kubectl's output the way a person would: table columns, describe lines, error messages word for word.
 //!
-//! Not covered here: `kubectl create service|deployment` (kubectl's typed clients encode the request
-//! body as `application/vnd.kubernetes.protobuf`, with no fallback to JSON, and the server speaks JSON
-//! only) and `kubectl scale` (the server has no `scale` subresource yet).
+//! Not covered here: `kubectl create service|deployment|...` and `kubectl run` (kubectl's typed clients
+//! send protobuf request bodies: see `protobuf.rs`) and `kubectl scale` (the server has no `scale`
+//! subresource yet).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
