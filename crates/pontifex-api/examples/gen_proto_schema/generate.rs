@@ -586,7 +586,10 @@ pub(crate) fn generate(k8s_pb_src: &Path, openapi_docs: &[Value]) -> Result<Stri
             let (json, inherit) = match (json, &message) {
                 (Some(j), Some((_, true)) | None) => (j, None),
                 (Some(_), Some((m, false))) => {
-                    skipped.push(format!("{name}.{} (no OpenAPI schema for {m})", f.rust_name));
+                    skipped.push(format!(
+                        "{name}.{} (no OpenAPI schema for {m})",
+                        f.rust_name
+                    ));
                     continue;
                 }
                 // A message field with no property of its own is a Go embedded struct whose JSON is
@@ -659,7 +662,9 @@ pub(crate) fn generate(k8s_pb_src: &Path, openapi_docs: &[Value]) -> Result<Stri
         .filter(|k| !used_keep.contains(**k))
         .collect();
     if !unused.is_empty() {
-        return Err(format!("KEEP_ZERO entries that name no reachable field: {unused:?}"));
+        return Err(format!(
+            "KEEP_ZERO entries that name no reachable field: {unused:?}"
+        ));
     }
 
     let fields: usize = messages.values().map(Vec::len).sum();

@@ -144,9 +144,23 @@ fn service_ports_int_or_string_and_zero_node_port() {
             .int(5, node_port)
     };
     let spec = Enc::new()
-        .msg(1, port("web", 80, Enc::new().int(1, 0).int(2, 8080).str(3, ""), 30080))
-        .msg(1, port("alt", 81, Enc::new().int(1, 1).int(2, 0).str(3, "http"), 0))
-        .msg(1, port("", 82, Enc::new().int(1, 0).int(2, 0).str(3, ""), 0))
+        .msg(
+            1,
+            port(
+                "web",
+                80,
+                Enc::new().int(1, 0).int(2, 8080).str(3, ""),
+                30080,
+            ),
+        )
+        .msg(
+            1,
+            port("alt", 81, Enc::new().int(1, 1).int(2, 0).str(3, "http"), 0),
+        )
+        .msg(
+            1,
+            port("", 82, Enc::new().int(1, 0).int(2, 0).str(3, ""), 0),
+        )
         .entry(2, "app", b"web")
         .str(3, "")
         .str(4, "NodePort")
@@ -155,7 +169,10 @@ fn service_ports_int_or_string_and_zero_node_port() {
         .str(11, "Cluster")
         .int(12, 0)
         .int(13, 0);
-    let raw = Enc::new().msg(1, meta("np")).msg(2, spec).msg(3, Enc::new());
+    let raw = Enc::new()
+        .msg(1, meta("np"))
+        .msg(2, spec)
+        .msg(3, Enc::new());
     let v = decode(&envelope("v1", "Service", raw)).unwrap();
     assert_eq!(
         v["spec"],
@@ -252,9 +269,7 @@ fn deployment_replicas_zero_template_and_times() {
 
 #[test]
 fn deployment_without_replicas_has_none() {
-    let raw = Enc::new()
-        .msg(1, meta("web"))
-        .msg(2, Enc::new().int(5, 0));
+    let raw = Enc::new().msg(1, meta("web")).msg(2, Enc::new().int(5, 0));
     let v = decode(&envelope("apps/v1", "Deployment", raw)).unwrap();
     assert_eq!(v["spec"], json!({}));
 }
@@ -288,9 +303,10 @@ fn namespace_and_inline_messages() {
             ),
         )
         .int(2, 5);
-    let volume = Enc::new()
-        .str(1, "cfg")
-        .msg(2, Enc::new().msg(19, Enc::new().msg(1, Enc::new().str(1, "c"))));
+    let volume = Enc::new().str(1, "cfg").msg(
+        2,
+        Enc::new().msg(19, Enc::new().msg(1, Enc::new().str(1, "c"))),
+    );
     let pod_spec = Enc::new()
         .msg(1, volume)
         .msg(2, Enc::new().str(1, "c").msg(10, probe));
@@ -365,15 +381,31 @@ fn errors() {
     // Truncated: the ConfigMap claims more bytes than there are.
     let mut body = envelope("v1", "ConfigMap", Enc::new().msg(1, meta("a")));
     body.truncate(body.len() - 6);
-    assert!(matches!(decode(&body), Err(ProtobufError::Truncated { .. })));
+    assert!(matches!(
+        decode(&body),
+        Err(ProtobufError::Truncated { .. })
+    ));
     // metadata.name as a varint.
-    let err = decode(&envelope("v1", "ConfigMap", Enc::new().msg(1, Enc::new().int(1, 5)))).unwrap_err();
+    let err = decode(&envelope(
+        "v1",
+        "ConfigMap",
+        Enc::new().msg(1, Enc::new().int(1, 5)),
+    ))
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "wrong wire type 0 for field ConfigMap.metadata.name (expected 2)"
     );
-    let err = decode(&envelope("v1", "ConfigMap", Enc::new().msg(1, Enc::new().bytes(1, b"\xff")))).unwrap_err();
-    assert_eq!(err.to_string(), "invalid UTF-8 in string field ConfigMap.metadata.name");
+    let err = decode(&envelope(
+        "v1",
+        "ConfigMap",
+        Enc::new().msg(1, Enc::new().bytes(1, b"\xff")),
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid UTF-8 in string field ConfigMap.metadata.name"
+    );
     let mut enc = Enc::new().msg(1, meta("a"));
     enc.0.extend([0x0b]); // field 1, wire type 3 (start group)
     assert!(matches!(
@@ -382,10 +414,18 @@ fn errors() {
     ));
     let gzip = {
         let mut out = MAGIC.to_vec();
-        out.extend(Enc::new().msg(1, Enc::new().str(1, "v1").str(2, "ConfigMap")).str(3, "gzip").0);
+        out.extend(
+            Enc::new()
+                .msg(1, Enc::new().str(1, "v1").str(2, "ConfigMap"))
+                .str(3, "gzip")
+                .0,
+        );
         out
     };
-    assert_eq!(decode(&gzip), Err(ProtobufError::UnsupportedEncoding("gzip".into())));
+    assert_eq!(
+        decode(&gzip),
+        Err(ProtobufError::UnsupportedEncoding("gzip".into()))
+    );
 }
 
 #[test]
@@ -401,10 +441,16 @@ fn unknown_fields_are_skipped() {
 
 #[test]
 fn media_type() {
-    assert!(is_protobuf_media_type("application/vnd.kubernetes.protobuf"));
-    assert!(is_protobuf_media_type("application/vnd.kubernetes.protobuf; charset=x"));
+    assert!(is_protobuf_media_type(
+        "application/vnd.kubernetes.protobuf"
+    ));
+    assert!(is_protobuf_media_type(
+        "application/vnd.kubernetes.protobuf; charset=x"
+    ));
     assert!(!is_protobuf_media_type("application/json"));
-    assert!(is_protobuf_media_type("Application/VND.Kubernetes.Protobuf"));
+    assert!(is_protobuf_media_type(
+        "Application/VND.Kubernetes.Protobuf"
+    ));
 }
 
 #[test]
@@ -447,7 +493,13 @@ fn schema_is_consistent() {
     assert!(field("io.k8s.api.core.v1.PodSpec", "automountServiceAccountToken").keep_zero);
     assert!(field("io.k8s.api.core.v1.ServicePort", "port").keep_zero);
     assert!(!field("io.k8s.api.core.v1.ServicePort", "nodePort").keep_zero);
-    assert!(!field("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "namespace").keep_zero);
+    assert!(
+        !field(
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            "namespace"
+        )
+        .keep_zero
+    );
 }
 
 fn is_special(name: &str) -> bool {

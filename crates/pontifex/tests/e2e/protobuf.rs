@@ -63,20 +63,39 @@ fn create_namespace_configmap_and_secrets() {
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
 
     each_version(|c| {
-        assert_eq!(c.ok(&["create", "namespace", "demo"]), "namespace/demo created\n");
+        assert_eq!(
+            c.ok(&["create", "namespace", "demo"]),
+            "namespace/demo created\n"
+        );
         let ns = c.get(&["namespace", "demo"]);
         assert_eq!(ns["metadata"]["name"], "demo");
         assert!(ns["metadata"].get("namespace").is_none(), "{ns}");
 
-        c.ok(&["create", "configmap", "c", "--from-literal=k=v", "--from-literal=e="]);
+        c.ok(&[
+            "create",
+            "configmap",
+            "c",
+            "--from-literal=k=v",
+            "--from-literal=e=",
+        ]);
         let cm = c.get(&["configmap", "c"]);
         assert_eq!(cm["data"], json!({"k": "v", "e": ""}), "{cm}");
         assert_eq!(cm["metadata"]["namespace"], "default");
         assert!(cm.get("immutable").is_none(), "{cm}");
         assert!(cm["metadata"].get("generateName").is_none(), "{cm}");
 
-        c.ok(&["create", "configmap", "c2", "-n", "demo", "--from-literal=x=1"]);
-        assert_eq!(c.get(&["configmap", "c2", "-n", "demo"])["data"], json!({"x": "1"}));
+        c.ok(&[
+            "create",
+            "configmap",
+            "c2",
+            "-n",
+            "demo",
+            "--from-literal=x=1",
+        ]);
+        assert_eq!(
+            c.get(&["configmap", "c2", "-n", "demo"])["data"],
+            json!({"x": "1"})
+        );
 
         c.ok(&["create", "secret", "generic", "s", "--from-literal=a=b"]);
         let s = c.get(&["secret", "s"]);
@@ -113,7 +132,13 @@ fn create_namespace_configmap_and_secrets() {
 
         // Server-side dry run: the object is decoded and validated, and not stored.
         let dry = c.ok(&[
-            "create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server", "-o", "json",
+            "create",
+            "configmap",
+            "dry",
+            "--from-literal=a=b",
+            "--dry-run=server",
+            "-o",
+            "json",
         ]);
         let dry: Value = serde_json::from_str(&dry).expect("JSON");
         assert_eq!(dry["data"], json!({"a": "b"}));
@@ -139,7 +164,14 @@ fn create_services() {
         let node_port = port["nodePort"].as_u64().expect("allocated nodePort");
         assert!((30000..=32767).contains(&node_port), "{np}");
 
-        c.ok(&["create", "service", "nodeport", "fixed", "--tcp=81:http", "--node-port=30123"]);
+        c.ok(&[
+            "create",
+            "service",
+            "nodeport",
+            "fixed",
+            "--tcp=81:http",
+            "--node-port=30123",
+        ]);
         let fixed = c.get(&["service", "fixed"]);
         assert_eq!(fixed["spec"]["ports"][0]["nodePort"], 30123);
         assert_eq!(fixed["spec"]["ports"][0]["targetPort"], "http");
@@ -147,22 +179,46 @@ fn create_services() {
         c.ok(&["create", "service", "clusterip", "cip", "--tcp=5678:8080"]);
         let cip = c.get(&["service", "cip"]);
         assert_eq!(cip["spec"]["type"], "ClusterIP");
-        assert!(cip["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.")), "{cip}");
+        assert!(
+            cip["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("10.")),
+            "{cip}"
+        );
 
-        c.ok(&["create", "service", "clusterip", "headless", "--clusterip=None"]);
+        c.ok(&[
+            "create",
+            "service",
+            "clusterip",
+            "headless",
+            "--clusterip=None",
+        ]);
         assert_eq!(c.get(&["service", "headless"])["spec"]["clusterIP"], "None");
 
         c.ok(&["create", "service", "loadbalancer", "lb", "--tcp=5678:8080"]);
         assert_eq!(c.get(&["service", "lb"])["spec"]["type"], "LoadBalancer");
 
-        c.ok(&["create", "service", "externalname", "en", "--external-name=bar.example.com"]);
+        c.ok(&[
+            "create",
+            "service",
+            "externalname",
+            "en",
+            "--external-name=bar.example.com",
+        ]);
         let en = c.get(&["service", "en"]);
         assert_eq!(en["spec"]["type"], "ExternalName");
         assert_eq!(en["spec"]["externalName"], "bar.example.com");
         assert!(en["spec"].get("clusterIP").is_none(), "{en}");
 
         let dry = c.ok(&[
-            "create", "service", "clusterip", "dry", "--tcp=80", "--dry-run=server", "-o", "json",
+            "create",
+            "service",
+            "clusterip",
+            "dry",
+            "--tcp=80",
+            "--dry-run=server",
+            "-o",
+            "json",
         ]);
         let dry: Value = serde_json::from_str(&dry).expect("JSON");
         assert_eq!(dry["spec"]["ports"][0]["port"], 80);
@@ -174,12 +230,22 @@ fn create_services() {
 fn create_deployment_pod_and_ingress() {
     each_version(|c| {
         assert_eq!(
-            c.ok(&["create", "deployment", "web", "--image=nginx:1.19", "--replicas=3", "--port=80"]),
+            c.ok(&[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.19",
+                "--replicas=3",
+                "--port=80"
+            ]),
             "deployment.apps/web created\n"
         );
         let web = c.get(&["deployment", "web"]);
         assert_eq!(web["spec"]["replicas"], 3);
-        assert_eq!(web["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+        assert_eq!(
+            web["spec"]["selector"],
+            json!({"matchLabels": {"app": "web"}})
+        );
         let template = &web["spec"]["template"];
         assert_eq!(template["metadata"]["labels"], json!({"app": "web"}));
         let container = &template["spec"]["containers"][0];
@@ -189,11 +255,24 @@ fn create_deployment_pod_and_ingress() {
         assert!(web["metadata"]["creationTimestamp"].is_string(), "{web}");
 
         // replicas is a pointer field: an explicit 0 is kept, not defaulted to 1.
-        c.ok(&["create", "deployment", "zero", "--image=nginx", "--replicas=0"]);
+        c.ok(&[
+            "create",
+            "deployment",
+            "zero",
+            "--image=nginx",
+            "--replicas=0",
+        ]);
         assert_eq!(c.get(&["deployment", "zero"])["spec"]["replicas"], 0);
 
         assert_eq!(
-            c.ok(&["run", "pod1", "--image=nginx", "--port=80", "--env=MODE=prod", "--labels=tier=web"]),
+            c.ok(&[
+                "run",
+                "pod1",
+                "--image=nginx",
+                "--port=80",
+                "--env=MODE=prod",
+                "--labels=tier=web"
+            ]),
             "pod/pod1 created\n"
         );
         let pod = c.get(&["pod", "pod1"]);
@@ -221,10 +300,19 @@ fn create_deployment_pod_and_ingress() {
         );
 
         let dry = c.ok(&[
-            "create", "deployment", "dry", "--image=nginx", "--dry-run=server", "-o", "json",
+            "create",
+            "deployment",
+            "dry",
+            "--image=nginx",
+            "--dry-run=server",
+            "-o",
+            "json",
         ]);
         let dry: Value = serde_json::from_str(&dry).expect("JSON");
-        assert_eq!(dry["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
+        assert_eq!(
+            dry["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx"
+        );
         assert!(!c.k.run(&["get", "deployment", "dry"]).success);
     });
 }
