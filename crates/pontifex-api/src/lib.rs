@@ -10,6 +10,7 @@
 //! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and apply as an upsert.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
 //! - [`openapi`]: the OpenAPI v3 documents served at `/openapi/v3` (kubectl's validation check and `explain`).
+//! - [`protobuf`]: decoding of Kubernetes protobuf request bodies (kubectl's typed clients) into JSON.
 //! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and server-side apply's merge.
 //! - [`selector`]: label and field selectors: parsing, matching, printing.
 //! - [`table`]: server-side Table printing (`kubectl get` columns) and `human_duration`.
@@ -21,6 +22,7 @@
 pub mod field;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod status;

@@ -279,12 +279,18 @@ fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
     }
 }
 
-/// Parse a request body: JSON, or YAML for the content types that allow it.
+/// Parse a request body: JSON, YAML for the content types that allow it, or Kubernetes protobuf (which
+/// kubectl's typed clients send for `create`), decoded into the same JSON object.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if pontifex_api::protobuf::is_protobuf_media_type(ct) {
+        return pontifex_api::protobuf::decode(body).map_err(|e| {
+            ApiError::BadRequest(format!("failed to decode the protobuf request body: {e}"))
+        });
+    }
     if ct.starts_with("application/yaml") || ct.starts_with("application/apply-patch+yaml") {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;

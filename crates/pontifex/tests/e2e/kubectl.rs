@@ -5,9 +5,8 @@
 //! namespaces and a fixed node port, so two versions cannot share one cluster). The assertions read
 //! kubectl's output the way a person would: table columns, describe lines, error messages word for word.
 //!
-//! Not covered here: `kubectl create service|deployment` (kubectl's typed clients encode the request
-//! body as `application/vnd.kubernetes.protobuf`, with no fallback to JSON, and the server speaks JSON
-//! only).
+//! `kubectl create service|deployment|...` and `kubectl run` (whose typed clients send protobuf request
+//! bodies) are covered in `protobuf.rs`.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;

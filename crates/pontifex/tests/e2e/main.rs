@@ -5,4 +5,5 @@
 mod client;
 mod crash;
 mod kubectl;
+mod protobuf;
 mod up;
