@@ -14,6 +14,9 @@ use crate::stats::Samples;
 /// What kubectl sends for `kubectl get`: a Table, falling back to v1beta1 and then to a plain list.
 pub(crate) const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
+/// kubectl's default `--chunk-size`.
+pub(crate) const KUBECTL_CHUNK: usize = 500;
+
 /// `(VmRSS, VmHWM)` in bytes at one moment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mem {
@@ -31,6 +34,8 @@ pub(crate) struct Outcome {
     pub(crate) json_bytes: usize,
     pub(crate) table: Samples,
     pub(crate) table_bytes: usize,
+    /// Table in pages of [`KUBECTL_CHUNK`], continue token after continue token: one `kubectl get`.
+    pub(crate) paged: Samples,
 }
 
 fn mem(server: Option<&Server>) -> anyhow::Result<Option<Mem>> {
@@ -100,6 +105,7 @@ pub(crate) async fn run(
     };
     let (json, json_bytes) = flavour(None).await?;
     let (table, table_bytes) = flavour(Some(TABLE_ACCEPT)).await?;
+    let paged = paged_tables(&mut conn, &path, objects, lists).await?;
     let end = mem(server)?;
     let mem = match (before, after, end) {
         (Some(a), Some(b), Some(c)) => Some((a, b, c)),
@@ -113,5 +119,47 @@ pub(crate) async fn run(
         json_bytes,
         table,
         table_bytes,
+        paged,
     })
+}
+
+/// Time `lists` whole paged Table lists (after one warm-up), the way `kubectl get` reads: pages of
+/// [`KUBECTL_CHUNK`] rows, each asking for the next with the previous page's continue token.
+async fn paged_tables(
+    conn: &mut crate::client::Conn,
+    path: &str,
+    objects: usize,
+    lists: usize,
+) -> anyhow::Result<Samples> {
+    let mut samples = Vec::with_capacity(lists);
+    for round in 0..=lists {
+        let t0 = Instant::now();
+        let (mut rows, mut cont) = (0, None::<String>);
+        loop {
+            let url = match &cont {
+                Some(c) => format!("{path}?limit={KUBECTL_CHUNK}&continue={c}"),
+                None => format!("{path}?limit={KUBECTL_CHUNK}"),
+            };
+            let (status, body) = conn
+                .call(Method::GET, &url, Some(TABLE_ACCEPT), None)
+                .await?;
+            if status != 200 {
+                bail!("paged list: {status} {}", String::from_utf8_lossy(&body));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).context("parsing a page")?;
+            rows += v["rows"].as_array().map_or(0, Vec::len);
+            match v["metadata"]["continue"].as_str() {
+                // Continue tokens are URL-safe base64 (as pontifex and kube-apiserver issue them).
+                Some(c) if !c.is_empty() => cont = Some(c.to_owned()),
+                _ => break,
+            }
+        }
+        if rows != objects {
+            bail!("the paged list had {rows} rows, expected {objects}");
+        }
+        if round > 0 {
+            samples.push(t0.elapsed());
+        }
+    }
+    Ok(Samples::new(samples))
 }

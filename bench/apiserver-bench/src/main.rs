@@ -298,7 +298,11 @@ fn list_section(out: &list::Outcome) {
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, s, bytes) in [
         ("JSON list", &out.json, out.json_bytes),
-        ("Table (kubectl get)", &out.table, out.table_bytes),
+        (
+            "Table, whole (`kubectl get --chunk-size=0`)",
+            &out.table,
+            out.table_bytes,
+        ),
     ] {
         println!(
             "| {name} | {} | {bytes} | {} | {} | {} |",
@@ -308,6 +312,15 @@ fn list_section(out: &list::Outcome) {
             ms(s.max())
         );
     }
+    let s = &out.paged;
+    println!(
+        "| Table in pages of {} (one `kubectl get`, all pages) | {} | - | {} | {} | {} |",
+        list::KUBECTL_CHUNK,
+        s.len(),
+        ms(s.percentile(50.0)),
+        ms(s.percentile(99.0)),
+        ms(s.max())
+    );
     println!();
 }
 
