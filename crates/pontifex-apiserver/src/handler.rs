@@ -195,12 +195,14 @@ async fn list(req: &Request<'_>) -> Result<Reply, ApiError> {
     if let Some(c) = continue_token {
         metadata["continue"] = json!(c);
     }
-    let list = json!({
+    let mut list = json!({
         "kind": req.r().list_kind(),
         "apiVersion": req.r().api_version(),
         "metadata": metadata,
-        "items": items,
     });
+    // Moved in after `json!`, which would deep-copy every item through `to_value` (a quarter of a
+    // 10k-item list's time, and twice the allocator traffic; bench/RESULTS.md).
+    list["items"] = Value::Array(items);
     Ok(Reply::json(200, &list))
 }
 

@@ -61,7 +61,11 @@ pub(crate) fn build(
     let mut rows = Vec::with_capacity(objects_.len());
     for obj in objects_ {
         let cells = r.strategy.cells(obj, opts.now)?;
-        let mut row = json!({"cells": cells});
+        // Moved in, not through `json!`, which deep-copies any expression via `to_value`.
+        let mut row = Value::Object(serde_json::Map::from_iter([(
+            "cells".to_owned(),
+            Value::Array(cells),
+        )]));
         match opts.include {
             Include::None => {}
             Include::Metadata => {
@@ -84,11 +88,12 @@ pub(crate) fn build(
     } else {
         Value::Null
     };
-    Ok(json!({
+    let mut table = json!({
         "kind": "Table",
         "apiVersion": opts.api_version,
         "metadata": metadata,
         "columnDefinitions": columns,
-        "rows": rows,
-    }))
+    });
+    table["rows"] = Value::Array(rows);
+    Ok(table)
 }
