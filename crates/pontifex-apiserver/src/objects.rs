@@ -47,6 +47,57 @@ pub(crate) fn set_resource_version(obj: &mut Value, rev: Revision) {
     }
 }
 
+/// Append a stored object to `out` with its resourceVersion, without parsing it: the stored form is
+/// compact JSON written by [`encode`], so the top-level `"metadata":{` is found by a scan that follows
+/// strings and nesting, and `"resourceVersion":"<rev>"` goes right after it. Anything unexpected falls
+/// back to a full decode.
+pub(crate) fn write_stamped(kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    let raw = &kv.value[..];
+    match top_level_object_start(raw, b"metadata") {
+        Some(at) => {
+            out.extend_from_slice(&raw[..at]);
+            out.extend_from_slice(b"\"resourceVersion\":\"");
+            out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+            out.push(b'"');
+            if raw.get(at) != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&raw[at..]);
+        }
+        None => {
+            let obj = decode(kv)?;
+            serde_json::to_writer(&mut *out, &obj).map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The index just inside the `{` of the object value of top-level `key` in compact JSON.
+fn top_level_object_start(json: &[u8], key: &[u8]) -> Option<usize> {
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                // At depth 1 a string followed by `:` is a key; values are never followed by `:`.
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = i.min(json.len());
+                if depth == 1 && &json[start..end] == key && json.get(end + 1..end + 3) == Some(b":{") {
+                    return Some(end + 3);
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Whether two versions of an object say the same, ignoring `resourceVersion` and key order (admission
 /// and defaulting may add keys in different orders; that is not a change).
 pub(crate) fn same(a: &Value, b: &Value) -> bool {

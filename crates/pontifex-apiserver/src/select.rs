@@ -46,6 +46,11 @@ impl Selectors {
         })
     }
 
+    /// No selector at all: everything matches without looking inside.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none() && self.name.is_none()
+    }
+
     pub(crate) fn pin_name(&mut self, name: &str) {
         self.name = Some(name.to_owned());
     }

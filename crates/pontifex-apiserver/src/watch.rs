@@ -65,6 +65,7 @@ pub(crate) async fn serve(req: &Request<'_>, name: Option<&str>) -> Result<Reply
     // The initial state and the revision it was read at; the watch continues from there without a gap.
     let (initial, after) = if send_initial {
         let (items, rev, _) = read_matching(req, &prefix, &selectors, 0, None).await?;
+        let items = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         (items, rev)
     } else {
         let after: Revision = match rv {

@@ -25,3 +25,37 @@ fn same_ignores_field_order_and_resource_version() {
         &two
     ));
 }
+
+fn kv(value: &Value, rev: i64) -> KeyValue {
+    KeyValue { key: "/k".into(), value: encode(value), create_revision: 1, mod_revision: rev }
+}
+
+#[test]
+fn stamping_the_stored_bytes_equals_decoding_them() {
+    let cases = [
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "\"metadata\":{"}},
+               "data": {"metadata": "{\"metadata\":{}}"}}),
+        // Top-level metadata after a nested one (a Deployment's template comes first here).
+        json!({"spec": {"template": {"metadata": {"labels": {"app": "x"}}}}, "metadata": {"name": "d"}}),
+        json!({"metadata": {}, "kind": "Namespace"}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s\\\"q"}, "data": {"k": "dg=="}}),
+    ];
+    for (i, obj) in cases.iter().enumerate() {
+        let stored = kv(obj, 40 + i as i64);
+        let mut out = Vec::new();
+        write_stamped(&stored, &mut out).unwrap();
+        let spliced: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(spliced, decode(&stored).unwrap(), "case {i}");
+        assert_eq!(spliced["metadata"]["resourceVersion"], (40 + i).to_string());
+    }
+}
+
+#[test]
+fn objects_without_metadata_fall_back_to_decoding() {
+    let stored = kv(&json!({"kind": "X", "spec": {"metadata": {"a": 1}}}), 7);
+    let mut out = Vec::new();
+    write_stamped(&stored, &mut out).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v, decode(&stored).unwrap());
+    assert!(v["spec"]["metadata"].get("resourceVersion").is_none());
+}
