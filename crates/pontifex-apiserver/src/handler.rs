@@ -177,7 +177,6 @@ async fn list(req: &Request<'_>) -> Result<Reply, ApiError> {
     let continue_token = next.map(|start| encode_continue(&Continue { rv, start }));
     let rv_s = rv.to_string();
     if let Some(api_version) = table::requested(req.accept()) {
-        let items = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let t = table::build(
             req.r(),
             &items,
@@ -213,7 +212,11 @@ async fn list(req: &Request<'_>) -> Result<Reply, ApiError> {
         objects::write_stamped(kv, &mut body)?;
     }
     body.extend_from_slice(b"]}");
-    Ok(Reply::bytes(200, "application/json", bytes::Bytes::from(body)))
+    Ok(Reply::bytes(
+        200,
+        "application/json",
+        bytes::Bytes::from(body),
+    ))
 }
 
 fn encode_continue(c: &Continue) -> String {

@@ -66,7 +66,8 @@ pub(crate) fn write_stamped(kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiE
         }
         None => {
             let obj = decode(kv)?;
-            serde_json::to_writer(&mut *out, &obj).map_err(|e| ApiError::Internal(e.to_string()))?;
+            serde_json::to_writer(&mut *out, &obj)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
         }
     }
     Ok(())
@@ -85,7 +86,10 @@ fn top_level_object_start(json: &[u8], key: &[u8]) -> Option<usize> {
                     i += if json[i] == b'\\' { 2 } else { 1 };
                 }
                 let end = i.min(json.len());
-                if depth == 1 && &json[start..end] == key && json.get(end + 1..end + 3) == Some(b":{") {
+                if depth == 1
+                    && &json[start..end] == key
+                    && json.get(end + 1..end + 3) == Some(b":{")
+                {
                     return Some(end + 3);
                 }
             }
@@ -96,6 +100,24 @@ fn top_level_object_start(json: &[u8], key: &[u8]) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// The metadata of a stored object with its resourceVersion, parsing nothing else into a tree.
+pub(crate) fn stored_metadata(kv: &KeyValue) -> Result<Value, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly {
+        #[serde(default)]
+        metadata: Value,
+    }
+    let mut only: MetadataOnly = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    if let Some(meta) = only.metadata.as_object_mut() {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(kv.mod_revision.to_string()),
+        );
+    }
+    Ok(only.metadata)
 }
 
 /// Whether two versions of an object say the same, ignoring `resourceVersion` and key order (admission

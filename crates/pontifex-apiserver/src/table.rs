@@ -6,6 +6,7 @@ use pontifex_api::status::ApiError;
 use serde_json::{Value, json};
 
 use crate::objects;
+use pontifex_store::KeyValue;
 
 /// What each row carries besides its cells (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +54,49 @@ pub(crate) struct TableOpts<'a> {
     pub(crate) with_columns: bool,
 }
 
-pub(crate) fn build(
+/// What a row is built from: a decoded object, or a stored one read straight from its bytes.
+pub(crate) trait Row {
+    fn cells(&self, r: &ResourceType, now: Timestamp) -> Result<Vec<Value>, ApiError>;
+    fn metadata(&self) -> Result<Value, ApiError>;
+    fn object(&self, r: &ResourceType) -> Result<Value, ApiError>;
+}
+
+impl Row for Value {
+    fn cells(&self, r: &ResourceType, now: Timestamp) -> Result<Vec<Value>, ApiError> {
+        r.strategy.cells(self, now)
+    }
+
+    fn metadata(&self) -> Result<Value, ApiError> {
+        Ok(objects::meta(self).clone())
+    }
+
+    fn object(&self, r: &ResourceType) -> Result<Value, ApiError> {
+        Ok(objects::with_type(self.clone(), r))
+    }
+}
+
+impl Row for KeyValue {
+    fn cells(&self, r: &ResourceType, now: Timestamp) -> Result<Vec<Value>, ApiError> {
+        r.strategy.cells_from_json(&self.value, now)
+    }
+
+    fn metadata(&self) -> Result<Value, ApiError> {
+        objects::stored_metadata(self)
+    }
+
+    fn object(&self, r: &ResourceType) -> Result<Value, ApiError> {
+        Ok(objects::with_type(objects::decode(self)?, r))
+    }
+}
+
+pub(crate) fn build<R: Row>(
     r: &ResourceType,
-    objects_: &[Value],
+    items: &[R],
     opts: &TableOpts<'_>,
 ) -> Result<Value, ApiError> {
-    let mut rows = Vec::with_capacity(objects_.len());
-    for obj in objects_ {
-        let cells = r.strategy.cells(obj, opts.now)?;
+    let mut rows = Vec::with_capacity(items.len());
+    for obj in items {
+        let cells = obj.cells(r, opts.now)?;
         // Moved in, not through `json!`, which deep-copies any expression via `to_value`.
         let mut row = Value::Object(serde_json::Map::from_iter([(
             "cells".to_owned(),
@@ -69,13 +105,12 @@ pub(crate) fn build(
         match opts.include {
             Include::None => {}
             Include::Metadata => {
-                row["object"] = json!({
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": opts.api_version,
-                    "metadata": objects::meta(obj),
-                });
+                let mut partial =
+                    json!({"kind": "PartialObjectMetadata", "apiVersion": opts.api_version});
+                partial["metadata"] = obj.metadata()?;
+                row["object"] = partial;
             }
-            Include::Object => row["object"] = objects::with_type(obj.clone(), r),
+            Include::Object => row["object"] = obj.object(r)?,
         }
         rows.push(row);
     }

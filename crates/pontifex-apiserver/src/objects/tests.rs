@@ -27,7 +27,12 @@ fn same_ignores_field_order_and_resource_version() {
 }
 
 fn kv(value: &Value, rev: i64) -> KeyValue {
-    KeyValue { key: "/k".into(), value: encode(value), create_revision: 1, mod_revision: rev }
+    KeyValue {
+        key: "/k".into(),
+        value: encode(value),
+        create_revision: 1,
+        mod_revision: rev,
+    }
 }
 
 #[test]
@@ -58,4 +63,16 @@ fn objects_without_metadata_fall_back_to_decoding() {
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v, decode(&stored).unwrap());
     assert!(v["spec"]["metadata"].get("resourceVersion").is_none());
+}
+
+#[test]
+fn stored_metadata_carries_the_resource_version() {
+    let stored = kv(
+        &json!({"kind": "Service", "metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {}}),
+        9,
+    );
+    assert_eq!(
+        stored_metadata(&stored).unwrap(),
+        json!({"name": "a", "labels": {"x": "y"}, "resourceVersion": "9"})
+    );
 }
