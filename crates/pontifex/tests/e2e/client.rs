@@ -55,6 +55,34 @@ pub(crate) async fn namespace(client: &Client, ns: &str) {
 }
 
 /// The HTTP status code of an API error (None for transport errors).
+/// Open a watch from the current list's resourceVersion, create Service `name`, and check that the
+/// watch reports it as ADDED. Returns the open watch.
+pub(crate) async fn watch_and_create(
+    api: &Api<Service>,
+    name: &str,
+) -> impl futures::Stream<Item = Result<WatchEvent<Service>, kube::Error>> {
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .expect("a list RV");
+    let mut watch = api
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &service(name, json!({})))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Added(s)))) => assert_eq!(s.name_any(), name),
+        other => panic!("expected ADDED {name}, got {other:?}"),
+    }
+    watch
+}
+
 pub(crate) fn api_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
@@ -323,26 +351,7 @@ async fn too_old_resource_version_is_410_and_the_reflector_relists() {
     assert_eq!(reflector.inits.load(Ordering::SeqCst), 1);
 
     // A recent resourceVersion is fine.
-    let old_rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .expect("a list RV");
-    let mut recent = api
-        .watch(&WatchParams::default().disable_bookmarks(), &old_rv)
-        .await
-        .unwrap()
-        .boxed();
-    api.create(&PostParams::default(), &service("second", json!({})))
-        .await
-        .unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), recent.try_next()).await {
-        Ok(Ok(Some(WatchEvent::Added(s)))) => assert_eq!(s.name_any(), "second"),
-        other => panic!("expected ADDED second, got {other:?}"),
-    }
-    drop(recent);
+    drop(watch_and_create(&api, "second").await);
     reflector.converges(&api, Duration::from_secs(20)).await;
 
     // Pause the reflector just after it has seen one more event.

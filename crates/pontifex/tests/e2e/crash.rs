@@ -8,14 +8,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use pontifex_store::{RedbStore, Store as _, StoreOptions};
 use serde_json::json;
 
-use crate::client::{api_code, blocking, client, namespace, service, start};
+use crate::client::{api_code, blocking, client, namespace, service, start, watch_and_create};
 
 /// What an acknowledged create handed out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -333,25 +333,8 @@ async fn sigterm_with_an_open_watch_exits_cleanly() {
     let mut server = start(&[]);
     let client = client(&server).await;
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    let mut watch = api
-        .watch(&WatchParams::default().disable_bookmarks(), &rv)
-        .await
-        .unwrap()
-        .boxed();
-    api.create(&PostParams::default(), &service("watched", json!({})))
-        .await
-        .unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await {
-        Ok(Ok(Some(WatchEvent::Added(s)))) => assert_eq!(s.name_any(), "watched"),
-        other => panic!("expected ADDED watched, got {other:?}"),
-    }
+    let watch = watch_and_create(&api, "watched").await;
+    let mut watch = Box::pin(watch);
 
     let started = Instant::now();
     let clean = blocking(|| server.stop()).expect("the server stops after SIGTERM");
