@@ -29,6 +29,72 @@ enum Command {
     Up(UpArgs),
     /// Run the API server alone.
     Apiserver(ServerArgs),
+    /// Run the controllers against a Kubernetes API (pontifex's or a real cluster's).
+    Controllers(ControllersArgs),
+}
+
+/// Flags of the controllers; names are kube-controller-manager's.
+#[derive(Args, Clone)]
+struct ControllerFlags {
+    /// The CIDR node pod CIDRs come from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Net,
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// The most endpoints one EndpointSlice holds.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
+    /// Seconds a node may go without a heartbeat before it is marked NotReady.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The pool LoadBalancer Services' external IPs come from.
+    #[arg(long, default_value = "172.31.255.0/24")]
+    lb_pool: Ipv4Net,
+}
+
+impl ControllerFlags {
+    fn config(&self) -> pontifex_controllers::Config {
+        pontifex_controllers::Config {
+            cluster_cidr: self.cluster_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            max_endpoints_per_slice: self.max_endpoints_per_slice,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            lb_pool: self.lb_pool,
+            ..pontifex_controllers::Config::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct ControllersArgs {
+    /// The kubeconfig of the cluster to control (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    flags: ControllerFlags,
+    /// Take the leader Lease before acting, so several copies can run with one active.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+}
+
+/// `50s`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 50s"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration like 50s")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Flags shared by `up` and `apiserver`; names are kube-apiserver's.
@@ -75,6 +141,8 @@ struct UpArgs {
     /// Manifests to apply once the cluster is up: files, or directories of .yaml/.yml/.json files.
     #[arg(short = 'f', long = "filename")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    controllers: ControllerFlags,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -102,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Apiserver(args) => apiserver(args).await,
+            Command::Controllers(args) => controllers(args).await,
         }
     })
 }
@@ -189,7 +258,12 @@ async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
-    let server = start(&args.server, shutdown).await?;
+    let server = start(&args.server, shutdown.clone()).await?;
+    // The controllers run in-process but talk to the API server like any client, over HTTPS.
+    let client = client_for(&args.server.data_dir.join("kubeconfig")).await?;
+    let mut config = args.controllers.config();
+    config.leader_elect = false;
+    let controllers = tokio::spawn(pontifex_controllers::run(client, config, shutdown.clone()));
     let mut failures = 0;
     for manifest in read_manifests(&args.files)? {
         let (source, doc) = manifest;
@@ -222,6 +296,37 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("{failures} manifest(s) could not be applied (see above)");
     }
     server.serve().await?;
+    if let Ok(Err(e)) = controllers.await {
+        tracing::warn!(error = %e, "the controllers stopped with an error");
+    }
+    Ok(())
+}
+
+/// A kube client for the cluster a kubeconfig file names.
+async fn client_for(path: &Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("using {}", path.display()))?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    let client = match &args.kubeconfig {
+        Some(path) => client_for(path).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("finding a kubeconfig")?,
+    };
+    let mut config = args.flags.config();
+    config.leader_elect = args.leader_elect;
+    pontifex_controllers::run(client, config, shutdown).await?;
     Ok(())
 }
 

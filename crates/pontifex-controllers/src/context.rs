@@ -1,0 +1,80 @@
+//! What every controller loop shares: the API client, the settings, and the error type.
+
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+/// Settings, named after kube-controller-manager's flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `--cluster-cidr`: where node pod CIDRs come from.
+    pub cluster_cidr: Ipv4Net,
+    /// `--node-cidr-mask-size`: the prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+    /// `--max-endpoints-per-slice`.
+    pub max_endpoints_per_slice: usize,
+    /// `--node-monitor-grace-period`: how long a node may go without a heartbeat before it is NotReady.
+    pub node_monitor_grace_period: Duration,
+    /// `--lb-pool`: where LoadBalancer Services' ingress IPs come from.
+    pub lb_pool: Ipv4Net,
+    /// `--leader-elect`: take the `kube-system/pontifex-controllers` Lease before acting.
+    pub leader_elect: bool,
+    /// `--leader-elect-lease-duration`.
+    pub leader_elect_lease_duration: Duration,
+    /// `--leader-elect-renew-deadline`.
+    pub leader_elect_renew_deadline: Duration,
+    /// `--leader-elect-retry-period`.
+    pub leader_elect_retry_period: Duration,
+    /// This process's identity in the leader Lease (hostname and pid by default).
+    pub identity: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster_cidr: "10.244.0.0/16".parse().expect("valid default CIDR"),
+            node_cidr_mask_size: 24,
+            max_endpoints_per_slice: 100,
+            node_monitor_grace_period: Duration::from_secs(50),
+            lb_pool: "172.31.255.0/24".parse().expect("valid default CIDR"),
+            leader_elect: true,
+            leader_elect_lease_duration: Duration::from_secs(15),
+            leader_elect_renew_deadline: Duration::from_secs(10),
+            leader_elect_retry_period: Duration::from_secs(2),
+            identity: format!("pontifex-controllers-{}", std::process::id()),
+        }
+    }
+}
+
+/// Shared by every controller loop.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config) -> Self {
+        Context { client, config }
+    }
+}
+
+/// Why a controller loop failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The API server refused or failed a request (kube-rs error).
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// An object could not be turned into what the controller needs (bad selector, bad JSON).
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,38 @@
+//! The pontifex controllers: the brain between "a Service selects app=nginx" and "these three pod IPs
+//! are its endpoints", and between "a Deployment wants three replicas" and three scheduled Pods.
+//!
+//! Every controller is two parts: a pure reconcile function from (desired, observed) to actions, unit
+//! tested without a server, and a thin loop that feeds it from kube-rs informers and applies the
+//! actions through the Kubernetes API. They talk to the API only, so they run the same against
+//! pontifex's API server (`pontifex up` runs them in-process) and against a real cluster
+//! (`pontifex controllers --kubeconfig ...`).
+//!
+//! Not here: anything on a node (pod sandboxes, the service proxy): see the node agent.
+#![forbid(unsafe_code)]
+
+mod context;
+
+pub use context::{Config, Context, Error};
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+/// Run every controller until `shutdown` is cancelled.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let ctx = Arc::new(Context::new(client, config));
+    let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
+    // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
+    let _ = &ctx;
+    shutdown.cancelled().await;
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "controller ended with an error");
+        }
+    }
+    Ok(())
+}
