@@ -78,3 +78,55 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl Context {
+    /// Record a core/v1 Event about `object` (what `kubectl describe` shows). Best effort: a failure to
+    /// record is logged, never fatal to the controller that reports it.
+    pub async fn event(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        use k8s_openapi::api::core::v1::Event;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+        let ns = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let now = jiff::Timestamp::now();
+        let name = format!(
+            "{}.{:x}",
+            object.name.as_deref().unwrap_or("object"),
+            now.as_nanosecond()
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: object.clone(),
+            type_: Some(type_.to_owned()),
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            count: Some(1),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            reporting_component: Some(self.config.identity.clone()),
+            reporting_instance: Some(self.config.identity.clone()),
+            action: Some(reason.to_owned()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some("pontifex-controllers".to_owned()),
+                host: None,
+            }),
+            ..Event::default()
+        };
+        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+            tracing::debug!(error = %e, reason, "could not record an event");
+        }
+    }
+}

@@ -12,10 +12,12 @@ use anyhow::{Context as _, bail};
 /// The kubectl versions the API server is tested against.
 pub const KUBECTL_VERSIONS: [&str; 2] = ["1.32", "1.33"];
 
-/// A `pontifex apiserver` process on a loopback port, with its own data directory.
+/// A `pontifex apiserver` (or `pontifex up`) process on a loopback port, with its own data directory.
 #[derive(Debug)]
 pub struct TestServer {
     bin: PathBuf,
+    /// `apiserver`, or `up` (the API server with the controllers in-process).
+    command: &'static str,
     child: Option<Child>,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -31,9 +33,19 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl TestServer {
     /// Start `bin apiserver` on a new temporary data directory with `extra` flags.
     pub fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_command(bin, "apiserver", extra)
+    }
+
+    /// Start `bin up` (API server and controllers) on a new temporary data directory.
+    pub fn start_up(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_command(bin, "up", extra)
+    }
+
+    fn start_command(bin: &Path, command: &'static str, extra: &[&str]) -> anyhow::Result<Self> {
         let tmp = tempfile::tempdir()?;
         let mut s = TestServer {
             bin: bin.to_owned(),
+            command,
             child: None,
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
@@ -52,7 +64,7 @@ impl TestServer {
             .append(true)
             .open(self.log_path())?;
         let child = Command::new(&self.bin)
-            .arg("apiserver")
+            .arg(self.command)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--secure-port")

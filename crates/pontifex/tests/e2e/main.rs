@@ -4,6 +4,7 @@
 
 mod client;
 mod crash;
+mod fake;
 mod kubectl;
 mod protobuf;
 mod up;
