@@ -139,7 +139,8 @@ async fn a_fake_node_registers_beats_and_reports_pod_status() {
     let later = renewed(leases.get("node-a").await.unwrap()).unwrap();
     assert!(
         later > first,
-        "the heartbeat renews the lease ({first} then {later})"
+        "{}: the heartbeat renews the lease ({first} then {later})",
+        node.name
     );
     node.stop_heartbeat();
     tokio::time::sleep(Duration::from_millis(1500)).await;
