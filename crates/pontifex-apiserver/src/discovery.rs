@@ -65,6 +65,13 @@ fn subresources(r: &ResourceType) -> Vec<Subresource> {
             verbs: &["update"],
         });
     }
+    if r.kind == "Pod" && r.group.is_empty() {
+        out.push(Subresource {
+            name: "binding",
+            kind: ("", "v1", "Binding"),
+            verbs: &["create"],
+        });
+    }
     if r.scale_subresource() {
         // Scale speaks autoscaling/v1, whatever its parent's group: the scale client finds it here.
         out.push(Subresource {
@@ -251,5 +258,13 @@ mod tests {
                 .iter()
                 .any(|r| r["name"] == "services/status")
         );
+        let binding = legacy["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/binding")
+            .expect("pods/binding is discoverable");
+        assert_eq!(binding["kind"], "Binding");
+        assert_eq!(binding["verbs"], json!(["create"]));
     }
 }

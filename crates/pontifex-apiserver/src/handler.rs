@@ -19,7 +19,7 @@ use crate::request::{Query, ResourceRequest};
 use crate::select::Selectors;
 use crate::server::State;
 use crate::table::{self, Include, TableOpts};
-use crate::{scale, watch};
+use crate::{binding, scale, watch};
 
 /// Requests are bounded, as kube-apiserver bounds them (3 MiB).
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -95,6 +95,10 @@ pub(crate) async fn handle(
     if req.target.subresource.as_deref() == Some("scale") {
         let name = name.ok_or(ApiError::MethodNotAllowed)?;
         return scale::handle(&req, method, &name, &body).await;
+    }
+    if req.target.subresource.as_deref() == Some("binding") {
+        let name = name.ok_or(ApiError::MethodNotAllowed)?;
+        return binding::handle(&req, method, &name, &body).await;
     }
     match (method, name) {
         (&Method::GET, Some(name)) if !watching => get(&req, &name).await,
@@ -754,6 +758,10 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
                 }
             }
         }
+        return Ok(());
+    }
+    if req.target.subresource.as_deref() == Some("binding") {
+        // The binding is computed from the stored pod: spec.nodeName, annotations, PodScheduled.
         return Ok(());
     }
     if req.target.subresource.as_deref() == Some("finalize") {

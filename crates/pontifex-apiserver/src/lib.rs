@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod binding;
 mod bootstrap;
 mod discovery;
 mod handler;

@@ -132,6 +132,7 @@ fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Targ
     if let Some(sub) = subresource {
         let known = (sub == "status" && resource.status_subresource)
             || (sub == "finalize" && resource.kind == "Namespace")
+            || (sub == "binding" && resource.kind == "Pod" && resource.group.is_empty())
             || (sub == "scale" && resource.scale_subresource());
         if !known {
             return Err(ApiError::NoSuchResource);

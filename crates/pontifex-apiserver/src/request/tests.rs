@@ -92,3 +92,13 @@ fn query_parameters() {
     assert_eq!(q.get("labelSelector"), Some("app=nginx"));
     assert_eq!(q.get("x"), None);
 }
+
+#[test]
+fn pods_have_a_binding_subresource_and_services_do_not() {
+    let r = resource("/api/v1/namespaces/default/pods/x/binding");
+    assert_eq!(
+        (r.resource.kind, r.name.as_deref(), r.subresource.as_deref()),
+        ("Pod", Some("x"), Some("binding"))
+    );
+    assert!(parse_path("/api/v1/namespaces/default/services/x/binding").is_err());
+}
