@@ -11,6 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod lbpool;
+mod nodeipam;
+mod nodelifecycle;
+mod scheduler;
+mod watched;
 
 pub use context::{Config, Context, Error};
 
@@ -27,7 +32,10 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client, config));
     let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
-    let _ = &ctx;
+    tasks.spawn(scheduler::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(lbpool::run(ctx.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {

@@ -1,0 +1,96 @@
+//! Node IPAM: gives every node a pod CIDR from `--cluster-cidr` (`spec.podCIDR` and `spec.podCIDRs`),
+//! as kube-controller-manager's range allocator does. Decisions in [`reconcile`]; this loop feeds it
+//! the Node informer's snapshot.
+
+mod reconcile;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::watched;
+use crate::{Context, Error};
+use reconcile::Action;
+
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
+    let wake = Arc::new(Notify::new());
+    let api = Api::<Node>::all(ctx.client.clone());
+    let nodes = watched::store(api.clone(), wake.clone(), shutdown.clone());
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        _ = nodes.wait_until_ready() => {}
+    }
+    tracing::info!(cluster_cidr = %ctx.config.cluster_cidr, "node IPAM started");
+    // Written but not yet seen by the informer, so a quick second pass does not hand it out again.
+    let mut pending: BTreeMap<String, Ipv4Net> = BTreeMap::new();
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let snapshot = watched::snapshot(&nodes);
+        let names: BTreeSet<String> = snapshot
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        pending.retain(|n, _| {
+            names.contains(n)
+                && snapshot
+                    .iter()
+                    .find(|x| x.metadata.name.as_deref() == Some(n))
+                    .is_some_and(|x| reconcile::pod_cidr(x).is_none())
+        });
+        reported.retain(|n| names.contains(n));
+        let actions = reconcile::reconcile(
+            ctx.config.cluster_cidr,
+            ctx.config.node_cidr_mask_size,
+            &snapshot,
+            &pending,
+            &reported,
+        );
+        for action in actions {
+            match action {
+                Action::Assign { node, cidr } => {
+                    let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
+                    match api
+                        .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(node, %cidr, "pod CIDR assigned");
+                            pending.insert(node, cidr);
+                        }
+                        Err(e) => tracing::warn!(node, error = %e, "could not set the pod CIDR"),
+                    }
+                }
+                Action::Full { node } => {
+                    tracing::warn!(node, "no pod CIDR left");
+                    if let Some(n) = snapshot
+                        .iter()
+                        .find(|n| n.metadata.name.as_deref() == Some(&node))
+                    {
+                        ctx.event(
+                            &watched::reference(n),
+                            "Normal",
+                            "CIDRNotAvailable",
+                            &format!("Node {node} status is now: CIDRNotAvailable"),
+                        )
+                        .await;
+                    }
+                    reported.insert(node);
+                }
+            }
+        }
+        if watched::next(&wake, RESYNC, &shutdown).await {
+            tracing::info!("node IPAM stopped");
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Node lifecycle: watches node heartbeats (Leases in `kube-node-lease`) and marks silent nodes
+//! Ready=Unknown and their pods not Ready. Decisions in [`reconcile`]; this loop feeds it snapshots of
+//! the Node, Lease and Pod informers and the clock, every few seconds (time alone changes the answer).
+
+mod reconcile;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::watched;
+use crate::{Context, Error};
+use reconcile::Action;
+
+/// Where nodes keep their heartbeat Leases.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
+    let wake = Arc::new(Notify::new());
+    let node_api = Api::<Node>::all(ctx.client.clone());
+    let nodes = watched::store(node_api.clone(), wake.clone(), shutdown.clone());
+    let leases = watched::store(
+        Api::<Lease>::namespaced(ctx.client.clone(), LEASE_NAMESPACE),
+        wake.clone(),
+        shutdown.clone(),
+    );
+    let pods = watched::store(
+        Api::<Pod>::all(ctx.client.clone()),
+        wake.clone(),
+        shutdown.clone(),
+    );
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        _ = async { tokio::join!(nodes.wait_until_ready(), leases.wait_until_ready(), pods.wait_until_ready()) } => {}
+    }
+    let grace = ctx.config.node_monitor_grace_period;
+    // upstream's --node-monitor-period is 5s against a 40-50s grace; keep that ratio for short graces.
+    let period = (grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    tracing::info!(?grace, ?period, "node lifecycle controller started");
+    loop {
+        let renewed: BTreeMap<String, jiff::Timestamp> = watched::snapshot(&leases)
+            .into_iter()
+            .filter_map(|l| Some((l.metadata.name?, l.spec?.renew_time?.0)))
+            .collect();
+        let actions = reconcile::reconcile(
+            &watched::snapshot(&nodes),
+            &renewed,
+            &watched::snapshot(&pods),
+            jiff::Timestamp::now(),
+            grace,
+        );
+        for action in actions {
+            if let Err(e) = apply(&ctx, &node_api, &nodes, &pods, action).await {
+                tracing::debug!(error = %e, "node lifecycle action failed; will retry");
+            }
+        }
+        if watched::next(&wake, period, &shutdown).await {
+            tracing::info!("node lifecycle controller stopped");
+            return Ok(());
+        }
+    }
+}
+
+async fn apply(
+    ctx: &Context,
+    node_api: &Api<Node>,
+    nodes: &kube::runtime::reflector::Store<Node>,
+    pods: &kube::runtime::reflector::Store<Pod>,
+    action: Action,
+) -> Result<(), Error> {
+    use kube::runtime::reflector::ObjectRef;
+    match action {
+        Action::NodeStatus {
+            node,
+            conditions,
+            change,
+        } => {
+            let patch = json!({"status": {"conditions": conditions}});
+            node_api
+                .patch_status(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            tracing::info!(node, change, "node status changed");
+            if let Some(n) = nodes.get(&ObjectRef::new(&node)) {
+                ctx.event(
+                    &watched::reference(&*n),
+                    "Normal",
+                    change,
+                    &format!("Node {node} status is now: {change}"),
+                )
+                .await;
+            }
+        }
+        Action::PodNotReady {
+            namespace,
+            name,
+            conditions,
+        } => {
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({"status": {"conditions": conditions}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            tracing::info!(pod = %format!("{namespace}/{name}"), "pod marked not ready");
+            if let Some(p) = pods.get(&ObjectRef::new(&name).within(&namespace)) {
+                ctx.event(
+                    &watched::reference(&*p),
+                    "Warning",
+                    "NodeNotReady",
+                    "Node is not ready",
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
