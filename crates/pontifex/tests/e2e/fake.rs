@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 /// A registered Node whose Lease is renewed every second until [`FakeNode::stop_heartbeat`] or drop.
 pub(crate) struct FakeNode {
     pub(crate) name: String,
+    client: kube::Client,
     heartbeat: Option<JoinHandle<()>>,
 }
 
@@ -41,29 +42,18 @@ impl FakeNode {
             .create(&PostParams::default(), &node)
             .await
             .expect("registering the node");
-        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-        let (client, lease_name) = (client.clone(), name.to_owned());
-        let heartbeat = tokio::spawn(async move {
-            loop {
-                let lease = json!({
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": lease_name, "namespace": "kube-node-lease"},
-                    "spec": {"holderIdentity": lease_name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
-                });
-                let _ = leases
-                    .patch(
-                        &lease_name,
-                        &PatchParams::apply("fake-kubelet").force(),
-                        &Patch::Apply(&lease),
-                    )
-                    .await;
-                let _ = &client;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        let heartbeat = beat(client, name);
         FakeNode {
             name: name.to_owned(),
+            client: client.clone(),
             heartbeat: Some(heartbeat),
+        }
+    }
+
+    /// The node renews its Lease again, as a node that came back would.
+    pub(crate) fn resume_heartbeat(&mut self) {
+        if self.heartbeat.is_none() {
+            self.heartbeat = Some(beat(&self.client, &self.name));
         }
     }
 
@@ -73,6 +63,29 @@ impl FakeNode {
             h.abort();
         }
     }
+}
+
+/// Renew `name`'s Lease in kube-node-lease every second.
+fn beat(client: &kube::Client, name: &str) -> JoinHandle<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease_name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": lease_name, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": lease_name, "leaseDurationSeconds": 40, "renewTime": micro_now()},
+            });
+            let _ = leases
+                .patch(
+                    &lease_name,
+                    &PatchParams::apply("fake-kubelet").force(),
+                    &Patch::Apply(&lease),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 impl Drop for FakeNode {
