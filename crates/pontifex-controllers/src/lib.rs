@@ -11,6 +11,10 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod deployment;
+mod informer;
+mod ownership;
+mod replicaset;
 
 pub use context::{Config, Context, Error};
 
@@ -27,7 +31,8 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client, config));
     let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
-    let _ = &ctx;
+    tasks.spawn(replicaset::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(deployment::run(ctx.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
