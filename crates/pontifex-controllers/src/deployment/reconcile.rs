@@ -572,11 +572,11 @@ impl Sync<'_> {
     }
 
     fn set_deployment_revision(&mut self, rev: Option<String>) {
-        if let Some(rev) = rev {
-            if self.revision.as_deref() != Some(rev.as_str()) {
-                self.revision = Some(rev.clone());
-                self.actions.push(Action::AnnotateRevision(rev));
-            }
+        if let Some(rev) = rev
+            && self.revision.as_deref() != Some(rev.as_str())
+        {
+            self.revision = Some(rev.clone());
+            self.actions.push(Action::AnnotateRevision(rev));
         }
     }
 
@@ -705,28 +705,37 @@ impl Sync<'_> {
                 set_condition(&mut s, c);
             } else if let Some(cur) = condition(&s, "Progressing").cloned() {
                 let reason = cur.reason.as_deref();
+                let since = cur.last_update_time.as_ref().map_or(self.now, |t| t.0);
+                let until = since
+                    .checked_add(Duration::from_secs(u64::try_from(deadline).unwrap_or(0)))
+                    .unwrap_or(self.now);
                 if reason != Some("NewReplicaSetAvailable")
                     && reason != Some("ProgressDeadlineExceeded")
+                    && until < self.now
                 {
+                    let c = new_condition(
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        format!("{what} has timed out progressing."),
+                        self.now,
+                    );
+                    set_condition(&mut s, c);
+                }
+            }
+            // A rollout in progress is looked at again when its deadline passes
+            // (`requeueStuckDeployment`).
+            if let Some(cur) = condition(&s, "Progressing") {
+                let reason = cur.reason.as_deref();
+                if cur.status == "True" && reason != Some("NewReplicaSetAvailable") {
                     let since = cur.last_update_time.as_ref().map_or(self.now, |t| t.0);
                     let until = since
                         .checked_add(Duration::from_secs(u64::try_from(deadline).unwrap_or(0)))
                         .unwrap_or(self.now);
-                    if until < self.now {
-                        let c = new_condition(
-                            "Progressing",
-                            "False",
-                            "ProgressDeadlineExceeded",
-                            format!("{what} has timed out progressing."),
-                            self.now,
-                        );
-                        set_condition(&mut s, c);
-                    } else {
-                        let left = Duration::try_from(until.duration_since(self.now))
-                            .unwrap_or(Duration::ZERO)
-                            + Duration::from_secs(1);
-                        self.requeue_after = Some(self.requeue_after.map_or(left, |r| r.min(left)));
-                    }
+                    let left = Duration::try_from(until.duration_since(self.now))
+                        .unwrap_or(Duration::ZERO)
+                        + Duration::from_secs(1);
+                    self.requeue_after = Some(self.requeue_after.map_or(left, |r| r.min(left)));
                 }
             }
         }
@@ -887,10 +896,10 @@ impl Sync<'_> {
             added += p;
             sizes.push((i, replicas(rs) + p));
         }
-        if to_add != 0 {
-            if let Some(first) = sizes.first_mut() {
-                first.1 = (first.1 + to_add - added).max(0);
-            }
+        if to_add != 0
+            && let Some(first) = sizes.first_mut()
+        {
+            first.1 = (first.1 + to_add - added).max(0);
         }
         for (i, size) in sizes {
             self.scale(i, size);
