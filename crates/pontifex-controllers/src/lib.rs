@@ -16,6 +16,10 @@ mod nodeipam;
 mod nodelifecycle;
 mod scheduler;
 mod watched;
+mod deployment;
+mod informer;
+mod ownership;
+mod replicaset;
 
 pub use context::{Config, Context, Error};
 
@@ -36,6 +40,8 @@ pub async fn run(
     tasks.spawn(nodeipam::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(nodelifecycle::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(lbpool::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(replicaset::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(deployment::run(ctx.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {

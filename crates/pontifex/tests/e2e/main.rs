@@ -4,6 +4,7 @@
 
 mod client;
 mod crash;
+mod deployments;
 mod fake;
 mod kubectl;
 mod nodes;

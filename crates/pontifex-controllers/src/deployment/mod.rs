@@ -1,0 +1,182 @@
+//! The Deployment controller loop: informers for Deployments, ReplicaSets and Pods feed
+//! [`reconcile::reconcile`]; the loop performs its actions in order and stops at the first failure
+//! (a 409 from a stale cache included), to retry on the next wake. Level-triggered: every change
+//! resyncs every Deployment, and a sync that finds nothing to do sends nothing.
+
+pub(crate) mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Context, Error};
+use crate::informer;
+use reconcile::Action;
+
+/// A full resync even when nothing changed.
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
+    let notify = Arc::new(Notify::new());
+    let deploys = informer::start::<Deployment>(Api::all(ctx.client.clone()), &notify, &shutdown);
+    let rss = informer::start::<ReplicaSet>(Api::all(ctx.client.clone()), &notify, &shutdown);
+    let pods = informer::start::<Pod>(Api::all(ctx.client.clone()), &notify, &shutdown);
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        r = async {
+            deploys.wait_until_ready().await.is_ok()
+                && rss.wait_until_ready().await.is_ok()
+                && pods.wait_until_ready().await.is_ok()
+        } => if !r { return Ok(()); },
+    }
+    tracing::info!("deployment controller started");
+    let mut wake = Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = notify.notified() => {},
+            () = tokio::time::sleep_until(wake) => {},
+        }
+        wake = Instant::now() + RESYNC;
+        let all_rss = rss.state();
+        let all_pods = pods.state();
+        for d in deploys.state() {
+            let ns = d.metadata.namespace.as_deref();
+            let ns_rss: Vec<&ReplicaSet> = all_rss
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|r: &&ReplicaSet| r.metadata.namespace.as_deref() == ns)
+                .collect();
+            let ns_pods: Vec<&Pod> = all_pods
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|p: &&Pod| p.metadata.namespace.as_deref() == ns)
+                .collect();
+            let plan = reconcile::reconcile(&d, &ns_rss, &ns_pods, jiff::Timestamp::now());
+            if let Some(after) = plan.requeue_after {
+                wake = wake.min(Instant::now() + after);
+            }
+            if let Err(e) = apply(&ctx, &d, plan.actions).await {
+                tracing::info!(deployment = %d.metadata.name.as_deref().unwrap_or(""), error = %e, "sync failed, retrying");
+                wake = wake.min(Instant::now() + Duration::from_millis(500));
+            }
+        }
+    }
+    tracing::info!("deployment controller stopped");
+    Ok(())
+}
+
+fn reference(d: &Deployment) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".to_owned()),
+        kind: Some("Deployment".to_owned()),
+        name: d.metadata.name.clone(),
+        namespace: d.metadata.namespace.clone(),
+        uid: d.metadata.uid.clone(),
+        resource_version: d.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// Perform `actions` in order; an event follows the action before it only if that succeeded.
+async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<(), Error> {
+    let ns = d.metadata.namespace.as_deref().unwrap_or("default");
+    let name = d.metadata.name.as_deref().unwrap_or("");
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
+    let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    // The resourceVersion each ReplicaSet has after our own writes in this sync, so that a second
+    // update of the same ReplicaSet is not refused as stale.
+    let mut versions: HashMap<String, Option<String>> = HashMap::new();
+    let r = reference(d);
+    for action in actions {
+        match action {
+            Action::SetOwners {
+                name: rs_name,
+                uid,
+                resource_version,
+                owner_references,
+            } => {
+                let patch = json!({"metadata": {
+                    "ownerReferences": owner_references, "uid": uid, "resourceVersion": resource_version,
+                }});
+                let rs = rs_api
+                    .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                versions.insert(rs_name, rs.metadata.resource_version);
+            }
+            Action::CreateReplicaSet(rs) => {
+                let rs_name = rs.metadata.name.clone().unwrap_or_default();
+                let created = rs_api.create(&PostParams::default(), &rs).await?;
+                tracing::info!(
+                    deployment = name,
+                    replicaset = rs_name,
+                    "created replica set"
+                );
+                versions.insert(rs_name, created.metadata.resource_version);
+            }
+            Action::UpdateReplicaSet(mut rs) => {
+                let rs_name = rs.metadata.name.clone().unwrap_or_default();
+                if let Some(v) = versions.get(&rs_name) {
+                    rs.metadata.resource_version.clone_from(v);
+                }
+                let updated = rs_api
+                    .replace(&rs_name, &PostParams::default(), &rs)
+                    .await?;
+                versions.insert(rs_name, updated.metadata.resource_version);
+            }
+            Action::DeleteReplicaSet { name: rs_name, uid } => {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match rs_api.delete(&rs_name, &dp).await {
+                    Ok(_) => tracing::info!(
+                        deployment = name,
+                        replicaset = rs_name,
+                        "deleted old replica set"
+                    ),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::AnnotateRevision(rev) => {
+                let patch = json!({"metadata": {"annotations": {reconcile::REVISION: rev}}});
+                d_api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Action::Event {
+                type_,
+                reason,
+                message,
+            } => ctx.event(&r, type_, reason, &message).await,
+            Action::Status(status) => {
+                let mut value =
+                    serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
+                if status.conditions.is_none() {
+                    value["conditions"] = serde_json::Value::Null;
+                }
+                d_api
+                    .patch_status(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": value})),
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
