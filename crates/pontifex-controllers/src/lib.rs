@@ -11,15 +11,14 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod deployment;
 mod lbpool;
 mod nodeipam;
 mod nodelifecycle;
-mod scheduler;
-mod watched;
-mod deployment;
-mod informer;
 mod ownership;
 mod replicaset;
+mod scheduler;
+mod watched;
 
 pub use context::{Config, Context, Error};
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::informer;
+use crate::watched;
 use reconcile::Action;
 
 /// A full resync even when nothing changed.
@@ -27,9 +27,21 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
-    let deploys = informer::start::<Deployment>(Api::all(ctx.client.clone()), &notify, &shutdown);
-    let rss = informer::start::<ReplicaSet>(Api::all(ctx.client.clone()), &notify, &shutdown);
-    let pods = informer::start::<Pod>(Api::all(ctx.client.clone()), &notify, &shutdown);
+    let deploys = watched::store::<Deployment>(
+        Api::all(ctx.client.clone()),
+        notify.clone(),
+        shutdown.clone(),
+    );
+    let rss = watched::store::<ReplicaSet>(
+        Api::all(ctx.client.clone()),
+        notify.clone(),
+        shutdown.clone(),
+    );
+    let pods = watched::store::<Pod>(
+        Api::all(ctx.client.clone()),
+        notify.clone(),
+        shutdown.clone(),
+    );
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         r = async {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::{informer, ownership};
+use crate::{ownership, watched};
 
 /// How long unobserved creates/deletes hold a ReplicaSet back (upstream `ExpectationsTimeout` is 5 min).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,8 +59,16 @@ impl Expectation {
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
-    let rss = informer::start::<ReplicaSet>(Api::all(ctx.client.clone()), &notify, &shutdown);
-    let pods = informer::start::<Pod>(Api::all(ctx.client.clone()), &notify, &shutdown);
+    let rss = watched::store::<ReplicaSet>(
+        Api::all(ctx.client.clone()),
+        notify.clone(),
+        shutdown.clone(),
+    );
+    let pods = watched::store::<Pod>(
+        Api::all(ctx.client.clone()),
+        notify.clone(),
+        shutdown.clone(),
+    );
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         r = async { (rss.wait_until_ready().await, pods.wait_until_ready().await) } => {
