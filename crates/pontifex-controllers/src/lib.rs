@@ -11,6 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod dynamic;
+mod events;
+mod gc;
+mod leader;
+mod namespace;
 
 pub use context::{Config, Context, Error};
 
@@ -25,14 +30,35 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let ctx = Arc::new(Context::new(client, config));
+    // The controllers stop on `shutdown` and also when leadership is lost: they get a child token.
+    let outer = shutdown;
+    let shutdown = outer.child_token();
+    let mut leading = None;
+    if ctx.config.leader_elect {
+        if !leader::acquire(&ctx, &outer).await? {
+            return Ok(());
+        }
+        leading = Some(tokio::spawn(leader::hold(ctx.clone(), outer.clone())));
+    }
     let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
-    let _ = &ctx;
-    shutdown.cancelled().await;
+    tasks.spawn(namespace::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(gc::run(ctx.clone(), shutdown.clone()));
+    let outcome = match leading {
+        Some(hold) => match hold.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Invalid(format!("leader election task failed: {e}"))),
+        },
+        None => {
+            outer.cancelled().await;
+            Ok(())
+        }
+    };
+    shutdown.cancel();
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "controller ended with an error");
         }
     }
-    Ok(())
+    outcome
 }

@@ -15,12 +15,18 @@ fn list(v: &[&str]) -> Vec<String> {
 #[test]
 fn foreground_adds_its_finalizer_and_drops_orphan() {
     assert_eq!(
-        gc_finalizers(&opts(Some("Foreground"), None), &list(&["a.io/x", "orphan"])),
+        gc_finalizers(
+            &opts(Some("Foreground"), None),
+            &list(&["a.io/x", "orphan"])
+        ),
         Some(list(&["a.io/x", "foregroundDeletion"]))
     );
     // Already there: nothing to change.
     assert_eq!(
-        gc_finalizers(&opts(Some("Foreground"), None), &list(&["foregroundDeletion"])),
+        gc_finalizers(
+            &opts(Some("Foreground"), None),
+            &list(&["foregroundDeletion"])
+        ),
         None
     );
 }
@@ -40,7 +46,10 @@ fn orphan_policy_and_orphan_dependents_add_orphan() {
 #[test]
 fn background_removes_gc_finalizers_and_no_preference_keeps_them() {
     assert_eq!(
-        gc_finalizers(&opts(Some("Background"), None), &list(&["orphan", "a.io/x"])),
+        gc_finalizers(
+            &opts(Some("Background"), None),
+            &list(&["orphan", "a.io/x"])
+        ),
         Some(list(&["a.io/x"]))
     );
     assert_eq!(gc_finalizers(&opts(Some("Background"), None), &[]), None);
