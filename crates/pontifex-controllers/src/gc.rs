@@ -118,6 +118,12 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
                     .flatten()
                     .filter(|o| !owners.contains(&o.uid))
                     .collect();
+                // An empty list is sent as null: removed, as Kubernetes never stores an empty one.
+                let left = if left.is_empty() {
+                    json!(null)
+                } else {
+                    json!(left)
+                };
                 let patch = json!({ "metadata": {
                     "ownerReferences": left,
                     "resourceVersion": l.obj.metadata.resource_version,
@@ -135,6 +141,11 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
                     .flatten()
                     .filter(|f| *f != finalizer)
                     .collect();
+                let left = if left.is_empty() {
+                    json!(null)
+                } else {
+                    json!(left)
+                };
                 let patch = json!({ "metadata": {
                     "finalizers": left,
                     "resourceVersion": l.obj.metadata.resource_version,

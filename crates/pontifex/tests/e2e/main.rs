@@ -6,5 +6,6 @@ mod client;
 mod crash;
 mod fake;
 mod kubectl;
+mod lifecycle;
 mod protobuf;
 mod up;
