@@ -698,16 +698,7 @@ pub(crate) async fn update_object(
         default_and_validate(req, &mut desired, Some(&current))?;
         let alloc = admit(req, name, &mut desired, Some(&current))?;
         bump_generation(req.r(), &mut desired, &current);
-        // A finalizer-held object whose last finalizer goes is deleted now. A Namespace also waits
-        // for its `spec.finalizers` (the namespace controller empties them through `finalize`).
-        let finished = !objects::meta(&desired)["deletionTimestamp"].is_null()
-            && objects::meta(&desired)["finalizers"]
-                .as_array()
-                .is_none_or(Vec::is_empty)
-            && (req.r().kind != "Namespace"
-                || desired["spec"]["finalizers"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty));
+        let finished = deletion_finished(req.r().kind, &desired);
         if objects::same(&desired, &current) && !finished {
             // No change: no write, no new resourceVersion (kubectl apply relies on this being cheap).
             return Ok((200, current));
@@ -762,14 +753,7 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
         return Ok(());
     }
     if req.target.subresource.as_deref() == Some("finalize") {
-        // An omitted list means none left: keep it an empty list, or create-time defaulting would put
-        // `kubernetes` back.
-        let finalizers = match &desired["spec"]["finalizers"] {
-            Value::Null => json!([]),
-            f => f.clone(),
-        };
-        *desired = current.clone();
-        desired["spec"]["finalizers"] = finalizers;
+        *desired = finalized(current, desired);
         return Ok(());
     }
     let meta = objects::meta_mut(desired);
@@ -803,6 +787,28 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
         }
     }
     Ok(())
+}
+
+/// Whether an update leaves a marked object with nothing holding it, so the write is its deletion: no
+/// `metadata.finalizers`, and for a Namespace no `spec.finalizers` either (the namespace controller
+/// empties those through `finalize` once the namespace's content is gone).
+fn deletion_finished(kind: &str, desired: &Value) -> bool {
+    let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
+    !objects::meta(desired)["deletionTimestamp"].is_null()
+        && empty(&objects::meta(desired)["finalizers"])
+        && (kind != "Namespace" || empty(&desired["spec"]["finalizers"]))
+}
+
+/// The `finalize` subresource of a Namespace changes `spec.finalizers` only. An omitted list means
+/// none left: it is kept as an empty list, or create-time defaulting would put `kubernetes` back.
+fn finalized(current: &Value, desired: &Value) -> Value {
+    let finalizers = match &desired["spec"]["finalizers"] {
+        Value::Null => json!([]),
+        f => f.clone(),
+    };
+    let mut out = current.clone();
+    out["spec"]["finalizers"] = finalizers;
+    out
 }
 
 /// `metadata.generation` counts changes outside metadata and status.
