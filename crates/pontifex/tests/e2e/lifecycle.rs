@@ -337,8 +337,22 @@ fn a_standby_controller_takes_over_when_the_leader_dies() {
     } else {
         (b, a.take().unwrap())
     };
+    let dead_id = dead.identity();
     dead.0.kill().unwrap();
     let _ = dead.0.wait();
+    // Until the standby takes over, nobody acts: a namespace deleted now stays Terminating.
+    k.run(&["create", "namespace", "during"]).ok();
+    k.run(&["delete", "namespace", "during", "--wait=false"])
+        .ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    let phase = field(&k, &["get", "ns", "during"], "{.status.phase}");
+    if holder(&k).as_deref() == Some(dead_id.as_str()) {
+        assert_eq!(
+            phase.as_deref(),
+            Some("Terminating"),
+            "a standby acted without the lease"
+        );
+    }
     assert!(
         eventually(Duration::from_secs(12), || holder(&k).as_deref()
             == Some(survivor.identity().as_str())),
@@ -361,4 +375,22 @@ fn a_standby_controller_takes_over_when_the_leader_dies() {
         &k,
         &["get", "ns", "after"]
     )));
+    assert!(eventually(Duration::from_secs(15), || gone(
+        &k,
+        &["get", "ns", "during"]
+    )));
+
+    // A leader that cannot renew (the API server is gone) gives up and exits with an error.
+    let mut server = server;
+    server.stop().expect("stopping the API server");
+    let mut survivor = survivor;
+    let mut status = None;
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            status = survivor.0.try_wait().expect("waiting");
+            status.is_some()
+        }),
+        "the leader kept running without its lease"
+    );
+    assert!(!status.unwrap().success());
 }
