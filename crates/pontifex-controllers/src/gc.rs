@@ -165,16 +165,18 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether some owner of `obj` exists now with the uid the reference names. Unknown kinds count as
-/// gone (upstream too deletes dependents of owners whose kind no longer resolves); errors other than
-/// 404 count as live, to stay on the safe side.
+/// Whether some owner of `obj` exists now with the uid the reference names. An owner whose kind
+/// discovery does not know, and any error other than 404, count as live: as upstream, the collector
+/// does not delete what it cannot prove orphaned (it retries on the next pass).
 async fn any_owner_live(ctx: &Context, resources: &[Resource], obj: &DynamicObject) -> bool {
     for o in obj.metadata.owner_references.iter().flatten() {
+        // Any served version of the owner's group and kind will do: the uid is the same in each.
+        let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let Some(r) = resources
             .iter()
-            .find(|r| r.ar.api_version == o.api_version && r.ar.kind == o.kind)
+            .find(|r| r.ar.group == group && r.ar.kind == o.kind)
         else {
-            continue;
+            return true;
         };
         let api = dynamic::api(&ctx.client, r, obj.metadata.namespace.as_deref());
         match api.get_opt(&o.name).await {
