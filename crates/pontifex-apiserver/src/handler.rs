@@ -702,11 +702,7 @@ pub(crate) async fn update_object(
         default_and_validate(req, &mut desired, Some(&current))?;
         let alloc = admit(req, name, &mut desired, Some(&current))?;
         bump_generation(req.r(), &mut desired, &current);
-        // A finalizer-held object whose last finalizer goes is deleted now.
-        let finished = !objects::meta(&desired)["deletionTimestamp"].is_null()
-            && objects::meta(&desired)["finalizers"]
-                .as_array()
-                .is_none_or(Vec::is_empty);
+        let finished = deletion_finished(req.r().kind, &desired);
         if objects::same(&desired, &current) && !finished {
             // No change: no write, no new resourceVersion (kubectl apply relies on this being cheap).
             return Ok((200, current));
@@ -765,9 +761,7 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
         return Ok(());
     }
     if req.target.subresource.as_deref() == Some("finalize") {
-        let finalizers = desired["spec"]["finalizers"].clone();
-        *desired = current.clone();
-        desired["spec"]["finalizers"] = finalizers;
+        *desired = finalized(current, desired);
         return Ok(());
     }
     let meta = objects::meta_mut(desired);
@@ -801,6 +795,28 @@ fn prepare_update(req: &Request<'_>, desired: &mut Value, current: &Value) -> Re
         }
     }
     Ok(())
+}
+
+/// Whether an update leaves a marked object with nothing holding it, so the write is its deletion: no
+/// `metadata.finalizers`, and for a Namespace no `spec.finalizers` either (the namespace controller
+/// empties those through `finalize` once the namespace's content is gone).
+fn deletion_finished(kind: &str, desired: &Value) -> bool {
+    let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
+    !objects::meta(desired)["deletionTimestamp"].is_null()
+        && empty(&objects::meta(desired)["finalizers"])
+        && (kind != "Namespace" || empty(&desired["spec"]["finalizers"]))
+}
+
+/// The `finalize` subresource of a Namespace changes `spec.finalizers` only. An omitted list means
+/// none left: it is kept as an empty list, or create-time defaulting would put `kubernetes` back.
+fn finalized(current: &Value, desired: &Value) -> Value {
+    let finalizers = match &desired["spec"]["finalizers"] {
+        Value::Null => json!([]),
+        f => f.clone(),
+    };
+    let mut out = current.clone();
+    out["spec"]["finalizers"] = finalizers;
+    out
 }
 
 /// `metadata.generation` counts changes outside metadata and status.
@@ -1039,6 +1055,41 @@ struct DeleteOptions {
     grace_period_seconds: Option<i64>,
     #[serde(default)]
     dry_run: Option<Vec<String>>,
+    #[serde(default)]
+    propagation_policy: Option<String>,
+    #[serde(default)]
+    orphan_dependents: Option<bool>,
+}
+
+/// The garbage-collector finalizers a delete asks for (`deletionFinalizersForGarbageCollection`):
+/// `Foreground` puts `foregroundDeletion` on the object, `Orphan` (or the older `orphanDependents:
+/// true`) puts `orphan`, each replacing the other; `Background` (the default) removes both.
+/// Returns the new finalizer list, or `None` when it is unchanged.
+fn gc_finalizers(opts: &DeleteOptions, current: &[String]) -> Option<Vec<String>> {
+    const ORPHAN: &str = "orphan";
+    const FOREGROUND: &str = "foregroundDeletion";
+    let (add, remove): (Option<&str>, &[&str]) = match opts.propagation_policy.as_deref() {
+        Some("Foreground") => (Some(FOREGROUND), &[ORPHAN]),
+        Some("Orphan") => (Some(ORPHAN), &[FOREGROUND]),
+        Some(_) => (None, &[ORPHAN, FOREGROUND]),
+        None => match opts.orphan_dependents {
+            Some(true) => (Some(ORPHAN), &[FOREGROUND]),
+            Some(false) => (None, &[ORPHAN]),
+            // No preference: leave what the object already asks for.
+            None => return None,
+        },
+    };
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|f| !remove.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    if let Some(a) = add
+        && !next.iter().any(|f| f == a)
+    {
+        next.push(a.to_owned());
+    }
+    (next != current).then_some(next)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -1062,7 +1113,22 @@ fn delete_options(req: &Request<'_>, body: &[u8]) -> Result<DeleteOptions, ApiEr
     {
         opts.grace_period_seconds = Some(g);
     }
-    Ok(opts)
+    if let Some(p) = req.query.get("propagationPolicy") {
+        opts.propagation_policy = Some(p.to_owned());
+    }
+    if let Some(o) = req
+        .query
+        .get("orphanDependents")
+        .and_then(|o| o.parse().ok())
+    {
+        opts.orphan_dependents = Some(o);
+    }
+    match opts.propagation_policy.as_deref() {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(opts),
+        Some(p) => Err(ApiError::BadRequest(format!(
+            "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
 }
 
 async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, ApiError> {
@@ -1100,9 +1166,14 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
                 ));
             }
         }
-        let has_finalizers = objects::meta(&current)["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
+        let current_finalizers: Vec<String> =
+            serde_json::from_value(objects::meta(&current)["finalizers"].clone())
+                .unwrap_or_default();
+        let new_finalizers = gc_finalizers(&opts, &current_finalizers);
+        let has_finalizers = !new_finalizers
+            .as_ref()
+            .unwrap_or(&current_finalizers)
+            .is_empty();
         let graceful = req.r().kind == "Pod"
             && !current["spec"]["nodeName"]
                 .as_str()
@@ -1134,6 +1205,9 @@ async fn delete(req: &Request<'_>, name: &str, body: &[u8]) -> Result<Reply, Api
             let meta = objects::meta_mut(&mut marked);
             meta.insert("deletionTimestamp".into(), json!(objects::timestamp(when)));
             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if let Some(f) = new_finalizers {
+                meta.insert("finalizers".into(), json!(f));
+            }
             if req.r().kind == "Namespace" {
                 marked["status"]["phase"] = json!("Terminating");
             }
@@ -1214,3 +1288,6 @@ pub(crate) async fn ensure_object(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,11 @@
 //! What every controller loop shares: the API client, the settings, and the error type.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+
+use crate::events::{Aggregator, Key};
 
 /// Settings, named after kube-controller-manager's flags.
 #[derive(Clone, Debug)]
@@ -51,6 +54,8 @@ impl Default for Config {
 pub struct Context {
     pub client: kube::Client,
     pub config: Config,
+    /// Events recorded recently, to bump their count on a repeat.
+    events: Arc<Mutex<Aggregator>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -63,7 +68,11 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub fn new(client: kube::Client, config: Config) -> Self {
-        Context { client, config }
+        Context {
+            client,
+            config,
+            events: Arc::default(),
+        }
     }
 }
 
@@ -77,11 +86,15 @@ pub enum Error {
     /// An object could not be turned into what the controller needs (bad selector, bad JSON).
     #[error("{0}")]
     Invalid(String),
+    /// This process was the leader but could not renew the leader Lease within the renew deadline.
+    #[error("leaderelection lost")]
+    LeadershipLost,
 }
 
 impl Context {
-    /// Record a core/v1 Event about `object` (what `kubectl describe` shows). Best effort: a failure to
-    /// record is logged, never fatal to the controller that reports it.
+    /// Record a core/v1 Event about `object` (what `kubectl describe` shows). The same Event again within
+    /// ten minutes bumps the count of the one written (see `events`). Best effort: a failure to record
+    /// is logged, never fatal to the controller that reports it.
     pub async fn event(
         &self,
         object: &k8s_openapi::api::core::v1::ObjectReference,
@@ -96,6 +109,49 @@ impl Context {
             .clone()
             .unwrap_or_else(|| "default".to_owned());
         let now = jiff::Timestamp::now();
+        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &ns);
+        let key = Key {
+            object: format!(
+                "{}/{}/{}/{}/{}",
+                object.api_version.as_deref().unwrap_or(""),
+                object.kind.as_deref().unwrap_or(""),
+                ns,
+                object.name.as_deref().unwrap_or(""),
+                object.uid.as_deref().unwrap_or("")
+            ),
+            type_: type_.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        };
+        let repeat = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(&key, now);
+        if let Some(r) = repeat {
+            let patch = serde_json::json!({
+                "count": r.count,
+                "lastTimestamp": Time(now),
+            });
+            let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &r.namespace);
+            let patched = api
+                .patch(
+                    &r.name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+            match patched {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, reason, "could not update an event; writing a new one");
+                    self.events
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .forget(&key);
+                }
+            }
+        }
         let name = format!(
             "{}.{:x}",
             object.name.as_deref().unwrap_or("object"),
@@ -103,7 +159,7 @@ impl Context {
         );
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(name),
+                name: Some(name.clone()),
                 namespace: Some(ns.clone()),
                 ..ObjectMeta::default()
             },
@@ -124,9 +180,13 @@ impl Context {
             }),
             ..Event::default()
         };
-        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
-            tracing::debug!(error = %e, reason, "could not record an event");
+        match api.create(&kube::api::PostParams::default(), &event).await {
+            Ok(_) => self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .recorded(key, &ns, &name, now),
+            Err(e) => tracing::debug!(error = %e, reason, "could not record an event"),
         }
     }
 }

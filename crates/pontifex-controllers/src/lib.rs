@@ -12,7 +12,12 @@
 
 mod context;
 mod deployment;
+mod dynamic;
+mod events;
+mod gc;
 mod lbpool;
+mod leader;
+mod namespace;
 mod nodeipam;
 mod nodelifecycle;
 mod ownership;
@@ -33,6 +38,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let ctx = Arc::new(Context::new(client, config));
+    // The controllers stop on `shutdown` and also when leadership is lost: they get a child token.
+    let outer = shutdown;
+    let shutdown = outer.child_token();
+    let mut leading = None;
+    if ctx.config.leader_elect {
+        if !leader::acquire(&ctx, &outer).await? {
+            return Ok(());
+        }
+        leading = Some(tokio::spawn(leader::hold(ctx.clone(), outer.clone())));
+    }
     let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
     tasks.spawn(scheduler::run(ctx.clone(), shutdown.clone()));
@@ -41,11 +56,23 @@ pub async fn run(
     tasks.spawn(lbpool::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(replicaset::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(deployment::run(ctx.clone(), shutdown.clone()));
-    shutdown.cancelled().await;
+    tasks.spawn(namespace::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(gc::run(ctx.clone(), shutdown.clone()));
+    let outcome = match leading {
+        Some(hold) => match hold.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Invalid(format!("leader election task failed: {e}"))),
+        },
+        None => {
+            outer.cancelled().await;
+            Ok(())
+        }
+    };
+    shutdown.cancel();
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "controller ended with an error");
         }
     }
-    Ok(())
+    outcome
 }

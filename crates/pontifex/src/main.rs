@@ -76,6 +76,15 @@ struct ControllersArgs {
     /// Take the leader Lease before acting, so several copies can run with one active.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
+    /// How long a leader Lease lasts without renewal before another candidate may take it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, hide = true)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it gives up leadership (and exits).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How long candidates wait between attempts to take or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, hide = true)]
+    leader_elect_retry_period: std::time::Duration,
 }
 
 /// `50s`, `2m`, `1h`, or a bare number of seconds.
@@ -326,6 +335,9 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
     };
     let mut config = args.flags.config();
     config.leader_elect = args.leader_elect;
+    config.leader_elect_lease_duration = args.leader_elect_lease_duration;
+    config.leader_elect_renew_deadline = args.leader_elect_renew_deadline;
+    config.leader_elect_retry_period = args.leader_elect_retry_period;
     pontifex_controllers::run(client, config, shutdown).await?;
     Ok(())
 }

@@ -7,6 +7,7 @@ mod crash;
 mod deployments;
 mod fake;
 mod kubectl;
+mod lifecycle;
 mod nodes;
 mod protobuf;
 mod up;
