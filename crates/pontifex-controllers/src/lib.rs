@@ -11,6 +11,9 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod endpoints;
+mod endpointslice;
+mod mirroring;
 
 pub use context::{Config, Context, Error};
 
@@ -27,7 +30,9 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client, config));
     let mut tasks: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     // Each controller module adds itself here: `tasks.spawn(module::run(ctx.clone(), shutdown.clone()));`
-    let _ = &ctx;
+    tasks.spawn(endpointslice::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(endpoints::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(mirroring::run(ctx.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(e)) = done {
