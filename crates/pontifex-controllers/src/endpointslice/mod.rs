@@ -88,10 +88,11 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         slices.clone(),
         move |old, new| {
             for s in [old, new].into_iter().flatten() {
-                if let Some(i) = managed_slice_index(s).first() {
-                    if let Some((ns, name)) = i.split_once('/') {
-                        q.add((ns.to_owned(), name.to_owned()));
-                    }
+                if let Some((ns, name)) = managed_slice_index(s)
+                    .first()
+                    .and_then(|i| i.split_once('/'))
+                {
+                    q.add((ns.to_owned(), name.to_owned()));
                 }
             }
         },
@@ -173,9 +174,7 @@ async fn sync(
             .map(Action::Delete)
             .collect(),
         Some(service) => {
-            let Some(selector) = pods::selector(&service) else {
-                return None;
-            };
+            let selector = pods::selector(&service)?;
             let selected = informer::selected_pods(pods, ns, selector);
             let zones: BTreeMap<String, String> = nodes
                 .all()

@@ -278,7 +278,7 @@ fn place_group<'a>(
     fresh.reverse(); // pop from the end in the caller's order
 
     // Slices written anyway take new endpoints first, fullest first.
-    to_update.sort_by(|a, b| b.endpoints.len().cmp(&a.endpoints.len()));
+    to_update.sort_by_key(|s| std::cmp::Reverse(s.endpoints.len()));
     for s in &mut to_update {
         while s.endpoints.len() < max {
             match fresh.pop() {
@@ -302,7 +302,7 @@ fn place_group<'a>(
     if let Some(last) = new_slices.last() {
         let n = last.endpoints.len();
         if n < max {
-            untouched.sort_by(|a, b| b.endpoints.len().cmp(&a.endpoints.len()));
+            untouched.sort_by_key(|s| std::cmp::Reverse(s.endpoints.len()));
             if let Some(pos) = untouched.iter().position(|s| s.endpoints.len() + n <= max) {
                 let host = untouched.remove(pos);
                 let mut s = host.clone();

@@ -4,6 +4,7 @@
 
 mod client;
 mod crash;
+mod endpoints;
 mod fake;
 mod kubectl;
 mod protobuf;
