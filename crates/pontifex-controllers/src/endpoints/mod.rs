@@ -39,15 +39,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         informer::enqueue_self(queue.clone()),
         shutdown.clone(),
     );
-    let (q, svcs) = (queue.clone(), services.clone());
     spawn_informer(
         Api::<Pod>::all(client.clone()),
         pods.clone(),
-        move |old, new| {
-            for k in informer::services_of_pod(&svcs, old, new) {
-                q.add(k);
-            }
-        },
+        informer::enqueue_pod_services(queue.clone(), services.clone(), pods.clone()),
         shutdown.clone(),
     );
     tokio::select! {

@@ -81,6 +81,11 @@ impl<K: Resource> Cache<K> {
         inner.objects.values().cloned().collect()
     }
 
+    /// Has the first complete list arrived?
+    pub(crate) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Wait for the first complete list.
     pub(crate) async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
@@ -393,6 +398,27 @@ pub(crate) fn selected_pods(
 /// Index keys for a Service: its namespace.
 pub(crate) fn namespace_index<K: Resource>(o: &K) -> Vec<String> {
     vec![o.namespace().unwrap_or_default()]
+}
+
+/// An `on_change` for pods: queue the Services selecting the pod before or after the change. Not
+/// during the first list: every Service is queued when the Services are first listed, and mapping
+/// 100,000 listed pods one by one to their Services would only queue them again.
+pub(crate) fn enqueue_pod_services(
+    queue: Arc<Queue>,
+    services: Arc<Cache<k8s_openapi::api::core::v1::Service>>,
+    pods: Arc<Cache<k8s_openapi::api::core::v1::Pod>>,
+) -> impl Fn(Option<&k8s_openapi::api::core::v1::Pod>, Option<&k8s_openapi::api::core::v1::Pod>)
++ Send
++ Sync
++ 'static {
+    move |old, new| {
+        if !pods.is_ready() {
+            return;
+        }
+        for k in services_of_pod(&services, old, new) {
+            queue.add(k);
+        }
+    }
 }
 
 /// The Services of the pod's namespace whose selector matches `old` or `new`.

@@ -71,15 +71,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         },
         shutdown.clone(),
     );
-    let (q, svcs) = (queue.clone(), services.clone());
     spawn_informer(
         Api::<Pod>::all(client.clone()),
         pods.clone(),
-        move |old, new| {
-            for k in informer::services_of_pod(&svcs, old, new) {
-                q.add(k);
-            }
-        },
+        informer::enqueue_pod_services(queue.clone(), services.clone(), pods.clone()),
         shutdown.clone(),
     );
     let q = queue.clone();
@@ -98,10 +93,22 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         },
         shutdown.clone(),
     );
+    // A node's zone changing (rare) changes the zone of every endpoint on it: queue every Service.
+    let (q, svcs) = (queue.clone(), services.clone());
     spawn_informer(
         Api::<Node>::all(client.clone()),
         nodes.clone(),
-        |_, _| {},
+        move |old: Option<&Node>, new: Option<&Node>| {
+            let zone = |n: Option<&Node>| {
+                n.and_then(|n| n.metadata.labels.as_ref())
+                    .and_then(|l| l.get(pods::ZONE_LABEL).cloned())
+            };
+            if old.is_some() && zone(old) != zone(new) {
+                for s in svcs.all() {
+                    q.add(key(&s.metadata));
+                }
+            }
+        },
         shutdown.clone(),
     );
     tokio::select! {
