@@ -455,3 +455,6 @@ pub(crate) fn enqueue_self<K: Resource>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
