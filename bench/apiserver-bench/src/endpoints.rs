@@ -188,7 +188,7 @@ fn controllers(bin: &Path, kubeconfig: &Path, log: &Path) -> anyhow::Result<Chil
     Command::new(bin)
         .args(["controllers", "--leader-elect", "false", "--kubeconfig"])
         .arg(kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,pontifex_controllers=info")
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()
@@ -234,7 +234,7 @@ pub(crate) async fn run(
     let populate_time = started.elapsed();
     let kubeconfig = server.data_dir().join("kubeconfig");
     let mut rx = watch_slices(&ep).await?;
-    let log = server.data_dir().join("controllers.log");
+    let log = tmp.join(format!("epbench-controllers-{services}.log"));
     let started = Instant::now();
     let mut child = controllers(bin, &kubeconfig, &log)?;
     let result = async {

@@ -7,7 +7,7 @@
 //! - **list**: memory (VmRSS/VmHWM) before and after creating 10k Services on a fresh server, then
 //!   p50/p99 of whole lists of them, JSON and Table.
 //! - **watch**: delivery latency of ConfigMap creates to 100 watchers.
-//! - **endpoints** (not in the default set: populating 100,000 pods takes minutes): endpoint
+//! - **endpoints** (not in the default set: it writes 110,000 pods): endpoint
 //!   programming latency (pod Ready write to EndpointSlice event) with 1,000 Services × 10 pods, and
 //!   the time `pontifex controllers` takes to build every slice from scratch for 10,000 × 10.
 //!

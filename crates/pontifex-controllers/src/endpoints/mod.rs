@@ -18,7 +18,7 @@ use crate::endpointslice::informer::{
 };
 use reconcile::Action;
 
-const WORKERS: usize = 8;
+const WORKERS: usize = 32;
 
 /// Run the Endpoints controller until `shutdown`.
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {

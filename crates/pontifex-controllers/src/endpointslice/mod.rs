@@ -26,7 +26,7 @@ use informer::{Cache, Expectations, Key, Queue, spawn_informer, status_code};
 use placement::Action;
 
 /// Concurrent reconciles (distinct Services).
-const WORKERS: usize = 8;
+const WORKERS: usize = 32;
 
 /// Slices of this controller, indexed by `namespace/service`.
 fn managed_slice_index(s: &EndpointSlice) -> Vec<String> {
