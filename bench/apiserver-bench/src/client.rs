@@ -202,6 +202,19 @@ impl Conn {
         accept: Option<&str>,
         body: Option<Bytes>,
     ) -> anyhow::Result<Response<Incoming>> {
+        self.send_typed(method, path, accept, body, "application/json")
+            .await
+    }
+
+    /// [`Conn::send`] with the body's content type (e.g. `application/merge-patch+json`).
+    pub(crate) async fn send_typed(
+        &mut self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        body: Option<Bytes>,
+        content_type: &str,
+    ) -> anyhow::Result<Response<Incoming>> {
         // HTTP/2 needs :scheme and :authority (an absolute URI); HTTP/1.1 gets origin-form plus Host.
         let uri = match self.sender {
             Sender::H2(_) => format!("{}://{}{path}", self.scheme, self.authority),
@@ -216,7 +229,7 @@ impl Conn {
         }
         req = req.header(http::header::ACCEPT, accept.unwrap_or("application/json"));
         if body.is_some() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            req = req.header(http::header::CONTENT_TYPE, content_type);
         }
         let req = req.body(Full::new(body.unwrap_or_default()))?;
         Ok(match &mut self.sender {

@@ -7,6 +7,9 @@
 //! - **list**: memory (VmRSS/VmHWM) before and after creating 10k Services on a fresh server, then
 //!   p50/p99 of whole lists of them, JSON and Table.
 //! - **watch**: delivery latency of ConfigMap creates to 100 watchers.
+//! - **endpoints** (not in the default set: it writes 110,000 pods): endpoint
+//!   programming latency (pod Ready write to EndpointSlice event) with 1,000 Services × 10 pods, and
+//!   the time `pontifex controllers` takes to build every slice from scratch for 10,000 × 10.
 //!
 //! What it is not: a test (nothing here asserts a target; RESULTS.md says where each stands), nor a
 //! comparison with kube-apiserver (not available here): etcd alone is the storage layer
@@ -14,6 +17,7 @@
 
 mod client;
 mod creates;
+mod endpoints;
 mod list;
 mod procs;
 mod stats;
@@ -66,6 +70,18 @@ struct Args {
     /// Milliseconds between two watched writes.
     #[arg(long, default_value_t = 10)]
     watch_interval_ms: u64,
+    /// Services in the endpoint latency run (each with --ep-pods pods).
+    #[arg(long, default_value_t = 1_000)]
+    ep_services: usize,
+    /// Pods per Service in the endpoints scenario.
+    #[arg(long, default_value_t = 10)]
+    ep_pods: usize,
+    /// Readiness flips timed in the endpoint latency run.
+    #[arg(long, default_value_t = 300)]
+    ep_flips: usize,
+    /// Services in the endpoint rebuild run.
+    #[arg(long, default_value_t = 10_000)]
+    ep_rebuild_services: usize,
     /// Scenarios to run.
     #[arg(long, value_delimiter = ',', default_value = "creates,list,watch")]
     only: Vec<String>,
@@ -125,6 +141,25 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         watch_section(&out);
+    }
+    if wants("endpoints") {
+        let small = endpoints::run(
+            &args.pontifex,
+            &tmp,
+            args.ep_services,
+            args.ep_pods,
+            args.ep_flips,
+        )
+        .await?;
+        let big = endpoints::run(
+            &args.pontifex,
+            &tmp,
+            args.ep_rebuild_services,
+            args.ep_pods,
+            0,
+        )
+        .await?;
+        endpoints_section(&small, &big);
     }
     println!(
         "_Benchmark wall time: {:.1} s._",
@@ -351,6 +386,36 @@ fn watch_section(out: &watch::Outcome) {
             ms(s.percentile(50.0)),
             ms(s.percentile(99.0)),
             ms(s.max())
+        );
+    }
+    println!();
+}
+
+fn endpoints_section(small: &endpoints::Outcome, big: &endpoints::Outcome) {
+    println!("## Endpoint programming\n");
+    println!(
+        "{} Services x {} pods: pod Ready write (merge patch of /status) to the EndpointSlice event on a watch, {} flips one at a time.\n",
+        small.services, small.pods_per_service, small.flips
+    );
+    println!("| samples | p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|");
+    let l = &small.latency;
+    println!(
+        "| {} | {} | {} | {} |\n",
+        l.len(),
+        ms(l.percentile(50.0)),
+        ms(l.percentile(99.0)),
+        ms(l.max())
+    );
+    println!(
+        "| Services x pods | writing them (no controllers) s | controllers start to every slice complete s |\n|---|---:|---:|"
+    );
+    for o in [small, big] {
+        println!(
+            "| {} x {} | {:.1} | {:.2} |",
+            o.services,
+            o.pods_per_service,
+            o.populate.as_secs_f64(),
+            o.rebuild.as_secs_f64()
         );
     }
     println!();

@@ -19,7 +19,7 @@ fn free_port() -> anyhow::Result<u16> {
 pub(crate) struct Server {
     child: Child,
     pub(crate) endpoint: Endpoint,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -60,7 +60,7 @@ impl Server {
         Ok(Server {
             child,
             endpoint,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -103,11 +103,16 @@ impl Server {
         Ok(Server {
             child,
             endpoint: Endpoint::plain(addr),
-            _dir: dir,
+            dir,
         })
     }
 
     /// `(VmRSS, VmHWM)` of the process in bytes, from /proc.
+    /// The server's data directory (its kubeconfig is there).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub(crate) fn memory(&self) -> anyhow::Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let field = |name: &str| -> anyhow::Result<u64> {

@@ -13,10 +13,13 @@
 mod context;
 mod deployment;
 mod dynamic;
+mod endpoints;
+mod endpointslice;
 mod events;
 mod gc;
 mod lbpool;
 mod leader;
+mod mirroring;
 mod namespace;
 mod nodeipam;
 mod nodelifecycle;
@@ -58,6 +61,9 @@ pub async fn run(
     tasks.spawn(deployment::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(namespace::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(gc::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(endpointslice::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(endpoints::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(mirroring::run(ctx.clone(), shutdown.clone()));
     let outcome = match leading {
         Some(hold) => match hold.await {
             Ok(r) => r,

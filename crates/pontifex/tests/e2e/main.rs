@@ -5,6 +5,7 @@
 mod client;
 mod crash;
 mod deployments;
+mod endpoints;
 mod fake;
 mod kubectl;
 mod lifecycle;
