@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,6 +15,11 @@ use kube::api::{DeleteParams, ListParams};
 use test_support::TestServer;
 
 use crate::fake::{FakeNode, set_pod_status};
+
+/// [`crate::fake::until`] with a timeout in seconds.
+async fn until<T>(secs: u64, what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    crate::fake::until(Duration::from_secs(secs), what, f).await
+}
 
 /// Mark every new nginx pod Running and Ready, and finish the deletes of terminating ones, until the
 /// returned handle is aborted. The names it marked are in `marked`.
@@ -46,22 +51,6 @@ fn fake_kubelet(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
-}
-
-/// Poll `f` every 200 ms until it returns Some, or panic with `what` after `secs`.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    secs: u64,
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The live (not terminating) nginx pods.

@@ -11,4 +11,5 @@ mod kubectl;
 mod lifecycle;
 mod nodes;
 mod protobuf;
+mod seed;
 mod up;

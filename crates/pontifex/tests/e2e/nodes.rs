@@ -9,23 +9,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use test_support::{Kubectl, TestServer, examples_dir};
 
-use crate::fake::{FakeNode, set_pod_status};
+use crate::fake::{FakeNode, set_pod_status, until};
 
 fn up(extra: &[&str]) -> TestServer {
     TestServer::start_up(Path::new(env!("CARGO_BIN_EXE_pontifex")), extra)
         .expect("starting pontifex up")
-}
-
-/// Poll `f` every 200ms until it returns Some, or panic with `what` after `timeout`.
-async fn until<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// `kubectl get pods -o wide`: pod name → NODE column.
