@@ -27,7 +27,9 @@ done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# The black-box tests each run a server (and controllers) on the same two cores; a bounded number at
+# once keeps timing-sensitive ones (rolling-update limits, crash cycles) from starving.
+cargo test --workspace --locked "$@" -- --test-threads="${PONTIFEX_TEST_THREADS:-4}" 2>&1 | tee "$log"
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }

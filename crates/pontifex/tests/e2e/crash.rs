@@ -199,7 +199,8 @@ async fn acknowledged_services_and_allocations_survive_sigkill() {
         assert_eq!(
             api_code(&stopped_by),
             None,
-            "a create failed while the server was up: {stopped_by}"
+            "a create failed while the server was up: {stopped_by}\nserver log:\n{}",
+            server.log()
         );
         let written = acked.lock().unwrap().len() - before;
         eprintln!("cycle {cycle}: {written} creates acknowledged before SIGKILL");
