@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
@@ -87,18 +87,6 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     Ok(())
 }
 
-fn reference(d: &Deployment) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".to_owned()),
-        kind: Some("Deployment".to_owned()),
-        name: d.metadata.name.clone(),
-        namespace: d.metadata.namespace.clone(),
-        uid: d.metadata.uid.clone(),
-        resource_version: d.metadata.resource_version.clone(),
-        field_path: None,
-    }
-}
-
 /// Perform `actions` in order; an event follows the action before it only if that succeeded.
 async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<(), Error> {
     let ns = d.metadata.namespace.as_deref().unwrap_or("default");
@@ -108,7 +96,7 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
     // The resourceVersion each ReplicaSet has after our own writes in this sync, so that a second
     // update of the same ReplicaSet is not refused as stale.
     let mut versions: HashMap<String, Option<String>> = HashMap::new();
-    let r = reference(d);
+    let r = watched::reference(d);
     for action in actions {
         match action {
             Action::SetOwners {

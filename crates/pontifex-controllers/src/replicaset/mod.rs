@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -134,18 +134,6 @@ struct Outcome {
     expect: Expectation,
 }
 
-fn reference(rs: &ReplicaSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".to_owned()),
-        kind: Some("ReplicaSet".to_owned()),
-        name: rs.metadata.name.clone(),
-        namespace: rs.metadata.namespace.clone(),
-        uid: rs.metadata.uid.clone(),
-        resource_version: rs.metadata.resource_version.clone(),
-        field_path: None,
-    }
-}
-
 async fn sync(ctx: &Context, rs: &ReplicaSet, pods: &[&Pod]) -> Result<Outcome, Error> {
     let ns = rs.metadata.namespace.as_deref().unwrap_or("default");
     let name = rs.metadata.name.as_deref().unwrap_or("");
@@ -171,7 +159,7 @@ async fn sync(ctx: &Context, rs: &ReplicaSet, pods: &[&Pod]) -> Result<Outcome, 
         since: Instant::now(),
     };
     let mut failure = None;
-    let r = reference(rs);
+    let r = watched::reference(rs);
     if let Some(template) = &plan.template {
         // Slow start (upstream `slowStartBatch`): batches of 1, 2, 4, ... so a failing create (quota,
         // admission) fails once rather than `create` times.
