@@ -1,0 +1,1 @@
+//! Pod and node networking through netlink.
