@@ -54,6 +54,8 @@ impl Default for Config {
 pub struct Context {
     pub client: kube::Client,
     pub config: Config,
+    /// The shared watch caches every loop reads.
+    pub(crate) informers: Arc<crate::informer::Informers>,
     /// Events recorded recently, to bump their count on a repeat.
     events: Arc<Mutex<Aggregator>>,
 }
@@ -67,8 +69,14 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, config: Config) -> Self {
+    /// A context whose watches stop with `shutdown`.
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
         Context {
+            informers: Arc::new(crate::informer::Informers::new(client.clone(), shutdown)),
             client,
             config,
             events: Arc::default(),

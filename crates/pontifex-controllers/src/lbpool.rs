@@ -13,12 +13,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::watched;
+use crate::informer::{self, Cache};
 use crate::{Context, Error};
 use reconcile::Action;
 
@@ -26,21 +25,18 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let wake = Arc::new(Notify::new());
-    let services = watched::store(
-        Api::<Service>::all(ctx.client.clone()),
-        wake.clone(),
-        shutdown.clone(),
-    );
+    let services = ctx.informers.get::<Service>();
+    services.wake_on_change(wake.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        _ = services.wait_until_ready() => {}
+        _ = services.wait_ready() => {}
     }
     let pool = ctx.config.lb_pool;
     tracing::info!(%pool, "LoadBalancer IP pool started");
     let mut pending: BTreeMap<(String, String), Ipv4Addr> = BTreeMap::new();
     let mut failed: BTreeMap<(String, String), String> = BTreeMap::new();
     loop {
-        let snapshot = watched::snapshot(&services);
+        let snapshot = services.snapshot();
         // Forget what the informer now shows (or what is gone).
         pending.retain(|(ns, name), _| {
             snapshot.iter().any(|s| {
@@ -65,7 +61,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 tracing::debug!(error = %e, "LoadBalancer IP action failed; will retry");
             }
         }
-        if watched::next(&wake, RESYNC, &shutdown).await {
+        if informer::next(&wake, RESYNC, &shutdown).await {
             tracing::info!("LoadBalancer IP pool stopped");
             return Ok(());
         }
@@ -74,12 +70,12 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
 
 async fn apply(
     ctx: &Context,
-    store: &Store<Service>,
+    store: &Cache<Service>,
     pending: &mut BTreeMap<(String, String), Ipv4Addr>,
     failed: &mut BTreeMap<(String, String), String>,
     action: Action,
 ) -> Result<(), Error> {
-    let service = |ns: &str, name: &str| store.get(&ObjectRef::new(name).within(ns));
+    let service = |ns: &str, name: &str| store.get(ns, name);
     match action {
         Action::Assign {
             namespace,
@@ -93,7 +89,7 @@ async fn apply(
             tracing::info!(service = %format!("{namespace}/{name}"), %ip, "LoadBalancer IP assigned");
             if let Some(s) = service(&namespace, &name) {
                 ctx.event(
-                    &watched::reference(&*s),
+                    &informer::reference(&*s),
                     "Normal",
                     "IPAllocated",
                     &format!("Assigned IP [\"{ip}\"]"),
@@ -111,7 +107,7 @@ async fn apply(
             tracing::warn!(service = %format!("{namespace}/{name}"), message, "no LoadBalancer IP");
             if let Some(s) = service(&namespace, &name) {
                 ctx.event(
-                    &watched::reference(&*s),
+                    &informer::reference(&*s),
                     "Warning",
                     "AllocationFailed",
                     &message,

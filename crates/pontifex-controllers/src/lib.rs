@@ -17,6 +17,7 @@ mod endpoints;
 mod endpointslice;
 mod events;
 mod gc;
+mod informer;
 mod lbpool;
 mod leader;
 mod mirroring;
@@ -26,7 +27,6 @@ mod nodelifecycle;
 mod ownership;
 mod replicaset;
 mod scheduler;
-mod watched;
 
 pub use context::{Config, Context, Error};
 
@@ -40,10 +40,10 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let ctx = Arc::new(Context::new(client, config));
     // The controllers stop on `shutdown` and also when leadership is lost: they get a child token.
     let outer = shutdown;
     let shutdown = outer.child_token();
+    let ctx = Arc::new(Context::new(client, config, shutdown.clone()));
     let mut leading = None;
     if ctx.config.leader_elect {
         if !leader::acquire(&ctx, &outer).await? {

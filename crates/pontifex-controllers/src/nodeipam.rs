@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::watched;
+use crate::informer;
 use crate::{Context, Error};
 use reconcile::Action;
 
@@ -25,17 +25,18 @@ const RESYNC: Duration = Duration::from_secs(30);
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let wake = Arc::new(Notify::new());
     let api = Api::<Node>::all(ctx.client.clone());
-    let nodes = watched::store(api.clone(), wake.clone(), shutdown.clone());
+    let nodes = ctx.informers.get::<Node>();
+    nodes.wake_on_change(wake.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        _ = nodes.wait_until_ready() => {}
+        _ = nodes.wait_ready() => {}
     }
     tracing::info!(cluster_cidr = %ctx.config.cluster_cidr, "node IPAM started");
     // Written but not yet seen by the informer, so a quick second pass does not hand it out again.
     let mut pending: BTreeMap<String, Ipv4Net> = BTreeMap::new();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
-        let snapshot = watched::snapshot(&nodes);
+        let snapshot = nodes.snapshot();
         let names: BTreeSet<String> = snapshot
             .iter()
             .filter_map(|n| n.metadata.name.clone())
@@ -77,7 +78,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                         .find(|n| n.metadata.name.as_deref() == Some(&node))
                     {
                         ctx.event(
-                            &watched::reference(n),
+                            &informer::reference(n),
                             "Normal",
                             "CIDRNotAvailable",
                             &format!("Node {node} status is now: CIDRNotAvailable"),
@@ -88,7 +89,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 }
             }
         }
-        if watched::next(&wake, RESYNC, &shutdown).await {
+        if informer::next(&wake, RESYNC, &shutdown).await {
             tracing::info!("node IPAM stopped");
             return Ok(());
         }

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::watched;
+use crate::informer::{self, Cache};
 use crate::{Context, Error};
 use reconcile::Action;
 
@@ -26,34 +26,31 @@ const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let wake = Arc::new(Notify::new());
     let node_api = Api::<Node>::all(ctx.client.clone());
-    let nodes = watched::store(node_api.clone(), wake.clone(), shutdown.clone());
-    let leases = watched::store(
-        Api::<Lease>::namespaced(ctx.client.clone(), LEASE_NAMESPACE),
-        wake.clone(),
-        shutdown.clone(),
-    );
-    let pods = watched::store(
-        Api::<Pod>::all(ctx.client.clone()),
-        wake.clone(),
-        shutdown.clone(),
-    );
+    let nodes = ctx.informers.get::<Node>();
+    nodes.wake_on_change(wake.clone());
+    let leases = ctx.informers.get::<Lease>();
+    leases.wake_on_change(wake.clone());
+    let pods = ctx.informers.get::<Pod>();
+    pods.wake_on_change(wake.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        _ = async { tokio::join!(nodes.wait_until_ready(), leases.wait_until_ready(), pods.wait_until_ready()) } => {}
+        _ = async { tokio::join!(nodes.wait_ready(), leases.wait_ready(), pods.wait_ready()) } => {}
     }
     let grace = ctx.config.node_monitor_grace_period;
     // upstream's --node-monitor-period is 5s against a 40-50s grace; keep that ratio for short graces.
     let period = (grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
     tracing::info!(?grace, ?period, "node lifecycle controller started");
     loop {
-        let renewed: BTreeMap<String, jiff::Timestamp> = watched::snapshot(&leases)
+        let renewed: BTreeMap<String, jiff::Timestamp> = leases
+            .snapshot()
             .into_iter()
+            .filter(|l| l.metadata.namespace.as_deref() == Some(LEASE_NAMESPACE))
             .filter_map(|l| Some((l.metadata.name?, l.spec?.renew_time?.0)))
             .collect();
         let actions = reconcile::reconcile(
-            &watched::snapshot(&nodes),
+            &nodes.snapshot(),
             &renewed,
-            &watched::snapshot(&pods),
+            &pods.snapshot(),
             jiff::Timestamp::now(),
             grace,
         );
@@ -62,7 +59,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 tracing::debug!(error = %e, "node lifecycle action failed; will retry");
             }
         }
-        if watched::next(&wake, period, &shutdown).await {
+        if informer::next(&wake, period, &shutdown).await {
             tracing::info!("node lifecycle controller stopped");
             return Ok(());
         }
@@ -72,11 +69,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
 async fn apply(
     ctx: &Context,
     node_api: &Api<Node>,
-    nodes: &kube::runtime::reflector::Store<Node>,
-    pods: &kube::runtime::reflector::Store<Pod>,
+    nodes: &Cache<Node>,
+    pods: &Cache<Pod>,
     action: Action,
 ) -> Result<(), Error> {
-    use kube::runtime::reflector::ObjectRef;
     match action {
         Action::NodeStatus {
             node,
@@ -88,9 +84,9 @@ async fn apply(
                 .patch_status(&node, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             tracing::info!(node, change, "node status changed");
-            if let Some(n) = nodes.get(&ObjectRef::new(&node)) {
+            if let Some(n) = nodes.get("", &node) {
                 ctx.event(
-                    &watched::reference(&*n),
+                    &informer::reference(&*n),
                     "Normal",
                     change,
                     &format!("Node {node} status is now: {change}"),
@@ -108,9 +104,9 @@ async fn apply(
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             tracing::info!(pod = %format!("{namespace}/{name}"), "pod marked not ready");
-            if let Some(p) = pods.get(&ObjectRef::new(&name).within(&namespace)) {
+            if let Some(p) = pods.get(&namespace, &name) {
                 ctx.event(
-                    &watched::reference(&*p),
+                    &informer::reference(&*p),
                     "Warning",
                     "NodeNotReady",
                     "Node is not ready",

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::watched;
+use crate::informer::{self, Cache};
 use crate::{Context, Error};
 use reconcile::Action;
 
@@ -25,26 +25,20 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let wake = Arc::new(Notify::new());
-    let nodes = watched::store(
-        Api::<Node>::all(ctx.client.clone()),
-        wake.clone(),
-        shutdown.clone(),
-    );
-    let pods = watched::store(
-        Api::<Pod>::all(ctx.client.clone()),
-        wake.clone(),
-        shutdown.clone(),
-    );
+    let nodes = ctx.informers.get::<Node>();
+    nodes.wake_on_change(wake.clone());
+    let pods = ctx.informers.get::<Pod>();
+    pods.wake_on_change(wake.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        _ = async { tokio::join!(nodes.wait_until_ready(), pods.wait_until_ready()) } => {}
+        _ = async { tokio::join!(nodes.wait_ready(), pods.wait_ready()) } => {}
     }
     tracing::info!("scheduler started");
     let mut round: u64 = 0;
     loop {
         let actions = reconcile::schedule(
-            &watched::snapshot(&nodes),
-            &watched::snapshot(&pods),
+            &nodes.snapshot(),
+            &pods.snapshot(),
             round,
             Time(jiff::Timestamp::now()),
         );
@@ -54,18 +48,14 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 tracing::debug!(error = %e, "scheduling action failed; will retry");
             }
         }
-        if watched::next(&wake, RESYNC, &shutdown).await {
+        if informer::next(&wake, RESYNC, &shutdown).await {
             tracing::info!("scheduler stopped");
             return Ok(());
         }
     }
 }
 
-async fn apply(
-    ctx: &Context,
-    store: &kube::runtime::reflector::Store<Pod>,
-    action: Action,
-) -> Result<(), Error> {
+async fn apply(ctx: &Context, store: &Cache<Pod>, action: Action) -> Result<(), Error> {
     match action {
         Action::Bind {
             namespace,
@@ -82,7 +72,7 @@ async fn apply(
             tracing::info!(pod = %format!("{namespace}/{name}"), node, "bound");
             if let Some(pod) = find(store, &namespace, &name) {
                 ctx.event(
-                    &watched::reference(&pod),
+                    &informer::reference(&pod),
                     "Normal",
                     "Scheduled",
                     &format!("Successfully assigned {namespace}/{name} to {node}"),
@@ -103,7 +93,7 @@ async fn apply(
             tracing::info!(pod = %format!("{namespace}/{name}"), message, "unschedulable");
             if let Some(pod) = find(store, &namespace, &name) {
                 ctx.event(
-                    &watched::reference(&pod),
+                    &informer::reference(&pod),
                     "Warning",
                     "FailedScheduling",
                     &message,
@@ -115,8 +105,6 @@ async fn apply(
     Ok(())
 }
 
-fn find(store: &kube::runtime::reflector::Store<Pod>, namespace: &str, name: &str) -> Option<Pod> {
-    store
-        .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
-        .map(|p| (*p).clone())
+fn find(store: &Cache<Pod>, namespace: &str, name: &str) -> Option<Pod> {
+    store.get(namespace, name).map(|p| (*p).clone())
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::watched;
+use crate::informer;
 use reconcile::Action;
 
 /// A full resync even when nothing changed.
@@ -27,28 +27,19 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
-    let deploys = watched::store::<Deployment>(
-        Api::all(ctx.client.clone()),
-        notify.clone(),
-        shutdown.clone(),
-    );
-    let rss = watched::store::<ReplicaSet>(
-        Api::all(ctx.client.clone()),
-        notify.clone(),
-        shutdown.clone(),
-    );
-    let pods = watched::store::<Pod>(
-        Api::all(ctx.client.clone()),
-        notify.clone(),
-        shutdown.clone(),
-    );
+    let deploys = ctx.informers.get::<Deployment>();
+    deploys.wake_on_change(notify.clone());
+    let rss = ctx.informers.get::<ReplicaSet>();
+    rss.wake_on_change(notify.clone());
+    let pods = ctx.informers.get::<Pod>();
+    pods.wake_on_change(notify.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        r = async {
-            deploys.wait_until_ready().await.is_ok()
-                && rss.wait_until_ready().await.is_ok()
-                && pods.wait_until_ready().await.is_ok()
-        } => if !r { return Ok(()); },
+        () = async {
+            deploys.wait_ready().await;
+            rss.wait_ready().await;
+            pods.wait_ready().await;
+        } => {}
     }
     tracing::info!("deployment controller started");
     let mut wake = Instant::now();
@@ -59,9 +50,9 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             () = tokio::time::sleep_until(wake) => {},
         }
         wake = Instant::now() + RESYNC;
-        let all_rss = rss.state();
-        let all_pods = pods.state();
-        for d in deploys.state() {
+        let all_rss = rss.all();
+        let all_pods = pods.all();
+        for d in deploys.all() {
             let ns = d.metadata.namespace.as_deref();
             let ns_rss: Vec<&ReplicaSet> = all_rss
                 .iter()
@@ -96,7 +87,7 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
     // The resourceVersion each ReplicaSet has after our own writes in this sync, so that a second
     // update of the same ReplicaSet is not refused as stale.
     let mut versions: HashMap<String, Option<String>> = HashMap::new();
-    let r = watched::reference(d);
+    let r = informer::reference(d);
     for action in actions {
         match action {
             Action::SetOwners {

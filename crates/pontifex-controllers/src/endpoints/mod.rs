@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::Api;
 use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::endpointslice::informer::{
-    self, Cache, Expectations, Key, Queue, spawn_informer, status_code,
-};
+use crate::informer::{self, Cache, Expectations, Key, Queue, status_code};
 use reconcile::Action;
 
 const WORKERS: usize = 32;
@@ -23,28 +21,17 @@ const WORKERS: usize = 32;
 /// Run the Endpoints controller until `shutdown`.
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let services: Arc<Cache<Service>> = Cache::new(informer::namespace_index);
-    let pods: Arc<Cache<Pod>> = Cache::new(informer::pod_label_index);
-    let endpoints: Arc<Cache<Endpoints>> = Cache::new(|_| Vec::new());
+    let services = ctx.informers.get::<Service>();
+    let pods = ctx.informers.get::<Pod>();
+    let endpoints = ctx.informers.get::<Endpoints>();
     let queue = Queue::new();
-    spawn_informer(
-        Api::<Service>::all(client.clone()),
+    services.subscribe(informer::enqueue_self(queue.clone()));
+    endpoints.subscribe(informer::enqueue_self(queue.clone()));
+    pods.subscribe(informer::enqueue_pod_services(
+        queue.clone(),
         services.clone(),
-        informer::enqueue_self(queue.clone()),
-        shutdown.clone(),
-    );
-    spawn_informer(
-        Api::<Endpoints>::all(client.clone()),
-        endpoints.clone(),
-        informer::enqueue_self(queue.clone()),
-        shutdown.clone(),
-    );
-    spawn_informer(
-        Api::<Pod>::all(client.clone()),
         pods.clone(),
-        informer::enqueue_pod_services(queue.clone(), services.clone(), pods.clone()),
-        shutdown.clone(),
-    );
+    ));
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         () = async {
@@ -54,6 +41,9 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         } => {}
     }
     tracing::info!("endpoints controller: caches synced");
+    for s in services.all() {
+        queue.add((s.namespace().unwrap_or_default(), s.name_any()));
+    }
     let expectations = Arc::new(Expectations::default());
     let work = move |key: Key| {
         let (client, services, pods, endpoints, expectations) = (

@@ -6,7 +6,6 @@
 //! Not here: deleting slices of a deleted Service is the garbage collector's job upstream (they are
 //! owned by it); this loop also deletes them itself, so it does not depend on one running.
 
-pub(crate) mod informer;
 pub(crate) mod placement;
 pub(crate) mod pods;
 mod reconcile;
@@ -22,95 +21,47 @@ use kube::api::{DeleteParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use informer::{Cache, Expectations, Key, Queue, spawn_informer, status_code};
+use crate::informer::{self, Cache, Expectations, Key, Queue, status_code};
 use placement::Action;
 
 /// Concurrent reconciles (distinct Services).
 const WORKERS: usize = 32;
 
-/// Slices of this controller, indexed by `namespace/service`.
-fn managed_slice_index(s: &EndpointSlice) -> Vec<String> {
-    slice_index(s, reconcile::CONTROLLER_NAME)
-}
-
-/// `namespace/service` for slices that `controller` manages.
-pub(crate) fn slice_index(s: &EndpointSlice, controller: &str) -> Vec<String> {
-    let labels = s.metadata.labels.as_ref();
-    let managed = labels
-        .and_then(|l| l.get(pods::MANAGED_BY_LABEL))
-        .map(String::as_str);
-    match (
-        managed,
-        labels.and_then(|l| l.get(pods::SERVICE_NAME_LABEL)),
-    ) {
-        (Some(m), Some(svc)) if m == controller => vec![format!(
-            "{}/{svc}",
-            s.metadata.namespace.as_deref().unwrap_or_default()
-        )],
-        _ => Vec::new(),
-    }
-}
-
 /// Run the EndpointSlice controller until `shutdown`.
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let services: Arc<Cache<Service>> = Cache::new(informer::namespace_index);
-    let pods: Arc<Cache<Pod>> = Cache::new(informer::pod_label_index);
-    let slices: Arc<Cache<EndpointSlice>> = Cache::new(managed_slice_index);
-    let nodes: Arc<Cache<Node>> = Cache::new(|_| Vec::new());
+    let services = ctx.informers.get::<Service>();
+    let pods = ctx.informers.get::<Pod>();
+    let slices = ctx.informers.get::<EndpointSlice>();
+    let nodes = ctx.informers.get::<Node>();
     let queue = Queue::new();
 
-    let q = queue.clone();
-    spawn_informer(
-        Api::<Service>::all(client.clone()),
+    services.subscribe(informer::enqueue_self(queue.clone()));
+    pods.subscribe(informer::enqueue_pod_services(
+        queue.clone(),
         services.clone(),
-        move |old, new| {
-            if let Some(s) = new.or(old) {
-                q.add(key(&s.metadata));
-            }
-        },
-        shutdown.clone(),
-    );
-    spawn_informer(
-        Api::<Pod>::all(client.clone()),
         pods.clone(),
-        informer::enqueue_pod_services(queue.clone(), services.clone(), pods.clone()),
-        shutdown.clone(),
-    );
+    ));
     let q = queue.clone();
-    spawn_informer(
-        Api::<EndpointSlice>::all(client.clone()),
-        slices.clone(),
-        move |old, new| {
-            for s in [old, new].into_iter().flatten() {
-                if let Some((ns, name)) = managed_slice_index(s)
-                    .first()
-                    .and_then(|i| i.split_once('/'))
-                {
-                    q.add((ns.to_owned(), name.to_owned()));
-                }
+    slices.subscribe(move |old, new| {
+        for s in [old, new].into_iter().flatten() {
+            if let Some(k) = informer::managed_service(s, reconcile::CONTROLLER_NAME) {
+                q.add(k);
             }
-        },
-        shutdown.clone(),
-    );
+        }
+    });
     // A node's zone changing (rare) changes the zone of every endpoint on it: queue every Service.
     let (q, svcs) = (queue.clone(), services.clone());
-    spawn_informer(
-        Api::<Node>::all(client.clone()),
-        nodes.clone(),
-        move |old: Option<&Node>, new: Option<&Node>| {
-            let zone = |n: Option<&Node>| {
-                n.and_then(|n| n.metadata.labels.as_ref())
-                    .and_then(|l| l.get(pods::ZONE_LABEL).cloned())
-            };
-            if old.is_some() && zone(old) != zone(new) {
-                for s in svcs.all() {
-                    q.add(key(&s.metadata));
-                }
+    nodes.subscribe(move |old: Option<&Node>, new: Option<&Node>| {
+        let zone = |n: Option<&Node>| {
+            n.and_then(|n| n.metadata.labels.as_ref())
+                .and_then(|l| l.get(pods::ZONE_LABEL).cloned())
+        };
+        if old.is_some() && zone(old) != zone(new) {
+            for s in svcs.all() {
+                q.add(key(&s.metadata));
             }
-        },
-        shutdown.clone(),
-    );
+        }
+    });
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         () = async {
@@ -121,12 +72,14 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         } => {}
     }
     tracing::info!("endpointslice controller: caches synced");
-    // Services were queued as they were listed; their caches are complete now.
+    for s in services.all() {
+        queue.add(key(&s.metadata));
+    }
     let expectations = Arc::new(Expectations::default());
     let max = ctx.config.max_endpoints_per_slice;
     let work = move |key: Key| {
-        let (client, services, pods, slices, nodes, expectations) = (
-            client.clone(),
+        let (ctx, services, pods, slices, nodes, expectations) = (
+            ctx.clone(),
             services.clone(),
             pods.clone(),
             slices.clone(),
@@ -135,7 +88,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         );
         async move {
             sync(
-                &client,
+                &ctx,
                 &key,
                 &services,
                 &pods,
@@ -160,7 +113,7 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key
 
 #[allow(clippy::too_many_arguments)]
 async fn sync(
-    client: &kube::Client,
+    ctx: &Context,
     key: &Key,
     services: &Cache<Service>,
     pods: &Cache<Pod>,
@@ -173,15 +126,16 @@ async fn sync(
         return Some(Duration::from_millis(20));
     }
     let (ns, name) = key;
-    let mine = slices.indexed(&format!("{ns}/{name}"));
-    let actions = match services.get(ns, name) {
+    let mine = informer::managed_slices(slices, reconcile::CONTROLLER_NAME, ns, name);
+    let service = services.get(ns, name);
+    let actions = match &service {
         None => mine
             .iter()
             .filter_map(|s| s.metadata.name.clone())
             .map(Action::Delete)
             .collect(),
         Some(service) => {
-            let selector = pods::selector(&service)?;
+            let selector = pods::selector(service)?;
             let selected = informer::selected_pods(pods, ns, selector);
             let zones: BTreeMap<String, String> = nodes
                 .all()
@@ -192,7 +146,7 @@ async fn sync(
                 })
                 .collect();
             reconcile::reconcile(&reconcile::Input {
-                service: &service,
+                service,
                 pods: &selected,
                 zones: &zones,
                 slices: &mine,
@@ -203,7 +157,22 @@ async fn sync(
     if actions.is_empty() {
         return None;
     }
-    apply(client, key, actions, expectations).await
+    let (before, after) = reconcile::counts_before_after(&mine, &actions);
+    let retry = apply(&ctx.client, key, actions, expectations).await;
+    // A Service's first slices are not news (and a restart rebuilding 10,000 of them should not
+    // write 10,000 Events); a change in what its slices list is.
+    if let Some(service) =
+        service.filter(|_| retry.is_none() && !mine.is_empty() && before != after)
+    {
+        ctx.event(
+            &informer::reference(&*service),
+            "Normal",
+            "EndpointsChanged",
+            &format!("Endpoints: {after} (was {before})"),
+        )
+        .await;
+    }
+    retry
 }
 
 /// Apply slice writes for `key`, recording them; a retry delay when one failed.

@@ -149,5 +149,52 @@ fn desired(input: &Input<'_>) -> Option<Desired> {
     })
 }
 
+/// Ready and not-ready endpoints, counted over a Service's slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) ready: usize,
+    pub(crate) not_ready: usize,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ready, {} not ready", self.ready, self.not_ready)
+    }
+}
+
+fn count<'a>(slices: impl Iterator<Item = &'a EndpointSlice>) -> Counts {
+    let mut c = Counts::default();
+    for e in slices.flat_map(|s| &s.endpoints) {
+        // A missing `ready` condition means ready (the API's own reading of it).
+        if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+            c.not_ready += 1;
+        } else {
+            c.ready += 1;
+        }
+    }
+    c
+}
+
+/// The endpoint counts of `slices` before and after `actions` are applied to them, for the
+/// "endpoints changed" Event.
+pub(crate) fn counts_before_after(
+    slices: &[Arc<EndpointSlice>],
+    actions: &[Action],
+) -> (Counts, Counts) {
+    let before = count(slices.iter().map(|s| &**s));
+    let mut after: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+    for a in actions {
+        match a {
+            Action::Create(s) => after.push(s),
+            Action::Update(s) => {
+                after.retain(|o| o.metadata.name != s.metadata.name);
+                after.push(s);
+            }
+            Action::Delete(name) => after.retain(|o| o.metadata.name.as_ref() != Some(name)),
+        }
+    }
+    (before, count(after.into_iter()))
+}
+
 #[cfg(test)]
 mod tests;

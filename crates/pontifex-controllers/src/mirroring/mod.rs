@@ -8,52 +8,32 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Api;
+use kube::ResourceExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::endpointslice::informer::{self, Cache, Expectations, Key, Queue, spawn_informer};
-use crate::endpointslice::{apply, slice_index};
+use crate::endpointslice::apply;
+use crate::informer::{self, Expectations, Key, Queue};
 
 const WORKERS: usize = 4;
-
-fn mirrored_index(s: &EndpointSlice) -> Vec<String> {
-    slice_index(s, reconcile::CONTROLLER_NAME)
-}
 
 /// Run the mirroring controller until `shutdown`.
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let services: Arc<Cache<Service>> = Cache::new(|_| Vec::new());
-    let endpoints: Arc<Cache<Endpoints>> = Cache::new(|_| Vec::new());
-    let slices: Arc<Cache<EndpointSlice>> = Cache::new(mirrored_index);
+    let services = ctx.informers.get::<Service>();
+    let endpoints = ctx.informers.get::<Endpoints>();
+    let slices = ctx.informers.get::<EndpointSlice>();
     let queue = Queue::new();
-    spawn_informer(
-        Api::<Service>::all(client.clone()),
-        services.clone(),
-        informer::enqueue_self(queue.clone()),
-        shutdown.clone(),
-    );
-    spawn_informer(
-        Api::<Endpoints>::all(client.clone()),
-        endpoints.clone(),
-        informer::enqueue_self(queue.clone()),
-        shutdown.clone(),
-    );
+    services.subscribe(informer::enqueue_self(queue.clone()));
+    endpoints.subscribe(informer::enqueue_self(queue.clone()));
     let q = queue.clone();
-    spawn_informer(
-        Api::<EndpointSlice>::all(client.clone()),
-        slices.clone(),
-        move |old, new| {
-            for s in [old, new].into_iter().flatten() {
-                if let Some((ns, name)) = mirrored_index(s).first().and_then(|i| i.split_once('/'))
-                {
-                    q.add((ns.to_owned(), name.to_owned()));
-                }
+    slices.subscribe(move |old, new| {
+        for s in [old, new].into_iter().flatten() {
+            if let Some(k) = informer::managed_service(s, reconcile::CONTROLLER_NAME) {
+                q.add(k);
             }
-        },
-        shutdown.clone(),
-    );
+        }
+    });
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         () = async {
@@ -63,6 +43,9 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         } => {}
     }
     tracing::info!("endpointslice mirroring controller: caches synced");
+    for e in endpoints.all() {
+        queue.add((e.namespace().unwrap_or_default(), e.name_any()));
+    }
     let expectations = Arc::new(Expectations::default());
     let work = move |key: Key| {
         let (client, services, endpoints, slices, expectations) = (
@@ -77,7 +60,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 return Some(Duration::from_millis(20));
             }
             let (ns, name) = &key;
-            let mine = slices.indexed(&format!("{ns}/{name}"));
+            let mine = informer::managed_slices(&slices, reconcile::CONTROLLER_NAME, ns, name);
             let actions = reconcile::reconcile(
                 services.get(ns, name).as_deref(),
                 endpoints.get(ns, name).as_deref(),

@@ -16,14 +16,15 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::reflector::Store;
+
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Error};
-use crate::{ownership, watched};
+use crate::informer::{self, Cache};
+use crate::ownership;
 
 /// How long unobserved creates/deletes hold a ReplicaSet back (upstream `ExpectationsTimeout` is 5 min).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,11 +39,11 @@ struct Expectation {
 }
 
 impl Expectation {
-    fn satisfied(&self, pods: &Store<Pod>) -> bool {
+    fn satisfied(&self, pods: &Cache<Pod>) -> bool {
         if self.since.elapsed() > EXPECTATIONS_TIMEOUT {
             return true;
         }
-        let state = pods.state();
+        let state = pods.all();
         let seen = |(ns, name): &(String, String)| {
             state.iter().any(|p| {
                 p.metadata.namespace.as_ref() == Some(ns) && p.metadata.name.as_ref() == Some(name)
@@ -59,21 +60,16 @@ impl Expectation {
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
-    let rss = watched::store::<ReplicaSet>(
-        Api::all(ctx.client.clone()),
-        notify.clone(),
-        shutdown.clone(),
-    );
-    let pods = watched::store::<Pod>(
-        Api::all(ctx.client.clone()),
-        notify.clone(),
-        shutdown.clone(),
-    );
+    let rss = ctx.informers.get::<ReplicaSet>();
+    rss.wake_on_change(notify.clone());
+    let pods = ctx.informers.get::<Pod>();
+    pods.wake_on_change(notify.clone());
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        r = async { (rss.wait_until_ready().await, pods.wait_until_ready().await) } => {
-            if r.0.is_err() || r.1.is_err() { return Ok(()); }
-        }
+        () = async {
+            rss.wait_ready().await;
+            pods.wait_ready().await;
+        } => {}
     }
     tracing::info!("replicaset controller started");
     let mut expectations: HashMap<String, Expectation> = HashMap::new();
@@ -85,7 +81,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             () = tokio::time::sleep_until(wake) => {},
         }
         wake = Instant::now() + RESYNC;
-        let all_pods = pods.state();
+        let all_pods = pods.all();
         let mut by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
         for p in &all_pods {
             by_ns
@@ -93,7 +89,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 .or_default()
                 .push(p);
         }
-        for rs in rss.state() {
+        for rs in rss.all() {
             let uid = rs.metadata.uid.clone().unwrap_or_default();
             if let Some(e) = expectations.get(&uid) {
                 if !e.satisfied(&pods) {
@@ -120,7 +116,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             }
         }
         expectations.retain(|uid, _| {
-            rss.state()
+            rss.all()
                 .iter()
                 .any(|r| r.metadata.uid.as_ref() == Some(uid))
         });
@@ -159,7 +155,7 @@ async fn sync(ctx: &Context, rs: &ReplicaSet, pods: &[&Pod]) -> Result<Outcome, 
         since: Instant::now(),
     };
     let mut failure = None;
-    let r = watched::reference(rs);
+    let r = informer::reference(rs);
     if let Some(template) = &plan.template {
         // Slow start (upstream `slowStartBatch`): batches of 1, 2, 4, ... so a failing create (quota,
         // admission) fails once rather than `create` times.

@@ -201,6 +201,26 @@ async fn endpoints_follow_pods_and_hand_written_endpoints_are_mirrored() {
         eps.contains(&(false, ips[1].to_owned())).then_some(())
     })
     .await;
+    // ... and the Service's Events say so.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    until("an EndpointsChanged Event on the Service", || async {
+        let list = events
+            .list(
+                &ListParams::default()
+                    .fields("involvedObject.kind=Service,involvedObject.name=nginx"),
+            )
+            .await
+            .ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("EndpointsChanged")
+                    && e.message.as_deref()
+                        == Some("Endpoints: 2 ready, 1 not ready (was 3 ready, 0 not ready)")
+            })
+            .then_some(())
+    })
+    .await;
 
     // Pod deleted: gone from both.
     pods.delete("nginx-0", &DeleteParams::default().grace_period(0))

@@ -416,3 +416,48 @@ fn dual_stack_services_get_one_slice_per_address_type() {
     store.run(&single, &pods, 100);
     assert!(store.slices.iter().all(|s| s.address_type == "IPv4"));
 }
+
+#[test]
+fn counts_follow_the_actions_for_the_endpoints_changed_event() {
+    let svc = service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+    let mut store = Store::default();
+    store.run(
+        &svc,
+        &[pod("a", "10.0.0.1", true), pod("b", "10.0.0.2", true)],
+        100,
+    );
+    let pods = [
+        pod("a", "10.0.0.1", true),
+        pod("b", "10.0.0.2", false),
+        pod("c", "10.0.0.3", true),
+    ];
+    let arcs: Vec<Arc<Pod>> = pods.iter().cloned().map(Arc::new).collect();
+    let zones = BTreeMap::new();
+    let actions = reconcile(&Input {
+        service: &svc,
+        pods: &arcs,
+        zones: &zones,
+        slices: &store.slices,
+        max_per_slice: 100,
+    });
+    let (before, after) = counts_before_after(&store.slices, &actions);
+    assert_eq!(
+        before,
+        Counts {
+            ready: 2,
+            not_ready: 0
+        }
+    );
+    assert_eq!(
+        after,
+        Counts {
+            ready: 2,
+            not_ready: 1
+        }
+    );
+    assert_eq!(after.to_string(), "2 ready, 1 not ready");
+    // Nothing to do: the counts agree.
+    store.apply(&actions);
+    let (b, a) = counts_before_after(&store.slices, &[]);
+    assert_eq!(b, a);
+}

@@ -1,36 +1,80 @@
-//! The IO shell shared by the Endpoints, EndpointSlice and mirroring loops: an indexed in-memory
-//! cache fed by a kube-rs watcher, a de-duplicating work queue of `namespace/name` keys, and a
-//! record of this controller's own writes so a pass never acts on a cache older than them.
+//! The IO shell every controller loop shares: one cache per kind fed by ONE kube-rs watcher for the
+//! whole process (the Endpoints, EndpointSlice, scheduler, ReplicaSet... loops all read the same pod
+//! cache, so 100,000 pods are listed and decoded once, not once per controller), a de-duplicating
+//! work queue of `namespace/name` keys, and a record of a controller's own writes so a pass never
+//! acts on a cache older than them.
 //!
-//! Why not `kube::runtime::Controller` and its `Store`: the stores have no indexes (finding the pods
-//! of one selector, or the slices of one Service, would scan every object on every pass, which does
-//! not scale to 100,000 pods), and feeding shared stores to a `Controller` needs kube's unstable
-//! features.
+//! Why not `kube::runtime::reflector`'s `Store`: it has no indexes (finding the pods of one selector,
+//! or the slices of one Service, would scan every object on every pass, which does not scale to
+//! 100,000 pods), and it has one subscriber.
 //!
-//! Tasks: one per watched resource (applies events to its cache, then calls the loop's `on_change`,
-//! which only enqueues keys) and `workers` tasks taking keys off one unbounded queue. A key is never
-//! processed by two workers at once: a key added while in flight is processed again afterwards.
+//! Tasks: one per watched kind (applies events to its cache, then calls every subscriber, which only
+//! enqueue keys or wake a loop — never block) and each queue-driven loop's `workers` tasks taking keys
+//! off one unbounded queue. A key is never processed by two workers at once: a key added while in
+//! flight is processed again afterwards. A subscriber added after the first list has missed it, so
+//! a loop subscribes first, then waits for [`Cache::wait_ready`], then looks at [`Cache::all`].
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt as _};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// `(namespace, name)`.
 pub(crate) type Key = (String, String);
 
+/// A kind the controllers cache, with the secondary index its readers need.
+pub(crate) trait Cached:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The index entries of one object (none by default).
+    fn index(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl Cached for Pod {
+    fn index(&self) -> Vec<String> {
+        pod_label_index(self)
+    }
+}
+impl Cached for Service {
+    fn index(&self) -> Vec<String> {
+        namespace_index(self)
+    }
+}
+impl Cached for EndpointSlice {
+    fn index(&self) -> Vec<String> {
+        slice_index(self)
+    }
+}
+impl Cached for Endpoints {}
+impl Cached for Node {}
+impl Cached for Lease {}
+impl Cached for Namespace {}
+impl Cached for ReplicaSet {}
+impl Cached for Deployment {}
+
+/// A subscriber: called with (old, new) after every change.
+type Handler<K> = Arc<dyn Fn(Option<&K>, Option<&K>) + Send + Sync>;
+
 /// Objects of one kind by key, plus a secondary index.
 pub(crate) struct Cache<K> {
     inner: RwLock<Inner<K>>,
     index: fn(&K) -> Vec<String>,
+    handlers: RwLock<Vec<Handler<K>>>,
     ready: tokio::sync::watch::Sender<bool>,
 }
 
@@ -52,8 +96,29 @@ impl<K: Resource> Cache<K> {
                 by_index: HashMap::new(),
             }),
             index,
+            handlers: RwLock::default(),
             ready: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Call `f(old, new)` after every change from now on.
+    pub(crate) fn subscribe(&self, f: impl Fn(Option<&K>, Option<&K>) + Send + Sync + 'static) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(f));
+    }
+
+    /// Wake `wake` after every change from now on (for level-triggered loops).
+    pub(crate) fn wake_on_change(&self, wake: Arc<Notify>) {
+        self.subscribe(move |_, _| wake.notify_one());
+    }
+
+    fn notify(&self, old: Option<&K>, new: Option<&K>) {
+        let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
+        for h in handlers.iter() {
+            h(old, new);
+        }
     }
 
     pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
@@ -79,6 +144,15 @@ impl<K: Resource> Cache<K> {
     pub(crate) fn all(&self) -> Vec<Arc<K>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.objects.values().cloned().collect()
+    }
+
+    /// Every object, owned (for the pure reconcilers of the level-triggered loops).
+    pub(crate) fn snapshot(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.objects.values().map(|o| (**o).clone()).collect()
     }
 
     /// Has the first complete list arrived?
@@ -127,17 +201,52 @@ impl<K: Resource> Cache<K> {
     }
 }
 
-/// Keep `cache` in step with `api` until `shutdown`; `on_change(old, new)` after each change
+/// The process's caches, one per kind, each started by the first loop that asks for it and stopped
+/// with the controllers' shutdown token.
+pub(crate) struct Informers {
+    client: kube::Client,
+    shutdown: CancellationToken,
+    caches: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Informers {
+    pub(crate) fn new(client: kube::Client, shutdown: CancellationToken) -> Self {
+        Informers {
+            client,
+            shutdown,
+            caches: Mutex::default(),
+        }
+    }
+
+    /// The cluster-wide cache of `K`, watching from the first call on.
+    pub(crate) fn get<K: Cached>(&self) -> Arc<Cache<K>> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = caches.get(&TypeId::of::<K>()) {
+            return c
+                .clone()
+                .downcast::<Cache<K>>()
+                .expect("caches are keyed by type");
+        }
+        let cache = Cache::new(K::index);
+        caches.insert(TypeId::of::<K>(), cache.clone());
+        spawn_informer(
+            Api::<K>::all(self.client.clone()),
+            cache.clone(),
+            self.shutdown.clone(),
+        );
+        cache
+    }
+}
+
+/// Keep `cache` in step with `api` until `shutdown`, notifying its subscribers after each change
 /// (after a relist, for every object that changed or vanished).
-pub(crate) fn spawn_informer<K, F>(
+fn spawn_informer<K>(
     api: Api<K>,
     cache: Arc<Cache<K>>,
-    on_change: F,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    F: Fn(Option<&K>, Option<&K>) + Send + Sync + 'static,
 {
     tokio::spawn(async move {
         // Big pages: a relist of 100,000 pods in pages of 500 is 200 round trips.
@@ -168,7 +277,7 @@ where
                     };
                     for k in gone {
                         if let Some(old) = cache.remove(&k) {
-                            on_change(Some(&old), None);
+                            cache.notify(Some(&old), None);
                         }
                     }
                     for o in buffer.drain(..) {
@@ -179,7 +288,7 @@ where
                                 && old.resource_version() == new.resource_version()
                         });
                         if !same {
-                            on_change(old.as_deref(), Some(&new));
+                            cache.notify(old.as_deref(), Some(&new));
                         }
                     }
                     cache.ready.send_replace(true);
@@ -187,15 +296,42 @@ where
                 Some(Ok(watcher::Event::Apply(o))) => {
                     let new = Arc::new(o);
                     let old = cache.put(new.clone());
-                    on_change(old.as_deref(), Some(&new));
+                    cache.notify(old.as_deref(), Some(&new));
                 }
                 Some(Ok(watcher::Event::Delete(o))) => {
                     let old = cache.remove(&key_of(&o));
-                    on_change(old.as_deref().or(Some(&o)), None);
+                    cache.notify(old.as_deref().or(Some(&o)), None);
                 }
             }
         }
     })
+}
+
+/// Wait for the next wake-up, the periodic resync, or shutdown (true). For level-triggered loops.
+pub(crate) async fn next(wake: &Notify, resync: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => return true,
+        () = wake.notified() => {}
+        () = tokio::time::sleep(resync) => {}
+    }
+    // Let a burst of events land before recomputing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.is_cancelled()
+}
+
+/// A reference to an object for an Event.
+pub(crate) fn reference<K: Resource<DynamicType = ()>>(
+    obj: &K,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: obj.meta().name.clone(),
+        namespace: obj.meta().namespace.clone(),
+        uid: obj.meta().uid.clone(),
+        resource_version: obj.meta().resource_version.clone(),
+        ..Default::default()
+    }
 }
 
 /// A de-duplicating queue of keys.
@@ -392,8 +528,46 @@ pub(crate) fn selected_pods(
     };
     pods.indexed(&format!("{namespace}/{k}={v}"))
         .into_iter()
-        .filter(|p| super::pods::selects(selector, p.metadata.labels.as_ref()))
+        .filter(|p| crate::endpointslice::pods::selects(selector, p.metadata.labels.as_ref()))
         .collect()
+}
+
+/// Index keys for an EndpointSlice: `<managed-by>/<namespace>/<service>`.
+pub(crate) fn slice_index(s: &EndpointSlice) -> Vec<String> {
+    let labels = s.metadata.labels.as_ref();
+    match (
+        labels.and_then(|l| l.get(crate::endpointslice::pods::MANAGED_BY_LABEL)),
+        labels.and_then(|l| l.get(crate::endpointslice::pods::SERVICE_NAME_LABEL)),
+    ) {
+        (Some(by), Some(svc)) => vec![format!(
+            "{by}/{}/{svc}",
+            s.metadata.namespace.as_deref().unwrap_or_default()
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The Service of a slice that `controller` manages.
+pub(crate) fn managed_service(s: &EndpointSlice, controller: &str) -> Option<Key> {
+    let labels = s.metadata.labels.as_ref()?;
+    if labels.get(crate::endpointslice::pods::MANAGED_BY_LABEL)? != controller {
+        return None;
+    }
+    let svc = labels.get(crate::endpointslice::pods::SERVICE_NAME_LABEL)?;
+    Some((
+        s.metadata.namespace.clone().unwrap_or_default(),
+        svc.clone(),
+    ))
+}
+
+/// The slices `controller` manages for the Service `namespace/name`.
+pub(crate) fn managed_slices(
+    slices: &Cache<EndpointSlice>,
+    controller: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<Arc<EndpointSlice>> {
+    slices.indexed(&format!("{controller}/{namespace}/{name}"))
 }
 
 /// Index keys for a Service: its namespace.
@@ -435,11 +609,11 @@ pub(crate) fn services_of_pod(
         .indexed(&ns)
         .into_iter()
         .filter(|s| {
-            super::pods::selector(s).is_some_and(|sel| {
+            crate::endpointslice::pods::selector(s).is_some_and(|sel| {
                 [old, new]
                     .into_iter()
                     .flatten()
-                    .any(|p| super::pods::selects(sel, p.metadata.labels.as_ref()))
+                    .any(|p| crate::endpointslice::pods::selects(sel, p.metadata.labels.as_ref()))
             })
         })
         .map(|s| key_of(&*s))
