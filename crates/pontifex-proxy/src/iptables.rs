@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::hash::hash_prefix;
-use crate::model::{categorize, Endpoint, IpFamily, ProxySnapshot, ServiceKey, ServicePortName};
+use crate::model::{Endpoint, IpFamily, ProxySnapshot, ServiceKey, ServicePortName, categorize};
 
 /// kube-proxy's `largeClusterEndpointsThreshold`: above this many endpoints, per-endpoint
 /// comments are dropped.
@@ -59,7 +59,13 @@ impl LocalDetector {
 /// practice so they cannot inject syntax.
 pub(crate) fn safe_ifname(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -140,7 +146,10 @@ pub fn chain_name(prefix: &str, hash_input: &str) -> String {
 
 /// `KUBE-SVC-…`, `KUBE-SVL-…`, `KUBE-EXT-…`, `KUBE-FW-…` for a service port.
 pub fn service_chain(prefix: &str, spn: &ServicePortName) -> String {
-    format!("{prefix}{}", hash_prefix(&format!("{spn}{}", spn.protocol.as_str()), 16))
+    format!(
+        "{prefix}{}",
+        hash_prefix(&format!("{spn}{}", spn.protocol.as_str()), 16)
+    )
 }
 
 /// `KUBE-SEP-…` for one endpoint of a service port.
@@ -156,7 +165,15 @@ pub fn probability(n: usize) -> String {
 
 /// Whether a chain name is one of the per-service chains this module owns.
 pub fn is_service_chain(name: &str) -> bool {
-    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"].iter().any(|p| name.starts_with(p))
+    [
+        "KUBE-SVC-",
+        "KUBE-SVL-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-SEP-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// A comment argument: characters outside a conservative set become `_` (names are validated
@@ -166,10 +183,18 @@ fn comment(text: &str) -> String {
     let clean: String = text
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || " ./:_->;,()[]".contains(c) { c } else { '_' }
+            if c.is_ascii_alphanumeric() || " ./:_->;,()[]".contains(c) {
+                c
+            } else {
+                '_'
+            }
         })
         .collect();
-    if clean.contains(' ') { format!("\"{clean}\"") } else { clean }
+    if clean.contains(' ') {
+        format!("\"{clean}\"")
+    } else {
+        clean
+    }
 }
 
 #[derive(Default)]
@@ -185,7 +210,10 @@ impl Table {
     }
 
     fn rule(&mut self, chain: &str, body: impl Into<String>) {
-        self.rules.entry(chain.to_owned()).or_default().push(body.into());
+        self.rules
+            .entry(chain.to_owned())
+            .or_default()
+            .push(body.into());
     }
 
     fn write(&self, name: &str, out: &mut String) {
@@ -237,15 +265,33 @@ pub fn render(
     let ipv6 = cfg.family == IpFamily::V6;
     let proto_pfx = |p: &str| format!("-m {p} -p {p}");
 
-    for c in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
         filter.declare(c);
     }
-    for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+    ] {
         nat.declare(c);
     }
-    nat.rule("KUBE-POSTROUTING", format!("-m mark ! --mark {mark}/{mark} -j RETURN"));
+    nat.rule(
+        "KUBE-POSTROUTING",
+        format!("-m mark ! --mark {mark}/{mark} -j RETURN"),
+    );
     nat.rule("KUBE-POSTROUTING", format!("-j MARK --xor-mark {mark}"));
-    let random_fully = if cfg.random_fully { " --random-fully" } else { "" };
+    let random_fully = if cfg.random_fully {
+        " --random-fully"
+    } else {
+        ""
+    };
     nat.rule(
         "KUBE-POSTROUTING",
         format!("-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{random_fully}"),
@@ -262,7 +308,11 @@ pub fn render(
     let total_endpoints: usize = snap.endpoints.values().map(Vec::len).sum();
     let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
     let svc_comment = |text: &str| -> String {
-        if large { String::new() } else { format!("-m comment --comment {} ", comment(text)) }
+        if large {
+            String::new()
+        } else {
+            format!("-m comment --comment {} ", comment(text))
+        }
     };
 
     let mut active: BTreeSet<String> = BTreeSet::new();
@@ -270,18 +320,30 @@ pub fn render(
     let mut unchanged_nat_rules = 0usize;
 
     for (spn, svc) in &snap.services {
-        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else { continue };
+        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else {
+            continue;
+        };
         let in_family = |ip: &&IpAddr| IpFamily::of(ip) == cfg.family;
-        let external_ips: Vec<IpAddr> = svc.external_ips.iter().filter(in_family).copied().collect();
-        let lb_ips: Vec<IpAddr> = svc.load_balancer_ips.iter().filter(in_family).copied().collect();
+        let external_ips: Vec<IpAddr> =
+            svc.external_ips.iter().filter(in_family).copied().collect();
+        let lb_ips: Vec<IpAddr> = svc
+            .load_balancer_ips
+            .iter()
+            .filter(in_family)
+            .copied()
+            .collect();
         let source_ranges: Vec<IpNet> = svc
             .load_balancer_source_ranges
             .iter()
             .filter(|n| IpFamily::of(&n.addr()) == cfg.family)
             .copied()
             .collect();
-        let endpoints: Vec<Endpoint> =
-            snap.endpoints_of(spn).iter().filter(|e| IpFamily::of(&e.ip) == cfg.family).cloned().collect();
+        let endpoints: Vec<Endpoint> = snap
+            .endpoints_of(spn)
+            .iter()
+            .filter(|e| IpFamily::of(&e.ip) == cfg.family)
+            .cloned()
+            .collect();
         let cat = categorize(&endpoints, svc);
         let name = spn.to_string();
         let p = spn.protocol.as_str();
@@ -293,7 +355,11 @@ pub fn render(
         let ext_chain = service_chain("KUBE-EXT-", spn);
         let fw_chain = service_chain("KUBE-FW-", spn);
 
-        let sep_chains: Vec<String> = cat.all_reachable.iter().map(|e| endpoint_chain(spn, e)).collect();
+        let sep_chains: Vec<String> = cat
+            .all_reachable
+            .iter()
+            .map(|e| endpoint_chain(spn, e))
+            .collect();
         active.extend(sep_chains.iter().cloned());
         let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
         let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
@@ -420,7 +486,10 @@ pub fn render(
                 }
                 nat.rule(
                     "KUBE-NODEPORTS",
-                    format!("-m comment --comment {} {pm} --dport {np} -j {ext_chain}", comment(&name)),
+                    format!(
+                        "-m comment --comment {} {pm} --dport {np} -j {ext_chain}",
+                        comment(&name)
+                    ),
                 );
             }
             if !has_external {
@@ -458,7 +527,10 @@ pub fn render(
             } else if cfg.local_detector.implemented() {
                 chains.rule(
                     internal_chain,
-                    format!("{base} {} -j KUBE-MARK-MASQ", cfg.local_detector.iptables(true)),
+                    format!(
+                        "{base} {} -j KUBE-MARK-MASQ",
+                        cfg.local_detector.iptables(true)
+                    ),
                 );
             }
         }
@@ -469,7 +541,9 @@ pub fn render(
                     &ext_chain,
                     format!(
                         "-m comment --comment {} -j KUBE-MARK-MASQ",
-                        comment(&format!("masquerade traffic for {name} external destinations"))
+                        comment(&format!(
+                            "masquerade traffic for {name} external destinations"
+                        ))
                     ),
                 );
             } else {
@@ -487,14 +561,18 @@ pub fn render(
                     &ext_chain,
                     format!(
                         "-m comment --comment {} -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
-                        comment(&format!("masquerade LOCAL traffic for {name} external destinations"))
+                        comment(&format!(
+                            "masquerade LOCAL traffic for {name} external destinations"
+                        ))
                     ),
                 );
                 chains.rule(
                     &ext_chain,
                     format!(
                         "-m comment --comment {} -m addrtype --src-type LOCAL -j {svc_chain}",
-                        comment(&format!("route LOCAL traffic for {name} external destinations"))
+                        comment(&format!(
+                            "route LOCAL traffic for {name} external destinations"
+                        ))
                     ),
                 );
             }
@@ -507,19 +585,27 @@ pub fn render(
             let c = comment(&format!("{name} loadbalancer IP"));
             let mut allow_from_node = false;
             for net in &source_ranges {
-                chains.rule(&fw_chain, format!("-m comment --comment {c} -s {net} -j {ext_chain}"));
+                chains.rule(
+                    &fw_chain,
+                    format!("-m comment --comment {c} -s {net} -j {ext_chain}"),
+                );
                 allow_from_node |= cfg.node_ip.is_some_and(|ip| net.contains(&ip));
             }
             if allow_from_node {
                 for ip in &lb_ips {
-                    chains.rule(&fw_chain, format!("-m comment --comment {c} -s {ip} -j {ext_chain}"));
+                    chains.rule(
+                        &fw_chain,
+                        format!("-m comment --comment {c} -s {ip} -j {ext_chain}"),
+                    );
                 }
             }
             chains.rule(
                 &fw_chain,
                 format!(
                     "-m comment --comment {}",
-                    comment(&format!("other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"))
+                    comment(&format!(
+                        "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"
+                    ))
                 ),
             );
         }
@@ -541,11 +627,20 @@ pub fn render(
             for (i, e) in eps.iter().enumerate() {
                 let sep = endpoint_chain(spn, e);
                 let stat = if i + 1 < n {
-                    format!("-m statistic --mode random --probability {} ", probability(n - i))
+                    format!(
+                        "-m statistic --mode random --probability {} ",
+                        probability(n - i)
+                    )
                 } else {
                     String::new()
                 };
-                chains.rule(chain, format!("{}{stat}-j {sep}", svc_comment(&format!("{name} -> {}", e.addr()))));
+                chains.rule(
+                    chain,
+                    format!(
+                        "{}{stat}-j {sep}",
+                        svc_comment(&format!("{name} -> {}", e.addr()))
+                    ),
+                );
             }
         };
         if uses_cluster {
@@ -563,7 +658,10 @@ pub fn render(
             } else {
                 String::new()
             };
-            chains.rule(sep, format!("{c}{recent}{pm} -j DNAT --to-destination {}", e.addr()));
+            chains.rule(
+                sep,
+                format!("{c}{recent}{pm} -j DNAT --to-destination {}", e.addr()),
+            );
         }
         let skip = match kind {
             SyncKind::Full => false,
@@ -597,7 +695,10 @@ pub fn render(
             } else {
                 ""
             };
-            nat.rule("KUBE-SERVICES", format!("{tail} -m addrtype --dst-type LOCAL{extra} -j KUBE-NODEPORTS"));
+            nat.rule(
+                "KUBE-SERVICES",
+                format!("{tail} -m addrtype --dst-type LOCAL{extra} -j KUBE-NODEPORTS"),
+            );
         }
         Some(ips) => {
             for ip in ips.iter().filter(|ip| IpFamily::of(ip) == cfg.family) {
@@ -609,8 +710,15 @@ pub fn render(
         }
     }
     if !cfg.conntrack_tcp_be_liberal {
-        let nfacct = if cfg.nfacct_invalid { " -m nfacct --nfacct-name ct_state_invalid_dropped_pkts" } else { "" };
-        filter.rule("KUBE-FORWARD", format!("-m conntrack --ctstate INVALID{nfacct} -j DROP"));
+        let nfacct = if cfg.nfacct_invalid {
+            " -m nfacct --nfacct-name ct_state_invalid_dropped_pkts"
+        } else {
+            ""
+        };
+        filter.rule(
+            "KUBE-FORWARD",
+            format!("-m conntrack --ctstate INVALID{nfacct} -j DROP"),
+        );
     }
     filter.rule(
         "KUBE-FORWARD",

@@ -37,7 +37,11 @@ pub enum IpFamily {
 impl IpFamily {
     /// The family of an address.
     pub fn of(ip: &IpAddr) -> Self {
-        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub struct ServiceKey {
 impl ServiceKey {
     /// Builds a key.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceKey { namespace: namespace.into(), name: name.into() }
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -180,7 +187,10 @@ impl ServicePort {
 
     /// The ClusterIP of a family, if the Service has one.
     pub fn cluster_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.cluster_ips.iter().copied().find(|ip| IpFamily::of(ip) == family)
+        self.cluster_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
     }
 }
 
@@ -248,13 +258,24 @@ pub fn categorize(endpoints: &[Endpoint], svc: &ServicePort) -> Categorized {
         }
     }
     if local_ready {
-        out.local = endpoints.iter().filter(|e| e.is_local && e.ready).cloned().collect();
+        out.local = endpoints
+            .iter()
+            .filter(|e| e.is_local && e.ready)
+            .cloned()
+            .collect();
     } else if local_fallback {
-        out.local = endpoints.iter().filter(|e| e.is_local && fallback(e)).cloned().collect();
+        out.local = endpoints
+            .iter()
+            .filter(|e| e.is_local && fallback(e))
+            .cloned()
+            .collect();
     }
     if !svc.uses_cluster_endpoints() || out.local.is_empty() {
-        out.all_reachable =
-            if svc.uses_cluster_endpoints() { out.cluster.clone() } else { out.local.clone() };
+        out.all_reachable = if svc.uses_cluster_endpoints() {
+            out.cluster.clone()
+        } else {
+            out.local.clone()
+        };
         return out;
     }
     let mut merged: BTreeMap<String, Endpoint> = BTreeMap::new();
@@ -341,7 +362,8 @@ pub enum ModelError {
 pub fn is_safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 /// The endpoints of one slice for one of its ports.
@@ -385,7 +407,10 @@ impl ChangeTracker {
     /// ports (so an update that turns a Service headless removes it). Ports that cannot be
     /// used are skipped and reported.
     pub fn update_service(&mut self, svc: &Service) -> Result<(), ModelError> {
-        let key = object_key(svc.metadata.namespace.as_deref(), svc.metadata.name.as_deref())?;
+        let key = object_key(
+            svc.metadata.namespace.as_deref(),
+            svc.metadata.name.as_deref(),
+        )?;
         let (ports, errors) = service_ports(&key, svc);
         self.services.insert(key, ports);
         errors.into_iter().next().map_or(Ok(()), Err)
@@ -399,7 +424,11 @@ impl ChangeTracker {
     /// Adds or replaces an EndpointSlice. Slices without the `kubernetes.io/service-name`
     /// label and FQDN slices are ignored (held as empty).
     pub fn update_endpoint_slice(&mut self, slice: &EndpointSlice) -> Result<(), ModelError> {
-        let ns = slice.metadata.namespace.clone().ok_or(ModelError::MissingName)?;
+        let ns = slice
+            .metadata
+            .namespace
+            .clone()
+            .ok_or(ModelError::MissingName)?;
         let name = slice.metadata.name.clone().ok_or(ModelError::MissingName)?;
         match slice_data(&ns, slice) {
             Some(data) => {
@@ -491,7 +520,9 @@ fn object_key(ns: Option<&str>, name: Option<&str>) -> Result<ServiceKey, ModelE
 }
 
 fn parse_ips<'a>(it: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
-    it.into_iter().filter_map(|s| s.trim().parse().ok()).collect()
+    it.into_iter()
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 fn service_ports(key: &ServiceKey, svc: &Service) -> (Vec<ServicePort>, Vec<ModelError>) {
@@ -556,10 +587,16 @@ fn service_ports(key: &ServiceKey, svc: &Service) -> (Vec<ServicePort>, Vec<Mode
             errors.push(ModelError::InvalidName(port_name));
             continue;
         }
-        let Ok(port) = u16::try_from(p.port) else { continue };
+        let Ok(port) = u16::try_from(p.port) else {
+            continue;
+        };
         let node_port = p.node_port.and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
         let mut sp = ServicePort {
-            name: ServicePortName { service: key.clone(), port: port_name, protocol },
+            name: ServicePortName {
+                service: key.clone(),
+                port: port_name,
+                protocol,
+            },
             cluster_ips: cluster_ips.clone(),
             port,
             node_port,
@@ -614,7 +651,11 @@ fn slice_data(ns: &str, slice: &EndpointSlice) -> Option<SliceData> {
             })
         })
         .collect();
-    Some(SliceData { service, ports, endpoints })
+    Some(SliceData {
+        service,
+        ports,
+        endpoints,
+    })
 }
 
 fn udp_targets(p: &ServicePort) -> Vec<ConntrackTarget> {
@@ -648,7 +689,8 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
             changed.insert(name.service.clone());
         }
     }
-    let names: BTreeSet<&ServicePortName> = old.endpoints.keys().chain(new.endpoints.keys()).collect();
+    let names: BTreeSet<&ServicePortName> =
+        old.endpoints.keys().chain(new.endpoints.keys()).collect();
     for name in names {
         if old.endpoints.get(name) != new.endpoints.get(name) {
             changed.insert(name.service.clone());
@@ -656,7 +698,11 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
     }
     // UDP conntrack: what was reachable before and is not any more.
     let usable = |snap: &ProxySnapshot, p: &ServicePort| -> BTreeSet<SocketAddr> {
-        categorize(snap.endpoints_of(&p.name), p).all_reachable.iter().map(Endpoint::addr).collect()
+        categorize(snap.endpoints_of(&p.name), p)
+            .all_reachable
+            .iter()
+            .map(Endpoint::addr)
+            .collect()
     };
     for (name, old_p) in &old.services {
         if name.protocol != Protocol::Udp {
@@ -667,7 +713,10 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
         let new_targets = new_p.map(udp_targets).unwrap_or_default();
         for t in &old_targets {
             if !new_targets.contains(t) {
-                conntrack.insert(ConntrackFlush { target: t.clone(), endpoint: None });
+                conntrack.insert(ConntrackFlush {
+                    target: t.clone(),
+                    endpoint: None,
+                });
             }
         }
         let Some(new_p) = new_p else { continue };
@@ -675,7 +724,10 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
         let after = usable(new, new_p);
         for gone in before.difference(&after) {
             for t in &old_targets {
-                conntrack.insert(ConntrackFlush { target: t.clone(), endpoint: Some(*gone) });
+                conntrack.insert(ConntrackFlush {
+                    target: t.clone(),
+                    endpoint: Some(*gone),
+                });
             }
         }
     }
@@ -683,10 +735,16 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
         if name.protocol != Protocol::Udp {
             continue;
         }
-        let had = old.services.get(name).is_some_and(|p| !usable(old, p).is_empty());
+        let had = old
+            .services
+            .get(name)
+            .is_some_and(|p| !usable(old, p).is_empty());
         if !had && !usable(new, new_p).is_empty() {
             for t in udp_targets(new_p) {
-                conntrack.insert(ConntrackFlush { target: t, endpoint: None });
+                conntrack.insert(ConntrackFlush {
+                    target: t,
+                    endpoint: None,
+                });
             }
         }
     }

@@ -12,10 +12,14 @@
 //! the new one — never the state between `flush table` and the re-adds. A full sync therefore
 //! needs no flush-first window: `add table` (creates it if absent, so the flush cannot fail),
 //! `flush table` (every rule goes), explicit `flush set`/`flush map` of our static sets and
-//! maps (we do not rely on whether `flush table` also empties sets, which changed across nft
-//! releases), then everything is added, then objects the new state lacks are deleted (nothing
+//! maps (with nft 1.0.6, checked in a scratch network namespace, `flush table` removes rules
+//! but keeps map elements), then everything is added, then objects the new state lacks are deleted (nothing
 //! references them any more). Dynamic affinity sets are not flushed, so learned client→
 //! endpoint bindings survive a full sync unless the set itself goes away.
+//!
+//! Checked against a real `nft` 1.0.6 in a throw-away network namespace (`examples/nft_dump.rs`):
+//! full, incremental and deferred-delete transactions apply, and incremental + delete ends in
+//! the same table as a full sync.
 //!
 //! Not here: running `nft`, listing the kernel's table (the applier passes what exists).
 
@@ -26,8 +30,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::hash::hash_prefix;
-use crate::iptables::{safe_ifname, LocalDetector};
-use crate::model::{categorize, Endpoint, IpFamily, ProxySnapshot, ServicePortName};
+use crate::iptables::{LocalDetector, safe_ifname};
+use crate::model::{Endpoint, IpFamily, ProxySnapshot, ServicePortName, categorize};
 
 /// Longest chain or set name we produce (kube-proxy/knftables: 256 minus room for a prefix).
 const NAME_MAX: usize = 240;
@@ -145,7 +149,13 @@ pub fn chain_name(prefix: &str, base: &str) -> String {
 }
 
 fn port_base(spn: &ServicePortName) -> String {
-    format!("{}/{}/{}/{}", spn.service.namespace, spn.service.name, spn.protocol.as_str(), spn.port)
+    format!(
+        "{}/{}/{}/{}",
+        spn.service.namespace,
+        spn.service.name,
+        spn.protocol.as_str(),
+        spn.port
+    )
 }
 
 fn endpoint_base(spn: &ServicePortName, ep: &Endpoint) -> String {
@@ -157,7 +167,13 @@ fn endpoint_base(spn: &ServicePortName, ep: &Endpoint) -> String {
 fn comment_text(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if (c == ' ' || c.is_ascii_graphic()) && c != '"' && c != '\\' { c } else { '_' })
+        .map(|c| {
+            if (c == ' ' || c.is_ascii_graphic()) && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     out.truncate(128);
     out
@@ -166,7 +182,11 @@ fn comment_text(s: &str) -> String {
 impl NftState {
     fn new(cfg: &NftConfig) -> Self {
         NftState {
-            family: if cfg.family == IpFamily::V4 { "ip" } else { "ip6" },
+            family: if cfg.family == IpFamily::V4 {
+                "ip"
+            } else {
+                "ip6"
+            },
             table: safe_ifname(&cfg.table),
             sets: BTreeMap::new(),
             chains: BTreeMap::new(),
@@ -197,15 +217,21 @@ impl NftState {
     }
 
     fn element(&mut self, set: &str, key: String, comment: Option<&str>, value: Option<String>) {
-        self.elements
-            .entry(set.to_owned())
-            .or_default()
-            .insert(key, Element { comment: comment.map(comment_text), value });
+        self.elements.entry(set.to_owned()).or_default().insert(
+            key,
+            Element {
+                comment: comment.map(comment_text),
+                value,
+            },
+        );
     }
 
     /// The chain and set names this state has.
     pub fn objects(&self) -> NftObjects {
-        NftObjects { chains: self.chains.keys().cloned().collect(), sets: self.sets.keys().cloned().collect() }
+        NftObjects {
+            chains: self.chains.keys().cloned().collect(),
+            sets: self.sets.keys().cloned().collect(),
+        }
     }
 
     fn prefix(&self) -> String {
@@ -213,7 +239,10 @@ impl NftState {
     }
 
     fn table_line(&self) -> String {
-        format!("add table {} {{ comment \"rules for kube-proxy\" ; }}\n", self.prefix())
+        format!(
+            "add table {} {{ comment \"rules for kube-proxy\" ; }}\n",
+            self.prefix()
+        )
     }
 
     fn set_line(&self, name: &str, def: &SetDef) -> String {
@@ -242,7 +271,11 @@ impl NftState {
         if props.is_empty() {
             format!("add chain {} {name}\n", self.prefix())
         } else {
-            format!("add chain {} {name} {{ {} }}\n", self.prefix(), props.join(" "))
+            format!(
+                "add chain {} {name} {{ {} }}\n",
+                self.prefix(),
+                props.join(" ")
+            )
         }
     }
 
@@ -293,25 +326,54 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
     let v4 = cfg.family == IpFamily::V4;
     let ipx = if v4 { "ip" } else { "ip6" };
     let addr_t = if v4 { "ipv4_addr" } else { "ipv6_addr" };
-    let no_localhost = if v4 { "ip daddr != 127.0.0.0/8" } else { "ip6 daddr != ::1" };
+    let no_localhost = if v4 {
+        "ip daddr != 127.0.0.0/8"
+    } else {
+        "ip6 daddr != ::1"
+    };
     let mark = format!("{:#x}", 1u32 << cfg.masquerade_bit);
     let key3 = format!("{addr_t} . inet_proto . inet_service : verdict");
 
     // Sets and maps.
     st.set("cluster-ips", false, addr_t, "Active ClusterIPs");
     if cfg.node_port_addresses.is_some() {
-        st.set("nodeport-ips", false, addr_t, "IPs that accept NodePort traffic");
+        st.set(
+            "nodeport-ips",
+            false,
+            addr_t,
+            "IPs that accept NodePort traffic",
+        );
     }
-    st.set("firewall-ips", true, &key3, "destinations that are subject to LoadBalancerSourceRanges");
+    st.set(
+        "firewall-ips",
+        true,
+        &key3,
+        "destinations that are subject to LoadBalancerSourceRanges",
+    );
     st.set(
         "no-endpoint-nodeports",
         true,
         "inet_proto . inet_service : verdict",
         "vmap to drop or reject packets to service nodeports with no endpoints",
     );
-    st.set("no-endpoint-services", true, &key3, "vmap to drop or reject packets to services with no endpoints");
-    st.set("service-ips", true, &key3, "ClusterIP, ExternalIP and LoadBalancer IP traffic");
-    st.set("service-nodeports", true, "inet_proto . inet_service : verdict", "NodePort traffic");
+    st.set(
+        "no-endpoint-services",
+        true,
+        &key3,
+        "vmap to drop or reject packets to services with no endpoints",
+    );
+    st.set(
+        "service-ips",
+        true,
+        &key3,
+        "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+    );
+    st.set(
+        "service-nodeports",
+        true,
+        "inet_proto . inet_service : verdict",
+        "NodePort traffic",
+    );
 
     // Base chains and the fixed jumps.
     for (name, t, h, p) in [
@@ -326,31 +388,57 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
     ] {
         st.chain(name).base = Some((t, h, p));
     }
-    for c in ["cluster-ips-check", "firewall-check", "mark-for-masquerade", "masquerading"] {
+    for c in [
+        "cluster-ips-check",
+        "firewall-check",
+        "mark-for-masquerade",
+        "masquerading",
+    ] {
         st.chain(c);
     }
-    for c in ["nodeport-endpoints-check", "services", "service-endpoints-check"] {
+    for c in [
+        "nodeport-endpoints-check",
+        "services",
+        "service-endpoints-check",
+    ] {
         st.chain(c);
     }
-    st.chain("reject-chain").comment = Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into());
+    st.chain("reject-chain").comment =
+        Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into());
     st.rule("cluster-ips-check", format!("{ipx} daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\""));
-    let cidrs: Vec<String> =
-        cfg.service_cidrs.iter().filter(|n| IpFamily::of(&n.addr()) == cfg.family).map(|n| n.to_string()).collect();
+    let cidrs: Vec<String> = cfg
+        .service_cidrs
+        .iter()
+        .filter(|n| IpFamily::of(&n.addr()) == cfg.family)
+        .map(|n| n.to_string())
+        .collect();
     if !cidrs.is_empty() {
         st.rule(
             "cluster-ips-check",
-            format!("{ipx} daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"", cidrs.join(", ")),
+            format!(
+                "{ipx} daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"",
+                cidrs.join(", ")
+            ),
         );
     }
-    st.rule("filter-prerouting-pre-dnat", "ct state new jump firewall-check");
+    st.rule(
+        "filter-prerouting-pre-dnat",
+        "ct state new jump firewall-check",
+    );
     st.rule("filter-output-pre-dnat", "ct state new jump firewall-check");
-    st.rule("filter-forward", "ct state new jump service-endpoints-check");
+    st.rule(
+        "filter-forward",
+        "ct state new jump service-endpoints-check",
+    );
     st.rule("filter-forward", "ct state new jump cluster-ips-check");
     st.rule("filter-input", "ct state new jump nodeport-endpoints-check");
     st.rule("filter-input", "ct state new jump service-endpoints-check");
     st.rule("filter-output", "ct state new jump service-endpoints-check");
     st.rule("filter-output", "ct state new jump cluster-ips-check");
-    st.rule("firewall-check", format!("{ipx} daddr . meta l4proto . th dport vmap @firewall-ips"));
+    st.rule(
+        "firewall-check",
+        format!("{ipx} daddr . meta l4proto . th dport vmap @firewall-ips"),
+    );
     st.rule("mark-for-masquerade", format!("mark set mark or {mark}"));
     st.rule("masquerading", format!("mark and {mark} == 0 return"));
     st.rule("masquerading", format!("mark set mark xor {mark}"));
@@ -359,8 +447,14 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
     st.rule("nat-postrouting", "jump masquerading");
     st.rule("nat-prerouting", "jump services");
     st.rule("reject-chain", "reject");
-    st.rule("services", format!("{ipx} daddr . meta l4proto . th dport vmap @service-ips"));
-    st.rule("service-endpoints-check", format!("{ipx} daddr . meta l4proto . th dport vmap @no-endpoint-services"));
+    st.rule(
+        "services",
+        format!("{ipx} daddr . meta l4proto . th dport vmap @service-ips"),
+    );
+    st.rule(
+        "service-endpoints-check",
+        format!("{ipx} daddr . meta l4proto . th dport vmap @no-endpoint-services"),
+    );
     match &cfg.node_port_addresses {
         None => {
             st.rule(
@@ -375,9 +469,16 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
         Some(ips) => {
             st.rule(
                 "nodeport-endpoints-check",
-                format!("{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports"),
+                format!(
+                    "{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports"
+                ),
             );
-            st.rule("services", format!("{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"));
+            st.rule(
+                "services",
+                format!(
+                    "{ipx} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"
+                ),
+            );
             for ip in ips.iter().filter(|ip| IpFamily::of(ip) == cfg.family) {
                 st.element("nodeport-ips", ip.to_string(), None, None);
             }
@@ -385,18 +486,30 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
     }
 
     for (spn, svc) in &snap.services {
-        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else { continue };
+        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else {
+            continue;
+        };
         let in_family = |ip: &&IpAddr| IpFamily::of(ip) == cfg.family;
-        let external_ips: Vec<IpAddr> = svc.external_ips.iter().filter(in_family).copied().collect();
-        let lb_ips: Vec<IpAddr> = svc.load_balancer_ips.iter().filter(in_family).copied().collect();
+        let external_ips: Vec<IpAddr> =
+            svc.external_ips.iter().filter(in_family).copied().collect();
+        let lb_ips: Vec<IpAddr> = svc
+            .load_balancer_ips
+            .iter()
+            .filter(in_family)
+            .copied()
+            .collect();
         let source_ranges: Vec<IpNet> = svc
             .load_balancer_source_ranges
             .iter()
             .filter(|n| IpFamily::of(&n.addr()) == cfg.family)
             .copied()
             .collect();
-        let endpoints: Vec<Endpoint> =
-            snap.endpoints_of(spn).iter().filter(|e| IpFamily::of(&e.ip) == cfg.family).cloned().collect();
+        let endpoints: Vec<Endpoint> = snap
+            .endpoints_of(spn)
+            .iter()
+            .filter(|e| IpFamily::of(&e.ip) == cfg.family)
+            .cloned()
+            .collect();
         let cat = categorize(&endpoints, svc);
         let name = spn.to_string();
         let p = spn.protocol.as_str();
@@ -422,49 +535,104 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
             (&svc_chain, cat.has_any)
         };
         let uses_ext = cat.has_any && svc.externally_accessible();
-        let verdict = if cat.has_any { "drop".to_owned() } else { "goto reject-chain".to_owned() };
+        let verdict = if cat.has_any {
+            "drop".to_owned()
+        } else {
+            "goto reject-chain".to_owned()
+        };
 
         st.element("cluster-ips", cluster_ip.to_string(), None, None);
         let k3 = |ip: &IpAddr, port: u16| format!("{ip} . {p} . {port}");
         if has_internal {
-            st.element("service-ips", k3(&cluster_ip, port), None, Some(format!("goto {internal_chain}")));
+            st.element(
+                "service-ips",
+                k3(&cluster_ip, port),
+                None,
+                Some(format!("goto {internal_chain}")),
+            );
         } else {
-            st.element("no-endpoint-services", k3(&cluster_ip, port), Some(&name), Some(verdict.clone()));
+            st.element(
+                "no-endpoint-services",
+                k3(&cluster_ip, port),
+                Some(&name),
+                Some(verdict.clone()),
+            );
         }
         for ip in &external_ips {
             if cat.has_any {
-                st.element("service-ips", k3(ip, port), None, Some(format!("goto {ext_chain}")));
+                st.element(
+                    "service-ips",
+                    k3(ip, port),
+                    None,
+                    Some(format!("goto {ext_chain}")),
+                );
             }
             if !has_external {
-                st.element("no-endpoint-services", k3(ip, port), Some(&name), Some(verdict.clone()));
+                st.element(
+                    "no-endpoint-services",
+                    k3(ip, port),
+                    Some(&name),
+                    Some(verdict.clone()),
+                );
             }
         }
         let uses_fw = !lb_ips.is_empty() && !source_ranges.is_empty();
         if uses_fw {
             let mut sources: Vec<String> = source_ranges.iter().map(ToString::to_string).collect();
-            if cfg.node_ip.is_some_and(|ip| source_ranges.iter().any(|n| n.contains(&ip))) {
+            if cfg
+                .node_ip
+                .is_some_and(|ip| source_ranges.iter().any(|n| n.contains(&ip)))
+            {
                 sources.extend(lb_ips.iter().map(ToString::to_string));
             }
-            st.rule(&fw_chain, format!("{ipx} saddr != {{ {} }} drop", sources.join(", ")));
+            st.rule(
+                &fw_chain,
+                format!("{ipx} saddr != {{ {} }} drop", sources.join(", ")),
+            );
         }
         for ip in &lb_ips {
             if cat.has_any {
-                st.element("service-ips", k3(ip, port), None, Some(format!("goto {ext_chain}")));
+                st.element(
+                    "service-ips",
+                    k3(ip, port),
+                    None,
+                    Some(format!("goto {ext_chain}")),
+                );
             }
             if uses_fw {
-                st.element("firewall-ips", k3(ip, port), None, Some(format!("goto {fw_chain}")));
+                st.element(
+                    "firewall-ips",
+                    k3(ip, port),
+                    None,
+                    Some(format!("goto {fw_chain}")),
+                );
             }
             if !has_external {
-                st.element("no-endpoint-services", k3(ip, port), Some(&name), Some(verdict.clone()));
+                st.element(
+                    "no-endpoint-services",
+                    k3(ip, port),
+                    Some(&name),
+                    Some(verdict.clone()),
+                );
             }
         }
         if svc.node_port != 0 {
             let key = format!("{p} . {}", svc.node_port);
             if cat.has_any {
-                st.element("service-nodeports", key.clone(), None, Some(format!("goto {ext_chain}")));
+                st.element(
+                    "service-nodeports",
+                    key.clone(),
+                    None,
+                    Some(format!("goto {ext_chain}")),
+                );
             }
             if !has_external {
-                st.element("no-endpoint-nodeports", key, Some(&name), Some(verdict.clone()));
+                st.element(
+                    "no-endpoint-nodeports",
+                    key,
+                    Some(&name),
+                    Some(verdict.clone()),
+                );
             }
         }
 
@@ -475,7 +643,10 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
                     format!("{ipx} daddr {cluster_ip} {p} dport {port} jump mark-for-masquerade"),
                 );
             } else if let Some(m) = nft_local(&cfg.local_detector, ipx, true) {
-                st.rule(internal_chain, format!("{ipx} daddr {cluster_ip} {m} jump mark-for-masquerade"));
+                st.rule(
+                    internal_chain,
+                    format!("{ipx} daddr {cluster_ip} {m} jump mark-for-masquerade"),
+                );
             }
         }
         if uses_ext {
@@ -484,7 +655,10 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
                 st.rule(&ext_chain, "jump mark-for-masquerade");
             } else {
                 if let Some(m) = nft_local(&cfg.local_detector, ipx, false) {
-                    st.rule(&ext_chain, format!("{m} goto {svc_chain} comment \"short-circuit pod traffic\""));
+                    st.rule(
+                        &ext_chain,
+                        format!("{m} goto {svc_chain} comment \"short-circuit pod traffic\""),
+                    );
                 }
                 st.rule(&ext_chain, "fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\"");
                 st.rule(&ext_chain, format!("fib saddr type local goto {svc_chain} comment \"short-circuit local traffic\""));
@@ -497,12 +671,25 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
             st.chain(chain);
             if svc.affinity_timeout.is_some() {
                 for e in eps {
-                    st.rule(chain, format!("{ipx} saddr @{} goto {}", affinity_set(e), ep_chain(e)));
+                    st.rule(
+                        chain,
+                        format!("{ipx} saddr @{} goto {}", affinity_set(e), ep_chain(e)),
+                    );
                 }
             }
-            let arms: Vec<String> =
-                eps.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", ep_chain(e))).collect();
-            st.rule(chain, format!("numgen random mod {} vmap {{ {} }}", eps.len(), arms.join(" , ")));
+            let arms: Vec<String> = eps
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{i} : goto {}", ep_chain(e)))
+                .collect();
+            st.rule(
+                chain,
+                format!(
+                    "numgen random mod {} vmap {{ {} }}",
+                    eps.len(),
+                    arms.join(" , ")
+                ),
+            );
         };
         if uses_cluster {
             dispatch(&mut st, &svc_chain, &cat.cluster);
@@ -512,7 +699,10 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
         }
         for e in &cat.all_reachable {
             let chain = ep_chain(e);
-            st.rule(&chain, format!("{ipx} saddr {} jump mark-for-masquerade", e.ip));
+            st.rule(
+                &chain,
+                format!("{ipx} saddr {} jump mark-for-masquerade", e.ip),
+            );
             if let Some(timeout) = svc.affinity_timeout {
                 let set = affinity_set(e);
                 st.sets.insert(
@@ -602,7 +792,11 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
         }
     }
     for (n, d) in &new.chains {
-        if old.chains.get(n).is_some_and(|o| o.base != d.base || o.comment != d.comment) {
+        if old
+            .chains
+            .get(n)
+            .is_some_and(|o| o.base != d.base || o.comment != d.comment)
+        {
             return None;
         }
     }
@@ -667,7 +861,10 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
             let _ = writeln!(out, "delete {kind} {pre} {n}");
         }
     }
-    Some(Incremental { transaction: out, stale_chains })
+    Some(Incremental {
+        transaction: out,
+        stale_chains,
+    })
 }
 
 /// Deletes chains left stale by earlier incremental syncs, skipping any that `current` uses

@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 pub(crate) fn dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case)
 }
 
 pub(crate) fn read(case: &str, file: &str) -> String {
@@ -34,9 +36,11 @@ fn i(v: &Value, k: &str) -> Option<i32> {
 }
 
 fn strings(v: &Value, k: &str) -> Option<Vec<String>> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+    v.get(k).and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    })
 }
 
 /// A Service from the compact fixture form.
@@ -71,7 +75,9 @@ pub(crate) fn service(v: &Value) -> Service {
             load_balancer_source_ranges: strings(v, "loadBalancerSourceRanges"),
             session_affinity: s(v, "sessionAffinity"),
             session_affinity_config: affinity_timeout.map(|t| SessionAffinityConfig {
-                client_ip: Some(ClientIPConfig { timeout_seconds: Some(t) }),
+                client_ip: Some(ClientIPConfig {
+                    timeout_seconds: Some(t),
+                }),
             }),
             ports: Some(ports),
             ..Default::default()
@@ -80,7 +86,10 @@ pub(crate) fn service(v: &Value) -> Service {
             load_balancer: Some(LoadBalancerStatus {
                 ingress: Some(
                     ips.into_iter()
-                        .map(|ip| LoadBalancerIngress { ip: Some(ip), ..Default::default() })
+                        .map(|ip| LoadBalancerIngress {
+                            ip: Some(ip),
+                            ..Default::default()
+                        })
                         .collect(),
                 ),
             }),
@@ -101,7 +110,15 @@ fn slice_port(p: &Value) -> EndpointPort {
 /// An EndpointSlice from the compact fixture form (`addresses`/`nodeName` endpoints).
 pub(crate) fn slice(v: &Value, previous: Option<&EndpointSlice>) -> EndpointSlice {
     let svc = s(v, "service")
-        .or_else(|| previous.and_then(|p| p.metadata.labels.as_ref()?.get("kubernetes.io/service-name").cloned()))
+        .or_else(|| {
+            previous.and_then(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get("kubernetes.io/service-name")
+                    .cloned()
+            })
+        })
         .unwrap();
     let name = s(v, "name").unwrap_or_else(|| format!("{svc}-1"));
     let ports = match v.get("ports").and_then(Value::as_array) {
@@ -122,7 +139,10 @@ pub(crate) fn slice(v: &Value, previous: Option<&EndpointSlice>) -> EndpointSlic
         metadata: ObjectMeta {
             namespace: s(v, "namespace"),
             name: Some(name),
-            labels: Some(BTreeMap::from([("kubernetes.io/service-name".to_owned(), svc)])),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/service-name".to_owned(),
+                svc,
+            )])),
             ..Default::default()
         },
         address_type: s(v, "addressType").unwrap_or_else(|| "IPv4".into()),
@@ -132,7 +152,13 @@ pub(crate) fn slice(v: &Value, previous: Option<&EndpointSlice>) -> EndpointSlic
 }
 
 /// An EndpointSlice from iptables-03's `{ip, node, ready, serving, terminating}` endpoints.
-pub(crate) fn slice_with_conditions(ns: &str, svc: &str, port: i32, eps: &Value, local_node: &str) -> EndpointSlice {
+pub(crate) fn slice_with_conditions(
+    ns: &str,
+    svc: &str,
+    port: i32,
+    eps: &Value,
+    local_node: &str,
+) -> EndpointSlice {
     let endpoints = eps
         .as_array()
         .unwrap()
@@ -141,7 +167,11 @@ pub(crate) fn slice_with_conditions(ns: &str, svc: &str, port: i32, eps: &Value,
             let node = s(e, "node").unwrap();
             Endpoint {
                 addresses: vec![s(e, "ip").unwrap()],
-                node_name: Some(if node == "LOCAL" { local_node.to_owned() } else { node }),
+                node_name: Some(if node == "LOCAL" {
+                    local_node.to_owned()
+                } else {
+                    node
+                }),
                 conditions: Some(EndpointConditions {
                     ready: e.get("ready").and_then(Value::as_bool),
                     serving: e.get("serving").and_then(Value::as_bool),
@@ -155,7 +185,10 @@ pub(crate) fn slice_with_conditions(ns: &str, svc: &str, port: i32, eps: &Value,
         metadata: ObjectMeta {
             namespace: Some(ns.to_owned()),
             name: Some(format!("{svc}-1")),
-            labels: Some(BTreeMap::from([("kubernetes.io/service-name".to_owned(), svc.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/service-name".to_owned(),
+                svc.to_owned(),
+            )])),
             ..Default::default()
         },
         address_type: "IPv4".into(),

@@ -24,7 +24,11 @@ fn config(nfacct: bool) -> IptablesConfig {
 
 fn assert_golden(case: &str, file: &str, actual: &str) {
     let expected = fixtures::read(case, file);
-    assert!(expected == actual, "{case}/{file} differs:\n{}\n--- actual:\n{actual}", diff(&expected, actual));
+    assert!(
+        expected == actual,
+        "{case}/{file} differs:\n{}\n--- actual:\n{actual}",
+        diff(&expected, actual)
+    );
 }
 
 #[test]
@@ -39,7 +43,12 @@ fn iptables_01_overall() {
         t.update_endpoint_slice(&fixtures::slice(s, None)).unwrap();
     }
     let up = t.sync();
-    let r = iptables::render(&config(true), &up.snapshot, SyncKind::Full, &BTreeSet::new());
+    let r = iptables::render(
+        &config(true),
+        &up.snapshot,
+        SyncKind::Full,
+        &BTreeSet::new(),
+    );
     assert_golden("iptables-01-overall", "expected.iptables-save", &r.text);
 }
 
@@ -61,10 +70,15 @@ fn iptables_02_sync_repeated() {
                     t.delete_service(ns, name);
                 }
                 "add endpointslice" | "update endpointslice" => {
-                    let key = (obj["namespace"].as_str().unwrap().to_owned(), obj.get("name").cloned());
-                    let prev = slices.values().find(|s: &&k8s_openapi::api::discovery::v1::EndpointSlice| {
-                        key.1.as_ref().and_then(Value::as_str) == s.metadata.name.as_deref()
-                    });
+                    let key = (
+                        obj["namespace"].as_str().unwrap().to_owned(),
+                        obj.get("name").cloned(),
+                    );
+                    let prev = slices.values().find(
+                        |s: &&k8s_openapi::api::discovery::v1::EndpointSlice| {
+                            key.1.as_ref().and_then(Value::as_str) == s.metadata.name.as_deref()
+                        },
+                    );
                     let s = fixtures::slice(obj, prev);
                     t.update_endpoint_slice(&s).unwrap();
                     slices.insert(s.metadata.name.clone().unwrap(), s);
@@ -75,14 +89,25 @@ fn iptables_02_sync_repeated() {
         }
         let up = t.sync();
         let kind = step["kind"].as_str().unwrap();
-        let sync = if kind == "full" { SyncKind::Full } else { SyncKind::Partial(&up.changed_services) };
+        let sync = if kind == "full" {
+            SyncKind::Full
+        } else {
+            SyncKind::Partial(&up.changed_services)
+        };
         let r = iptables::render(&config(true), &up.snapshot, sync, &existing);
         match step["expected"].as_str() {
             Some(file) => {
                 assert_golden(case, file, &r.text);
-                if let Some(delta) = step["metrics"]["sync_proxy_rules_iptables_total_nat_delta"].as_i64() {
+                if let Some(delta) =
+                    step["metrics"]["sync_proxy_rules_iptables_total_nat_delta"].as_i64()
+                {
                     let before = last_nat_rules.unwrap() as i64;
-                    assert_eq!(r.nat_rules as i64 - before, delta, "step {} nat rule delta", step["id"]);
+                    assert_eq!(
+                        r.nat_rules as i64 - before,
+                        delta,
+                        "step {} nat rule delta",
+                        step["id"]
+                    );
                 }
                 existing = r.active_nat_chains;
                 last_nat_rules = Some(r.nat_rules);
@@ -101,10 +126,21 @@ fn iptables_03_traffic_policy() {
         let mut t = ChangeTracker::new("test-hostname");
         let svc = fixtures::service(&c["service"]);
         t.update_service(&svc).unwrap();
-        t.update_endpoint_slice(&fixtures::slice_with_conditions("ns1", "svc1", 80, &c["endpoints"], "test-hostname"))
-            .unwrap();
+        t.update_endpoint_slice(&fixtures::slice_with_conditions(
+            "ns1",
+            "svc1",
+            80,
+            &c["endpoints"],
+            "test-hostname",
+        ))
+        .unwrap();
         let up = t.sync();
-        let r = iptables::render(&config(false), &up.snapshot, SyncKind::Full, &BTreeSet::new());
+        let r = iptables::render(
+            &config(false),
+            &up.snapshot,
+            SyncKind::Full,
+            &BTreeSet::new(),
+        );
         assert_golden(case, c["expected"].as_str().unwrap(), &r.text);
     }
 }
@@ -113,7 +149,10 @@ fn iptables_03_traffic_policy() {
 fn chain_names_table() {
     let text = fixtures::read("", "chain-names-iptables.tsv");
     let mut n = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("kind")) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("kind"))
+    {
         let cols: Vec<&str> = line.split('\t').collect();
         let expected = cols[2];
         let prefix = &expected[..expected.len() - 16];

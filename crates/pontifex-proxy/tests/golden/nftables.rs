@@ -12,7 +12,10 @@ fn config() -> NftConfig {
         local_detector: LocalDetector::Cidr("10.0.0.0/8".parse().unwrap()),
         masquerade_all: false,
         masquerade_bit: 14,
-        node_port_addresses: Some(vec!["192.168.0.2".parse().unwrap(), "2001:db8::1".parse().unwrap()]),
+        node_port_addresses: Some(vec![
+            "192.168.0.2".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ]),
         service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
     }
 }
@@ -34,11 +37,22 @@ fn overall_snapshot() -> ProxySnapshot {
 /// comments dropped; non-rule lines sorted; rules grouped by chain (chains in name order),
 /// order within a chain kept.
 fn normalise(text: &str) -> String {
-    let lines: Vec<&str> =
-        text.lines().map(str::trim_end).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let mut others: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("add rule ")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut others: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("add rule "))
+        .collect();
     others.sort_unstable();
-    let mut rules: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("add rule ")).collect();
+    let mut rules: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("add rule "))
+        .collect();
     rules.sort_by_key(|l| l.split(' ').nth(4).unwrap_or_default().to_owned());
     let mut out: Vec<&str> = others;
     out.extend(rules);
@@ -50,14 +64,21 @@ fn nftables_01_overall() {
     let state = nftables::render(&config(), &overall_snapshot());
     let expected = normalise(&fixtures::read("nftables-01-overall", "expected.nft"));
     let actual = normalise(&state.dump());
-    assert!(expected == actual, "nftables-01 differs:\n{}", diff(&expected, &actual));
+    assert!(
+        expected == actual,
+        "nftables-01 differs:\n{}",
+        diff(&expected, &actual)
+    );
 }
 
 #[test]
 fn chain_names_table() {
     let text = fixtures::read("", "chain-names-nftables.tsv");
     let mut n = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("prefix")) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("prefix"))
+    {
         let cols: Vec<&str> = line.split('\t').collect();
         assert_eq!(nftables::chain_name(cols[0], cols[1]), cols[2]);
         n += 1;
@@ -73,15 +94,26 @@ fn incremental_from_empty_state_equals_dump_objects() {
     let full = nftables::render(&config(), &overall_snapshot());
     let inc = nftables::incremental_transaction(&base, &full).unwrap();
     assert!(inc.stale_chains.is_empty());
-    assert!(inc.transaction.contains("add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n"));
+    assert!(
+        inc.transaction
+            .contains("add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n")
+    );
     assert!(!inc.transaction.contains("add table"));
     let again = nftables::incremental_transaction(&full, &full).unwrap();
     assert_eq!(again.transaction, "");
     // And back: every service chain is flushed and reported stale, elements deleted.
     let back = nftables::incremental_transaction(&full, &base).unwrap();
-    assert_eq!(back.stale_chains.len(), full.chains.len() - base.chains.len());
-    assert!(back.transaction.contains(
-        "delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }\n"
-    ));
-    assert!(back.transaction.contains("delete set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80\n"));
+    assert_eq!(
+        back.stale_chains.len(),
+        full.chains.len() - base.chains.len()
+    );
+    assert!(
+        back.transaction
+            .contains("delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }\n")
+    );
+    assert!(
+        back.transaction.contains(
+            "delete set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80\n"
+        )
+    );
 }
