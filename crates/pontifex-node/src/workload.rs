@@ -19,3 +19,4 @@ pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod status;
+pub mod supervisor;
