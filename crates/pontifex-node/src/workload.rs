@@ -12,9 +12,9 @@
 //! the agent feeds it pods, Services and a ConfigMap/Secret lookup, and writes the status it computes.
 
 pub mod agnhost;
+pub mod envvars;
 mod httpc;
 pub mod logs;
-pub mod envvars;
 pub mod plan;
 pub mod probe;
 pub mod process;

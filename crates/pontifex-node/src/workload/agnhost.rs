@@ -101,7 +101,10 @@ fn flags(args: &[String]) -> Vec<(String, Option<String>)> {
 
 fn port_flag(flag: &str, value: Option<&str>) -> Result<Option<u16>, AgnhostError> {
     let v = value.unwrap_or("");
-    let bad = || AgnhostError::BadFlag { flag: flag.to_string(), value: v.to_string() };
+    let bad = || AgnhostError::BadFlag {
+        flag: flag.to_string(),
+        value: v.to_string(),
+    };
     let n: i64 = v.parse().map_err(|_| bad())?;
     match n {
         -1 => Ok(None),
@@ -114,7 +117,10 @@ fn bool_flag(flag: &str, value: Option<&str>) -> Result<bool, AgnhostError> {
     match value {
         None | Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
-        Some(v) => Err(AgnhostError::BadFlag { flag: flag.to_string(), value: v.to_string() }),
+        Some(v) => Err(AgnhostError::BadFlag {
+            flag: flag.to_string(),
+            value: v.to_string(),
+        }),
     }
 }
 
@@ -147,7 +153,13 @@ pub(crate) fn parse(args: &[String]) -> Result<Mode, AgnhostError> {
             }))
         }
         "serve-hostname" => {
-            let mut o = ServeHostnameOptions { port: 9376, http: true, udp: false, tcp: false, close: false };
+            let mut o = ServeHostnameOptions {
+                port: 9376,
+                http: true,
+                udp: false,
+                tcp: false,
+                close: false,
+            };
             for (k, v) in &rest {
                 match k.as_str() {
                     "port" => o.port = port_flag(k, v.as_deref())?.unwrap_or(9376),
@@ -155,7 +167,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Mode, AgnhostError> {
                     "udp" => o.udp = bool_flag(k, v.as_deref())?,
                     "tcp" => o.tcp = bool_flag(k, v.as_deref())?,
                     "close" => o.close = bool_flag(k, v.as_deref())?,
-                    other => tracing::warn!(flag = other, "serve-hostname: flag not supported, ignored"),
+                    other => {
+                        tracing::warn!(flag = other, "serve-hostname: flag not supported, ignored")
+                    }
                 }
             }
             Ok(Mode::ServeHostname(o))
@@ -196,8 +210,10 @@ pub async fn run_until_signal(args: Vec<String>) -> Result<i32, AgnhostError> {
     let code = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let (t, c) = (token.clone(), code.clone());
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         let n = tokio::select! { _ = term.recv() => libc::SIGTERM, _ = int.recv() => libc::SIGINT };
@@ -230,11 +246,19 @@ pub(crate) async fn bind_all(
 ) -> Result<(Vec<TcpListener>, Vec<UdpSocket>), AgnhostError> {
     let mut tcp = Vec::new();
     for &port in http_ports {
-        tcp.push(bind_tcp(port).await.map_err(|source| AgnhostError::Bind { port, proto: "tcp", source })?);
+        tcp.push(bind_tcp(port).await.map_err(|source| AgnhostError::Bind {
+            port,
+            proto: "tcp",
+            source,
+        })?);
     }
     let mut udp = Vec::new();
     for &port in udp_ports {
-        udp.push(bind_udp(port).await.map_err(|source| AgnhostError::Bind { port, proto: "udp", source })?);
+        udp.push(bind_udp(port).await.map_err(|source| AgnhostError::Bind {
+            port,
+            proto: "udp",
+            source,
+        })?);
     }
     Ok((tcp, udp))
 }
@@ -245,7 +269,11 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Serves netexec on already-bound sockets until shut down or asked to exit; returns the exit code.
-pub(crate) async fn serve_netexec(tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, shutdown: CancellationToken) -> i32 {
+pub(crate) async fn serve_netexec(
+    tcp: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
+    shutdown: CancellationToken,
+) -> i32 {
     let (exit_tx, mut exit_rx) = mpsc::channel::<i32>(1);
     let stop = shutdown.child_token();
     for sock in udp {
@@ -263,7 +291,9 @@ pub(crate) async fn serve_netexec(tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, sh
                 let exit_tx = exit_tx.clone();
                 let svc = hyper::service::service_fn(move |req| {
                     let exit_tx = exit_tx.clone();
-                    async move { Ok::<_, Infallible>(netexec_handler(req, canonical(peer), exit_tx).await) }
+                    async move {
+                        Ok::<_, Infallible>(netexec_handler(req, canonical(peer), exit_tx).await)
+                    }
                 });
                 let stop = stop.clone();
                 tokio::spawn(async move {
@@ -286,7 +316,10 @@ pub(crate) async fn serve_netexec(tcp: Vec<TcpListener>, udp: Vec<UdpSocket>, sh
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static"),
+    );
     r
 }
 
@@ -297,7 +330,10 @@ fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
 
 fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = text(StatusCode::OK, value.to_string());
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("static"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        "application/json".parse().expect("static"),
+    );
     r
 }
 
@@ -306,10 +342,17 @@ async fn netexec_handler(
     peer: SocketAddr,
     exit_tx: mpsc::Sender<i32>,
 ) -> Response<Full<Bytes>> {
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let q = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let q = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     tracing::debug!(path = req.uri().path(), %peer, "netexec request");
     match req.uri().path() {
         "/hostname" | "/hostName" => text(StatusCode::OK, hostname()),
@@ -320,9 +363,16 @@ async fn netexec_handler(
             if code.is_empty() {
                 return text(StatusCode::OK, msg);
             }
-            match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+            match code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
                 Some(status) => text(status, msg),
-                None => text(StatusCode::OK, format!("argument 'code' must be an integer or empty, got {code:?}\n")),
+                None => text(
+                    StatusCode::OK,
+                    format!("argument 'code' must be an integer or empty, got {code:?}\n"),
+                ),
             }
         }
         "/header" => {
@@ -335,13 +385,23 @@ async fn netexec_handler(
                     .collect();
                 json(&serde_json::Value::Object(all))
             } else {
-                let v = req.headers().get(key.as_str()).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let v = req
+                    .headers()
+                    .get(key.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 text(StatusCode::OK, v.to_string())
             }
         }
         "/redirect" => {
             let code = q("code");
-            let status = if code.is_empty() { Ok(StatusCode::FOUND) } else { code.parse::<u16>().map_err(|_| ()).and_then(|c| StatusCode::from_u16(c).map_err(|_| ())) };
+            let status = if code.is_empty() {
+                Ok(StatusCode::FOUND)
+            } else {
+                code.parse::<u16>()
+                    .map_err(|_| ())
+                    .and_then(|c| StatusCode::from_u16(c).map_err(|_| ()))
+            };
             match status {
                 Ok(status) => {
                     let mut r = text(status, "");
@@ -350,13 +410,31 @@ async fn netexec_handler(
                     }
                     r
                 }
-                Err(()) => text(StatusCode::OK, format!("argument 'code' must be an integer or empty, got {code:?}\n")),
+                Err(()) => text(
+                    StatusCode::OK,
+                    format!("argument 'code' must be an integer or empty, got {code:?}\n"),
+                ),
             }
         }
-        "/dial" => dial(&q("host"), &q("port"), &q("request"), &q("protocol"), &q("tries")).await,
+        "/dial" => {
+            dial(
+                &q("host"),
+                &q("port"),
+                &q("request"),
+                &q("protocol"),
+                &q("tries"),
+            )
+            .await
+        }
         "/shell" => {
-            let cmd = Some(q("shellCommand")).filter(|c| !c.is_empty()).unwrap_or_else(|| q("cmd"));
-            let out = tokio::process::Command::new("/bin/sh").arg("-c").arg(&cmd).output().await;
+            let cmd = Some(q("shellCommand"))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| q("cmd"));
+            let out = tokio::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&cmd)
+                .output()
+                .await;
             let mut m = serde_json::Map::new();
             match out {
                 Ok(o) => {
@@ -366,7 +444,10 @@ async fn netexec_handler(
                         m.insert("output".into(), String::from_utf8_lossy(&all).into());
                     }
                     if !o.status.success() {
-                        m.insert("error".into(), format!("exit status {}", o.status.code().unwrap_or(-1)).into());
+                        m.insert(
+                            "error".into(),
+                            format!("exit status {}", o.status.code().unwrap_or(-1)).into(),
+                        );
                     }
                 }
                 Err(e) => {
@@ -385,7 +466,9 @@ async fn netexec_handler(
                     _ => {
                         return text(
                             StatusCode::OK,
-                            format!("argument 'code' must be an integer [0-127] or empty, got {code:?}\n"),
+                            format!(
+                                "argument 'code' must be an integer [0-127] or empty, got {code:?}\n"
+                            ),
                         );
                     }
                 }
@@ -401,33 +484,70 @@ async fn netexec_handler(
 }
 
 /// `/dial`: agnhost's JSON of `responses` and `errors` after `tries` requests.
-async fn dial(host: &str, port: &str, request: &str, protocol: &str, tries: &str) -> Response<Full<Bytes>> {
+async fn dial(
+    host: &str,
+    port: &str,
+    request: &str,
+    protocol: &str,
+    tries: &str,
+) -> Response<Full<Bytes>> {
     let tries: u32 = if tries.is_empty() {
         1
     } else {
         match tries.parse() {
             Ok(t) => t,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("tries parameter is invalid. {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("tries parameter is invalid. {e}"),
+                );
+            }
         }
     };
     if request.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "request parameter not specified. <nil>".into());
+        return error(
+            StatusCode::BAD_REQUEST,
+            "request parameter not specified. <nil>".into(),
+        );
     }
     let proto = protocol.to_ascii_lowercase();
     if !matches!(proto.as_str(), "" | "http" | "udp") {
-        return error(StatusCode::BAD_REQUEST, format!("unsupported protocol. {protocol}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unsupported protocol. {protocol}"),
+        );
     }
     // Like Go's Resolve*Addr the host may be a name; resolution happens here, inside the pod.
-    let target = format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.to_string() });
-    let addr = match tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()) {
+    let target = format!(
+        "{}:{port}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        }
+    );
+    let addr = match tokio::net::lookup_host(&target)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+    {
         Some(a) => a,
-        None => return error(StatusCode::BAD_REQUEST, format!("host and/or port param are invalid. {target}")),
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("host and/or port param are invalid. {target}"),
+            );
+        }
     };
     let mut responses = Vec::new();
     let mut errors = Vec::new();
     let mut last = String::new();
     for _ in 0..tries {
-        let r = if proto == "udp" { dial_udp(addr, request).await } else { dial_http(addr, request).await };
+        let r = if proto == "udp" {
+            dial_udp(addr, request).await
+        } else {
+            dial_http(addr, request).await
+        };
         match r {
             Ok(body) => {
                 last = body.clone();
@@ -464,9 +584,15 @@ async fn dial_udp(addr: SocketAddr, request: &str) -> Result<String, String> {
         IpAddr::V4(_) => "0.0.0.0:0".parse().expect("static"),
         IpAddr::V6(_) => "[::]:0".parse().expect("static"),
     };
-    let sock = UdpSocket::bind(local).await.map_err(|e| format!("udp dial failed. err:{e}"))?;
-    sock.connect(addr).await.map_err(|e| format!("udp dial failed. err:{e}"))?;
-    sock.send(request.as_bytes()).await.map_err(|e| format!("udp connection write failed. err:{e}"))?;
+    let sock = UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("udp dial failed. err:{e}"))?;
+    sock.connect(addr)
+        .await
+        .map_err(|e| format!("udp dial failed. err:{e}"))?;
+    sock.send(request.as_bytes())
+        .await
+        .map_err(|e| format!("udp connection write failed. err:{e}"))?;
     let mut buf = [0u8; 2048];
     match tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf)).await {
         Ok(Ok(n)) if n > 0 => Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
@@ -503,10 +629,19 @@ async fn udp_loop(sock: UdpSocket, stop: CancellationToken) {
     }
 }
 
-async fn serve_hostname(o: ServeHostnameOptions, shutdown: CancellationToken) -> Result<i32, AgnhostError> {
+async fn serve_hostname(
+    o: ServeHostnameOptions,
+    shutdown: CancellationToken,
+) -> Result<i32, AgnhostError> {
     let stop = shutdown.child_token();
     if o.tcp {
-        let l = bind_tcp(o.port).await.map_err(|source| AgnhostError::Bind { port: o.port, proto: "tcp", source })?;
+        let l = bind_tcp(o.port)
+            .await
+            .map_err(|source| AgnhostError::Bind {
+                port: o.port,
+                proto: "tcp",
+                source,
+            })?;
         let stop = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -520,7 +655,13 @@ async fn serve_hostname(o: ServeHostnameOptions, shutdown: CancellationToken) ->
         });
     }
     if o.udp {
-        let sock = bind_udp(o.port).await.map_err(|source| AgnhostError::Bind { port: o.port, proto: "udp", source })?;
+        let sock = bind_udp(o.port)
+            .await
+            .map_err(|source| AgnhostError::Bind {
+                port: o.port,
+                proto: "udp",
+                source,
+            })?;
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -534,7 +675,13 @@ async fn serve_hostname(o: ServeHostnameOptions, shutdown: CancellationToken) ->
         });
     }
     if o.http {
-        let l = bind_tcp(o.port).await.map_err(|source| AgnhostError::Bind { port: o.port, proto: "tcp", source })?;
+        let l = bind_tcp(o.port)
+            .await
+            .map_err(|source| AgnhostError::Bind {
+                port: o.port,
+                proto: "tcp",
+                source,
+            })?;
         let (stop, close) = (stop.clone(), o.close);
         tokio::spawn(async move {
             loop {
@@ -542,14 +689,22 @@ async fn serve_hostname(o: ServeHostnameOptions, shutdown: CancellationToken) ->
                     _ = stop.cancelled() => return,
                     r = l.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
                 };
-                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
-                    let mut r = text(StatusCode::OK, hostname());
-                    if close {
-                        r.headers_mut().insert(hyper::header::CONNECTION, "close".parse().expect("static"));
-                    }
-                    Ok::<_, Infallible>(r)
-                });
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+                let svc = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        let mut r = text(StatusCode::OK, hostname());
+                        if close {
+                            r.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                "close".parse().expect("static"),
+                            );
+                        }
+                        Ok::<_, Infallible>(r)
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
             }
         });
     }

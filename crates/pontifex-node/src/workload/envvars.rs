@@ -89,7 +89,11 @@ pub fn env_name(s: &str) -> String {
 }
 
 fn is_ip_set(svc: &Service) -> bool {
-    let ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
+    let ip = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .unwrap_or("");
     !ip.is_empty() && ip != "None"
 }
 
@@ -97,7 +101,9 @@ fn is_ip_set(svc: &Service) -> bool {
 pub fn service_vars(svc: &Service) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let Some(spec) = &svc.spec else { return out };
-    let (Some(ip), Some(ports)) = (spec.cluster_ip.as_deref(), spec.ports.as_deref()) else { return out };
+    let (Some(ip), Some(ports)) = (spec.cluster_ip.as_deref(), spec.ports.as_deref()) else {
+        return out;
+    };
     if !is_ip_set(svc) || ports.is_empty() {
         return out;
     }
@@ -106,7 +112,10 @@ pub fn service_vars(svc: &Service) -> Vec<(String, String)> {
     out.push((format!("{prefix}_SERVICE_PORT"), ports[0].port.to_string()));
     for p in ports {
         if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            out.push((format!("{prefix}_SERVICE_PORT_{}", env_name(name)), p.port.to_string()));
+            out.push((
+                format!("{prefix}_SERVICE_PORT_{}", env_name(name)),
+                p.port.to_string(),
+            ));
         }
     }
     for (i, p) in ports.iter().enumerate() {
@@ -127,7 +136,11 @@ pub fn service_vars(svc: &Service) -> Vec<(String, String)> {
 
 /// The service variables a pod in `namespace` sees (`getServiceEnvVarMap`): `services` is every
 /// Service the agent knows, of any namespace.
-pub fn service_env(services: &[Service], namespace: &str, enable_service_links: bool) -> BTreeMap<String, String> {
+pub fn service_env(
+    services: &[Service],
+    namespace: &str,
+    enable_service_links: bool,
+) -> BTreeMap<String, String> {
     let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();
     for svc in services.iter().filter(|s| is_ip_set(s)) {
         let name = svc.metadata.name.as_deref().unwrap_or("");
@@ -136,9 +149,9 @@ pub fn service_env(services: &[Service], namespace: &str, enable_service_links: 
             // The master service always wins over a same-named Service of the pod's namespace.
             chosen.insert(name, svc);
         } else if ns == namespace && enable_service_links {
-            let master_taken = chosen
-                .get(name)
-                .is_some_and(|s| s.metadata.namespace.as_deref() == Some("default") && name == "kubernetes");
+            let master_taken = chosen.get(name).is_some_and(|s| {
+                s.metadata.namespace.as_deref() == Some("default") && name == "kubernetes"
+            });
             if !master_taken {
                 chosen.insert(name, svc);
             }
@@ -203,7 +216,8 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
 fn is_env_var_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
@@ -231,16 +245,26 @@ pub fn field_value(pod: &Pod, path: &str, addrs: &PodAddresses) -> Result<String
         "metadata.labels" => format_map(meta.labels.as_ref()),
         "metadata.annotations" => format_map(meta.annotations.as_ref()),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.podIP" => addrs.pod_ips.first().cloned().unwrap_or_default(),
         "status.podIPs" => addrs.pod_ips.join(","),
         "status.hostIP" => addrs.host_ips.first().cloned().unwrap_or_default(),
         "status.hostIPs" => addrs.host_ips.join(","),
         _ => {
             if let Some(key) = subscript(path, "metadata.labels") {
-                meta.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default()
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .cloned()
+                    .unwrap_or_default()
             } else if let Some(key) = subscript(path, "metadata.annotations") {
-                meta.annotations.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default()
+                meta.annotations
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 return Err(EnvError::UnsupportedField(path.to_string()));
             }
@@ -288,7 +312,11 @@ pub fn container_env(
     addrs: &PodAddresses,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let not_found = |kind, name: &str| EnvError::NotFound { kind, namespace: ns.to_string(), name: name.to_string() };
+    let not_found = |kind, name: &str| EnvError::NotFound {
+        kind,
+        namespace: ns.to_string(),
+        name: name.to_string(),
+    };
     let mut env = OrderedEnv::default();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or("");
@@ -320,7 +348,9 @@ pub fn container_env(
     for var in container.env.iter().flatten() {
         let value = var.value.as_deref().unwrap_or("");
         let resolved = if !value.is_empty() {
-            expand(value, |name| env.values.get(name).or_else(|| services.get(name)).cloned())
+            expand(value, |name| {
+                env.values.get(name).or_else(|| services.get(name)).cloned()
+            })
         } else if let Some(from) = &var.value_from {
             if let Some(f) = &from.field_ref {
                 field_value(pod, &f.field_path, addrs)?
@@ -371,8 +401,14 @@ pub fn container_env(
         services.remove(&var.name);
         env.set(var.name.clone(), resolved);
     }
-    let mut out: Vec<(String, String)> =
-        env.order.into_iter().map(|k| { let v = env.values[&k].clone(); (k, v) }).collect();
+    let mut out: Vec<(String, String)> = env
+        .order
+        .into_iter()
+        .map(|k| {
+            let v = env.values[&k].clone();
+            (k, v)
+        })
+        .collect();
     let declared: std::collections::HashSet<String> = out.iter().map(|(k, _)| k.clone()).collect();
     out.extend(services.into_iter().filter(|(k, _)| !declared.contains(k)));
     Ok(out)
@@ -380,7 +416,10 @@ pub fn container_env(
 
 /// What a container runtime adds: `HOSTNAME` (the pod's hostname) and `PATH` (normally from the image),
 /// unless the container set them.
-pub fn with_runtime_defaults(mut env: Vec<(String, String)>, hostname: &str) -> Vec<(String, String)> {
+pub fn with_runtime_defaults(
+    mut env: Vec<(String, String)>,
+    hostname: &str,
+) -> Vec<(String, String)> {
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.insert(0, ("HOSTNAME".into(), hostname.into()));
     }

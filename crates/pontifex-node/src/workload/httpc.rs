@@ -14,7 +14,10 @@ use hyper_util::rt::TokioIo;
 pub(crate) enum GetError {
     /// The TCP connection could not be made.
     #[error("dial tcp {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// The HTTP exchange failed (bad response, reset connection).
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
@@ -59,7 +62,9 @@ async fn get_inner(
     if !has_agent {
         req = req.header(hyper::header::USER_AGENT, "pontifex");
     }
-    let resp = sender.send_request(req.body(Empty::<Bytes>::new())?).await?;
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new())?)
+        .await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
     driver.abort();

@@ -50,9 +50,19 @@ pub fn log_path(container_dir: &Path, restart_count: i32) -> PathBuf {
 }
 
 /// Formats one entry, newline included.
-pub fn format_entry(time: jiff::Timestamp, stream: Stream, partial: bool, content: &[u8]) -> Vec<u8> {
+pub fn format_entry(
+    time: jiff::Timestamp,
+    stream: Stream,
+    partial: bool,
+    content: &[u8],
+) -> Vec<u8> {
     // RFC3339Nano as Go prints it: nanoseconds with trailing zeros trimmed, `Z` for UTC.
-    let mut out = format!("{time:.0} {} {} ", stream.as_str(), if partial { "P" } else { "F" }).into_bytes();
+    let mut out = format!(
+        "{time:.0} {} {} ",
+        stream.as_str(),
+        if partial { "P" } else { "F" }
+    )
+    .into_bytes();
     // jiff's `{:.0}` gives no fraction; add Go's trimmed nanoseconds before the Z.
     let nanos = time.subsec_nanosecond();
     if nanos != 0 {
@@ -80,7 +90,12 @@ pub fn parse_entry(line: &str) -> Option<LogLine> {
         "F" => false,
         _ => return None,
     };
-    Some(LogLine { time, stream, partial, content: parts.next().unwrap_or("").to_string() })
+    Some(LogLine {
+        time,
+        stream,
+        partial,
+        content: parts.next().unwrap_or("").to_string(),
+    })
 }
 
 /// Copies a process's output into `file` as log entries until the pipe closes.
@@ -101,12 +116,15 @@ pub(crate) async fn copy_stream(pipe: impl AsyncRead + Unpin, file: std::fs::Fil
         let mut chunks = line.chunks(MAX_ENTRY).peekable();
         if line.is_empty() {
             let _ = file.write_all(&format_entry(now, stream, false, b"")).await;
+            let _ = file.flush().await;
         }
         while let Some(chunk) = chunks.next() {
             // One write per entry: the file is opened O_APPEND, so stdout's and stderr's entries never
             // interleave inside a line.
             let entry = format_entry(now, stream, chunks.peek().is_some(), chunk);
-            if file.write_all(&entry).await.is_err() {
+            // tokio's File completes writes in the background; flush so readers (and `logs -f`) see
+            // every entry once the copy returns.
+            if file.write_all(&entry).await.is_err() || file.flush().await.is_err() {
                 return;
             }
         }

@@ -39,7 +39,10 @@ impl Program {
         match self {
             Program::Exec { argv } => argv.iter().map(OsString::from).collect(),
             Program::Builtin { args } => {
-                let mut v = vec![pontifex_bin.as_os_str().to_owned(), OsString::from(AGNHOST_SUBCOMMAND)];
+                let mut v = vec![
+                    pontifex_bin.as_os_str().to_owned(),
+                    OsString::from(AGNHOST_SUBCOMMAND),
+                ];
                 v.extend(args.iter().map(OsString::from));
                 v
             }
@@ -75,11 +78,15 @@ pub fn plan(container: &Container) -> Program {
             if all.is_empty() {
                 // agnhost without a subcommand prints its help and exits; a pod would crash-loop.
                 // Serving netexec's defaults is the useful reading.
-                return Program::Builtin { args: vec!["netexec".into()] };
+                return Program::Builtin {
+                    args: vec!["netexec".into()],
+                };
             }
             Program::Builtin { args: all }
         }
-        "pause" if command.is_empty() => Program::Builtin { args: vec!["pause".into()] },
+        "pause" if command.is_empty() => Program::Builtin {
+            args: vec!["pause".into()],
+        },
         _ if !command.is_empty() => {
             let mut argv = command;
             argv.extend(args);
@@ -104,7 +111,9 @@ fn default_server(container: &Container) -> Program {
     tcp.dedup();
     udp.dedup();
     if tcp.is_empty() && udp.is_empty() {
-        return Program::Builtin { args: vec!["pause".into()] };
+        return Program::Builtin {
+            args: vec!["pause".into()],
+        };
     }
     let mut args = vec!["netexec".to_string()];
     if tcp.is_empty() {

@@ -55,7 +55,9 @@ impl Timings {
     /// The timings of `probe`, defaulted as the API server does.
     pub fn of(probe: &Probe) -> Timings {
         Timings {
-            initial_delay: Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            initial_delay: Duration::from_secs(
+                probe.initial_delay_seconds.unwrap_or(0).max(0) as u64
+            ),
             period: secs(probe.period_seconds, 10),
             timeout: secs(probe.timeout_seconds, 1),
             success_threshold: probe.success_threshold.filter(|t| *t > 0).unwrap_or(1) as u32,
@@ -144,7 +146,11 @@ impl ProbeWorker {
             self.last_outcome = Some(success);
             self.run = 1;
         }
-        let threshold = if success { self.timings.success_threshold } else { self.timings.failure_threshold };
+        let threshold = if success {
+            self.timings.success_threshold
+        } else {
+            self.timings.failure_threshold
+        };
         if self.run < threshold {
             return ProbeEvent::None;
         }
@@ -164,7 +170,11 @@ impl ProbeWorker {
 
 /// Whether a container instance is ready, from its running state and its workers (the kubelet: no
 /// readiness probe means ready once started).
-pub fn container_ready(running: bool, startup: Option<&ProbeWorker>, readiness: Option<&ProbeWorker>) -> bool {
+pub fn container_ready(
+    running: bool,
+    startup: Option<&ProbeWorker>,
+    readiness: Option<&ProbeWorker>,
+) -> bool {
     let started = startup.is_none_or(ProbeWorker::result);
     running && started && readiness.is_none_or(ProbeWorker::result)
 }
@@ -216,7 +226,9 @@ pub enum ProbeError {
 
 fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, ProbeError> {
     match port {
-        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| ProbeError::UnknownPort(n.to_string())),
+        IntOrString::Int(n) => {
+            u16::try_from(*n).map_err(|_| ProbeError::UnknownPort(n.to_string()))
+        }
         IntOrString::String(name) => {
             if let Ok(n) = name.parse::<u16>() {
                 return Ok(n);
@@ -235,7 +247,10 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, ProbeE
 fn host_ip(host: Option<&str>, pod_ip: IpAddr) -> Result<IpAddr, ProbeError> {
     match host.filter(|h| !h.is_empty()) {
         None => Ok(pod_ip),
-        Some(h) => h.trim_matches(|c| c == '[' || c == ']').parse().map_err(|_| ProbeError::BadHost(h.to_string())),
+        Some(h) => h
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .map_err(|_| ProbeError::BadHost(h.to_string())),
     }
 }
 
@@ -248,7 +263,10 @@ pub fn check_for(
     env: &[(String, String)],
 ) -> Result<Check, ProbeError> {
     if let Some(h) = &probe.http_get {
-        if h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
+        if h.scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+        {
             return Err(ProbeError::Unsupported("httpGet with scheme HTTPS"));
         }
         let ip = host_ip(h.host.as_deref(), pod_ip)?;
@@ -258,8 +276,10 @@ pub fn check_for(
         if !path.starts_with('/') {
             path.insert(0, '/');
         }
-        let mut headers: Vec<(String, String)> =
-            vec![("User-Agent".into(), "kube-probe/1.33".into()), ("Accept".into(), "*/*".into())];
+        let mut headers: Vec<(String, String)> = vec![
+            ("User-Agent".into(), "kube-probe/1.33".into()),
+            ("Accept".into(), "*/*".into()),
+        ];
         let mut host = addr.to_string();
         for hh in h.http_headers.iter().flatten() {
             if hh.name.eq_ignore_ascii_case("host") {
@@ -269,18 +289,29 @@ pub fn check_for(
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&hh.name));
             headers.push((hh.name.clone(), hh.value.clone()));
         }
-        return Ok(Check::Http { addr, host, path, headers });
+        return Ok(Check::Http {
+            addr,
+            host,
+            path,
+            headers,
+        });
     }
     if let Some(t) = &probe.tcp_socket {
         let ip = host_ip(t.host.as_deref(), pod_ip)?;
-        return Ok(Check::Tcp { addr: SocketAddr::new(ip, resolve_port(&t.port, container)?) });
+        return Ok(Check::Tcp {
+            addr: SocketAddr::new(ip, resolve_port(&t.port, container)?),
+        });
     }
     if let Some(e) = &probe.exec {
         let argv = e.command.clone().unwrap_or_default();
         if argv.is_empty() {
             return Err(ProbeError::Unsupported("exec without a command"));
         }
-        return Ok(Check::Exec { argv, netns, env: env.to_vec() });
+        return Ok(Check::Exec {
+            argv,
+            netns,
+            env: env.to_vec(),
+        });
     }
     if probe.grpc.is_some() {
         return Err(ProbeError::Unsupported("grpc"));
@@ -291,17 +322,23 @@ pub fn check_for(
 /// Runs a check once within `timeout`: `true` on success.
 pub async fn run_check(check: &Check, timeout: Duration) -> bool {
     match check {
-        Check::Http { addr, host, path, headers } => {
-            match super::httpc::get(*addr, host, path, headers, timeout).await {
-                Ok((status, _)) => (200..400).contains(&status),
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "http probe failed");
-                    false
-                }
+        Check::Http {
+            addr,
+            host,
+            path,
+            headers,
+        } => match super::httpc::get(*addr, host, path, headers, timeout).await {
+            Ok((status, _)) => (200..400).contains(&status),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "http probe failed");
+                false
             }
-        }
+        },
         Check::Tcp { addr } => {
-            matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+            matches!(
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            )
         }
         Check::Exec { argv, netns, env } => {
             let spec = SpawnSpec {

@@ -104,13 +104,21 @@ impl From<ExitStatus> for Exit {
     fn from(s: ExitStatus) -> Self {
         match (s.code(), s.signal()) {
             (Some(code), _) => Exit { code, signal: None },
-            (None, Some(sig)) => Exit { code: 128 + sig, signal: Some(sig) },
-            (None, None) => Exit { code: 255, signal: None },
+            (None, Some(sig)) => Exit {
+                code: 128 + sig,
+                signal: Some(sig),
+            },
+            (None, None) => Exit {
+                code: 255,
+                signal: None,
+            },
         }
     }
 }
 
-fn build_command(spec: &SpawnSpec) -> Result<(tokio::process::Command, Option<std::fs::File>), ProcessError> {
+fn build_command(
+    spec: &SpawnSpec,
+) -> Result<(tokio::process::Command, Option<std::fs::File>), ProcessError> {
     let program = spec.argv.first().ok_or(ProcessError::EmptyCommand)?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&spec.argv[1..]).env_clear();
@@ -124,7 +132,10 @@ fn build_command(spec: &SpawnSpec) -> Result<(tokio::process::Command, Option<st
     }
     let netns = match &spec.netns {
         Some(path) => Some(
-            std::fs::File::open(path).map_err(|source| ProcessError::Netns { path: path.clone(), source })?,
+            std::fs::File::open(path).map_err(|source| ProcessError::Netns {
+                path: path.clone(),
+                source,
+            })?,
         ),
         None => None,
     };
@@ -166,14 +177,20 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Process, ProcessError> {
     let log = match &spec.log_path {
         Some(path) => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| ProcessError::Log { path: path.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| ProcessError::Log {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             let open = || {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|source| ProcessError::Log { path: path.clone(), source })
+                    .map_err(|source| ProcessError::Log {
+                        path: path.clone(),
+                        source,
+                    })
             };
             Some((open()?, open()?))
         }
@@ -185,19 +202,33 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Process, ProcessError> {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
     let program = spec.argv[0].clone();
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn { program, source })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| ProcessError::Spawn { program, source })?;
     drop(netns);
     let pid = child.id().unwrap_or(0);
     let mut log_tasks = Vec::new();
     if let Some((out_file, err_file)) = log {
         if let Some(out) = child.stdout.take() {
-            log_tasks.push(tokio::spawn(logs::copy_stream(out, out_file, logs::Stream::Stdout)));
+            log_tasks.push(tokio::spawn(logs::copy_stream(
+                out,
+                out_file,
+                logs::Stream::Stdout,
+            )));
         }
         if let Some(err) = child.stderr.take() {
-            log_tasks.push(tokio::spawn(logs::copy_stream(err, err_file, logs::Stream::Stderr)));
+            log_tasks.push(tokio::spawn(logs::copy_stream(
+                err,
+                err_file,
+                logs::Stream::Stderr,
+            )));
         }
     }
-    Ok(Process { child, pid, log_tasks })
+    Ok(Process {
+        child,
+        pid,
+        log_tasks,
+    })
 }
 
 impl Process {
@@ -214,7 +245,14 @@ impl Process {
     /// Waits for the process to exit, then kills whatever is left of its group (as a container's
     /// processes die with its init) and lets the log copiers drain.
     pub async fn wait(&mut self) -> Result<Exit, ProcessError> {
-        let status = self.child.wait().await.map_err(|source| ProcessError::Wait { pid: self.pid, source })?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|source| ProcessError::Wait {
+                pid: self.pid,
+                source,
+            })?;
         signal_group(self.pid, libc::SIGKILL);
         for t in self.log_tasks.drain(..) {
             let _ = t.await;
@@ -240,7 +278,9 @@ impl Process {
 }
 
 fn signal_group(pid: u32, signal: i32) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else { return };
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
     if pgid <= 1 {
         return; // never signal "every process" (-1) or our own group (0)
     }
@@ -266,10 +306,19 @@ pub struct Output {
 /// timeout the group is killed. Used by exec probes and `pontifex exec`.
 pub async fn run(spec: &SpawnSpec, timeout: Duration) -> Result<Output, ProcessError> {
     let (mut cmd, netns) = build_command(spec)?;
-    let (reader, writer) = std::io::pipe().map_err(|source| ProcessError::Spawn { program: spec.argv[0].clone(), source })?;
-    let writer2 = writer.try_clone().map_err(|source| ProcessError::Spawn { program: spec.argv[0].clone(), source })?;
+    let (reader, writer) = std::io::pipe().map_err(|source| ProcessError::Spawn {
+        program: spec.argv[0].clone(),
+        source,
+    })?;
+    let writer2 = writer.try_clone().map_err(|source| ProcessError::Spawn {
+        program: spec.argv[0].clone(),
+        source,
+    })?;
     cmd.stdout(writer).stderr(writer2);
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.argv[0].clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: spec.argv[0].clone(),
+        source,
+    })?;
     drop(cmd); // closes our copies of the pipe's write end
     drop(netns);
     let pid = child.id().unwrap_or(0);
@@ -287,7 +336,10 @@ pub async fn run(spec: &SpawnSpec, timeout: Duration) -> Result<Output, ProcessE
             let status = status.map_err(|source| ProcessError::Wait { pid, source })?;
             signal_group(pid, libc::SIGKILL);
             let output = read.await.unwrap_or_default();
-            Ok(Output { exit: status.into(), output })
+            Ok(Output {
+                exit: status.into(),
+                output,
+            })
         }
         Err(_) => {
             signal_group(pid, libc::SIGKILL);

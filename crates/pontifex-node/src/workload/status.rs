@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -62,7 +62,11 @@ pub fn go_duration(d: Duration) -> String {
     let whole = d.as_secs();
     let (h, m) = (whole / 3600, (whole % 3600) / 60);
     let s = secs - (h * 3600 + m * 60) as f64;
-    let s = if s.fract() == 0.0 { format!("{}s", s as u64) } else { format!("{}s", s) };
+    let s = if s.fract() == 0.0 {
+        format!("{}s", s as u64)
+    } else {
+        format!("{}s", s)
+    };
     match (h, m) {
         (0, 0) => s,
         (0, m) => format!("{m}m{s}"),
@@ -87,12 +91,20 @@ fn terminated(t: &Termination) -> ApiState {
 
 fn waiting(reason: &str, message: Option<String>) -> ApiState {
     ApiState {
-        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message }),
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
         ..Default::default()
     }
 }
 
-fn container_status(pod: &Pod, name: &str, image: &str, view: Option<&ContainerView>) -> ContainerStatus {
+fn container_status(
+    pod: &Pod,
+    name: &str,
+    image: &str,
+    view: Option<&ContainerView>,
+) -> ContainerStatus {
     let mut cs = ContainerStatus {
         name: name.into(),
         image: image.into(),
@@ -112,7 +124,9 @@ fn container_status(pod: &Pod, name: &str, image: &str, view: Option<&ContainerV
         Phase::Running { id, started_at, .. } => {
             cs.container_id = Some(id.clone());
             cs.state = Some(ApiState {
-                running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(*started_at)),
+                }),
                 ..Default::default()
             });
             cs.last_state = last.map(terminated);
@@ -154,7 +168,11 @@ fn phase(statuses: &[ContainerStatus], policy: RestartPolicy) -> &'static str {
             if t.exit_code == 0 {
                 succeeded += 1;
             }
-        } else if cs.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+        } else if cs
+            .last_state
+            .as_ref()
+            .is_some_and(|l| l.terminated.is_some())
+        {
             stopped += 1; // waiting to restart after a run
         } else {
             waiting_n += 1;
@@ -188,7 +206,10 @@ fn condition(
     message: Option<String>,
 ) -> PodCondition {
     let status = if status { "True" } else { "False" };
-    let kept = old.iter().find(|c| c.type_ == type_ && c.status == status).and_then(|c| c.last_transition_time.clone());
+    let kept = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone());
     PodCondition {
         type_: type_.into(),
         status: status.into(),
@@ -211,11 +232,22 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     let statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(pod, &c.name, c.image.as_deref().unwrap_or(""), input.containers.get(&c.name)))
+        .map(|c| {
+            container_status(
+                pod,
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                input.containers.get(&c.name),
+            )
+        })
         .collect();
     let phase = phase(&statuses, policy);
 
-    let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
     let now = input.now;
     let completed = phase == "Succeeded";
     let (cr_ok, cr_reason, cr_message) = if completed {
@@ -223,14 +255,25 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     } else if unready.is_empty() {
         (true, None, None)
     } else {
-        (false, Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
+        (
+            false,
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        )
     };
     let gates_unready: Vec<&str> = spec
         .readiness_gates
         .iter()
         .flatten()
         .map(|g| g.condition_type.as_str())
-        .filter(|t| !old_conditions.iter().any(|c| &c.type_ == t && c.status == "True"))
+        .filter(|t| {
+            !old_conditions
+                .iter()
+                .any(|c| &c.type_ == t && c.status == "True")
+        })
         .collect();
     let (ready_ok, ready_reason, ready_message) = if !cr_ok || gates_unready.is_empty() {
         (cr_ok, cr_reason, cr_message.clone())
@@ -238,27 +281,70 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         (
             false,
             Some("ReadinessGatesNotReady"),
-            Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gates_unready[0])),
+            Some(format!(
+                "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                gates_unready[0]
+            )),
         )
     };
 
     let mut conditions = vec![
-        condition(&old_conditions, now, "PodReadyToStartContainers", input.sandbox_ready, None, None),
+        condition(
+            &old_conditions,
+            now,
+            "PodReadyToStartContainers",
+            input.sandbox_ready,
+            None,
+            None,
+        ),
         condition(&old_conditions, now, "Initialized", true, None, None),
-        condition(&old_conditions, now, "Ready", ready_ok, ready_reason, ready_message),
-        condition(&old_conditions, now, "ContainersReady", cr_ok, cr_reason, cr_message),
+        condition(
+            &old_conditions,
+            now,
+            "Ready",
+            ready_ok,
+            ready_reason,
+            ready_message,
+        ),
+        condition(
+            &old_conditions,
+            now,
+            "ContainersReady",
+            cr_ok,
+            cr_reason,
+            cr_message,
+        ),
     ];
     match old_conditions.iter().find(|c| c.type_ == "PodScheduled") {
         Some(c) => conditions.push(c.clone()),
-        None => conditions.push(condition(&old_conditions, now, "PodScheduled", true, None, None)),
+        None => conditions.push(condition(
+            &old_conditions,
+            now,
+            "PodScheduled",
+            true,
+            None,
+            None,
+        )),
     }
     // Conditions written by others (readiness gates' own types) are kept as they are.
-    let ours = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"];
-    conditions.extend(old_conditions.iter().filter(|c| !ours.contains(&c.type_.as_str())).cloned());
+    let ours = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    conditions.extend(
+        old_conditions
+            .iter()
+            .filter(|c| !ours.contains(&c.type_.as_str()))
+            .cloned(),
+    );
 
     let best_effort = spec.containers.iter().all(|c| {
         c.resources.as_ref().is_none_or(|r| {
-            r.requests.as_ref().is_none_or(|m| m.is_empty()) && r.limits.as_ref().is_none_or(|m| m.is_empty())
+            r.requests.as_ref().is_none_or(|m| m.is_empty())
+                && r.limits.as_ref().is_none_or(|m| m.is_empty())
         })
     });
 
@@ -267,12 +353,30 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         conditions: Some(conditions),
         container_statuses: Some(statuses),
         pod_ip: input.pod_ips.first().cloned(),
-        pod_ips: (!input.pod_ips.is_empty()).then(|| input.pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
+        pod_ips: (!input.pod_ips.is_empty()).then(|| {
+            input
+                .pod_ips
+                .iter()
+                .map(|ip| PodIP { ip: ip.clone() })
+                .collect()
+        }),
         host_ip: input.host_ips.first().cloned(),
-        host_ips: (!input.host_ips.is_empty())
-            .then(|| input.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()),
+        host_ips: (!input.host_ips.is_empty()).then(|| {
+            input
+                .host_ips
+                .iter()
+                .map(|ip| HostIP { ip: ip.clone() })
+                .collect()
+        }),
         start_time: old.start_time.clone().or(Some(Time(now))),
-        qos_class: Some(if best_effort { "BestEffort" } else { "Burstable" }.into()),
+        qos_class: Some(
+            if best_effort {
+                "BestEffort"
+            } else {
+                "Burstable"
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }

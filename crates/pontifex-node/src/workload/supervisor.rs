@@ -56,7 +56,10 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        BackoffConfig { base: Duration::from_secs(10), cap: Duration::from_secs(300) }
+        BackoffConfig {
+            base: Duration::from_secs(10),
+            cap: Duration::from_secs(300),
+        }
     }
 }
 
@@ -73,7 +76,10 @@ pub struct Backoff {
 impl Backoff {
     /// A back-off with no history.
     pub fn new(config: BackoffConfig) -> Self {
-        Backoff { config, entry: None }
+        Backoff {
+            config,
+            entry: None,
+        }
     }
 
     fn expired(&self, at: Instant, last: Instant) -> bool {
@@ -172,7 +178,10 @@ pub struct ContainerConfig {
 
 enum Command {
     Restart,
-    Stop { grace: Duration, done: oneshot::Sender<()> },
+    Stop {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A running container supervisor (a tokio task). Dropping it leaves the task running; call
@@ -186,10 +195,17 @@ pub struct Container {
 impl Container {
     /// Starts the supervisor (must be called inside a tokio runtime).
     pub fn start(config: ContainerConfig) -> Container {
-        let (tx, rx) = watch::channel(ContainerState { phase: Phase::Creating, restart_count: 0, last_termination: None });
+        let (tx, rx) = watch::channel(ContainerState {
+            phase: Phase::Creating,
+            restart_count: 0,
+            last_termination: None,
+        });
         let (ctx, crx) = mpsc::channel(8);
         tokio::spawn(supervise(config, tx, crx));
-        Container { state: rx, commands: ctx }
+        Container {
+            state: rx,
+            commands: ctx,
+        }
     }
 
     /// The state, updated on every change.
@@ -206,7 +222,12 @@ impl Container {
     /// Stops the container (SIGTERM, SIGKILL after `grace`) and ends the supervisor. Returns the final state.
     pub async fn stop(self, grace: Duration) -> ContainerState {
         let (done, wait) = oneshot::channel();
-        if self.commands.send(Command::Stop { grace, done }).await.is_ok() {
+        if self
+            .commands
+            .send(Command::Stop { grace, done })
+            .await
+            .is_ok()
+        {
             let _ = wait.await;
         }
         self.state.borrow().clone()
@@ -225,7 +246,11 @@ fn termination(id: String, exit: Exit, started_at: jiff::Timestamp) -> Terminati
     }
 }
 
-async fn supervise(config: ContainerConfig, state: watch::Sender<ContainerState>, mut commands: mpsc::Receiver<Command>) {
+async fn supervise(
+    config: ContainerConfig,
+    state: watch::Sender<ContainerState>,
+    mut commands: mpsc::Receiver<Command>,
+) {
     let mut backoff = Backoff::new(config.backoff);
     let mut restart_count = 0;
     loop {
@@ -237,7 +262,14 @@ async fn supervise(config: ContainerConfig, state: watch::Sender<ContainerState>
         let ended = match process::spawn(&spec) {
             Err(e) => {
                 tracing::warn!(container = %id, error = %e, "container failed to start");
-                let mut t = termination(id, Exit { code: 128, signal: None }, started_at);
+                let mut t = termination(
+                    id,
+                    Exit {
+                        code: 128,
+                        signal: None,
+                    },
+                    started_at,
+                );
                 t.reason = "StartError".into();
                 t.message = Some(e.to_string());
                 t
@@ -245,7 +277,12 @@ async fn supervise(config: ContainerConfig, state: watch::Sender<ContainerState>
             Ok(mut proc) => {
                 let pid = proc.pid();
                 state.send_modify(|s| {
-                    s.phase = Phase::Running { id: id.clone(), pid, started_at, started };
+                    s.phase = Phase::Running {
+                        id: id.clone(),
+                        pid,
+                        started_at,
+                        started,
+                    };
                     s.restart_count = restart_count;
                 });
                 let exit = tokio::select! {
@@ -265,7 +302,10 @@ async fn supervise(config: ContainerConfig, state: watch::Sender<ContainerState>
                         None => proc.wait().await,
                     },
                 };
-                let exit = exit.unwrap_or(Exit { code: 255, signal: None });
+                let exit = exit.unwrap_or(Exit {
+                    code: 255,
+                    signal: None,
+                });
                 termination(id, exit, started_at)
             }
         };

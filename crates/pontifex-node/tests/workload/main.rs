@@ -17,9 +17,17 @@ impl Netns {
     pub(crate) fn new(tag: &str) -> Netns {
         let name = format!("t{}-{tag}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().unwrap().success();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "ip netns add {name}");
-        let ok = Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]).status().unwrap().success();
+        let ok = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "lo up in {name}");
         Netns { name }
     }
@@ -31,6 +39,8 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }

@@ -2,7 +2,9 @@ use std::time::{Duration, Instant};
 
 use pontifex_node::workload::logs::{self, LogLine, Stream};
 use pontifex_node::workload::process::{self, SpawnSpec};
-use pontifex_node::workload::supervisor::{BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy};
+use pontifex_node::workload::supervisor::{
+    BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
+};
 
 use super::Netns;
 
@@ -16,7 +18,9 @@ async fn a_command_runs_in_the_pod_netns_with_the_pod_hostname_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("0.log");
     let spec = SpawnSpec {
-        argv: sh("hostname; echo \"$GREETING\"; echo oops >&2; ls /proc/self/ns/net -l | sed 's/.*-> //'; pwd"),
+        argv: sh(
+            "hostname; echo \"$GREETING\"; echo oops >&2; ls /proc/self/ns/net -l | sed 's/.*-> //'; pwd",
+        ),
         env: vec![("GREETING".into(), "hello pod".into())],
         working_dir: Some(dir.path().to_path_buf()),
         netns: Some(ns.path()),
@@ -28,7 +32,11 @@ async fn a_command_runs_in_the_pod_netns_with_the_pod_hostname_and_logs() {
     assert_eq!(exit.code, 0);
     let raw = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<LogLine> = raw.lines().map(|l| logs::parse_entry(l).unwrap()).collect();
-    let out: Vec<&str> = lines.iter().filter(|l| l.stream == Stream::Stdout).map(|l| l.content.as_str()).collect();
+    let out: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stream == Stream::Stdout)
+        .map(|l| l.content.as_str())
+        .collect();
     assert_eq!(out[0], "web-7d4b9-abcde");
     assert_eq!(out[1], "hello pod");
     // The child's network namespace is the test's, not ours.
@@ -39,32 +47,65 @@ async fn a_command_runs_in_the_pod_netns_with_the_pod_hostname_and_logs() {
     assert_eq!(out[2], format!("net:[{ns_ino}]"));
     assert_ne!(out[2], ours.to_string_lossy());
     assert_eq!(out[3], dir.path().to_string_lossy());
-    assert!(lines.iter().any(|l| l.stream == Stream::Stderr && l.content == "oops" && !l.partial));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == Stream::Stderr && l.content == "oops" && !l.partial)
+    );
     // Our own hostname is untouched.
-    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "web-7d4b9-abcde");
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        "web-7d4b9-abcde"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_netns_or_program_is_an_error() {
-    let spec = SpawnSpec { argv: sh("true"), netns: Some("/run/netns/does-not-exist-pontifex".into()), ..Default::default() };
-    assert!(matches!(process::spawn(&spec), Err(process::ProcessError::Netns { .. })));
-    let spec = SpawnSpec { argv: vec!["no-such-program-pontifex".into()], ..Default::default() };
-    assert!(matches!(process::spawn(&spec), Err(process::ProcessError::Spawn { .. })));
+    let spec = SpawnSpec {
+        argv: sh("true"),
+        netns: Some("/run/netns/does-not-exist-pontifex".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        process::spawn(&spec),
+        Err(process::ProcessError::Netns { .. })
+    ));
+    let spec = SpawnSpec {
+        argv: vec!["no-such-program-pontifex".into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        process::spawn(&spec),
+        Err(process::ProcessError::Spawn { .. })
+    ));
 }
 
 #[tokio::test]
 async fn graceful_stop_escalates_to_sigkill() {
-    let spec = SpawnSpec { argv: sh("trap '' TERM; while true; do sleep 0.05; done"), ..Default::default() };
+    let spec = SpawnSpec {
+        argv: sh("trap '' TERM; while true; do sleep 0.05; done"),
+        ..Default::default()
+    };
     let mut p = process::spawn(&spec).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // let the trap be installed
     let t = Instant::now();
     let exit = p.stop(Duration::from_millis(500)).await.unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(500), "stopped before the grace period: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "stopped before the grace period: {:?}",
+        t.elapsed()
+    );
     assert_eq!(exit.signal, Some(libc::SIGKILL));
     assert_eq!(exit.code, 137);
 
     // A program that honours SIGTERM ends at once with 143.
-    let mut p = process::spawn(&SpawnSpec { argv: vec!["sleep".into(), "30".into()], ..Default::default() }).unwrap();
+    let mut p = process::spawn(&SpawnSpec {
+        argv: vec!["sleep".into(), "30".into()],
+        ..Default::default()
+    })
+    .unwrap();
     let t = Instant::now();
     let exit = p.stop(Duration::from_secs(10)).await.unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -73,21 +114,40 @@ async fn graceful_stop_escalates_to_sigkill() {
 
 #[tokio::test]
 async fn run_captures_output_and_times_out() {
-    let out = process::run(&SpawnSpec { argv: sh("echo a; echo b >&2; exit 3"), ..Default::default() }, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let out = process::run(
+        &SpawnSpec {
+            argv: sh("echo a; echo b >&2; exit 3"),
+            ..Default::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.exit.code, 3);
     assert_eq!(String::from_utf8_lossy(&out.output), "a\nb\n");
-    let r = process::run(&SpawnSpec { argv: sh("sleep 10"), ..Default::default() }, Duration::from_millis(200)).await;
+    let r = process::run(
+        &SpawnSpec {
+            argv: sh("sleep 10"),
+            ..Default::default()
+        },
+        Duration::from_millis(200),
+    )
+    .await;
     assert!(matches!(r, Err(process::ProcessError::Timeout(_))));
 }
 
 fn config(dir: &std::path::Path, script: &str, policy: RestartPolicy) -> ContainerConfig {
     ContainerConfig {
-        spawn: SpawnSpec { argv: sh(script), ..Default::default() },
+        spawn: SpawnSpec {
+            argv: sh(script),
+            ..Default::default()
+        },
         log_dir: dir.to_path_buf(),
         restart_policy: policy,
-        backoff: BackoffConfig { base: Duration::from_millis(200), cap: Duration::from_millis(800) },
+        backoff: BackoffConfig {
+            base: Duration::from_millis(200),
+            cap: Duration::from_millis(800),
+        },
         id_prefix: "pontifex://uid/c".into(),
         restart_grace: Duration::from_secs(1),
     }
@@ -96,7 +156,11 @@ fn config(dir: &std::path::Path, script: &str, policy: RestartPolicy) -> Contain
 #[tokio::test]
 async fn a_crashing_command_is_restarted_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Container::start(config(dir.path(), "echo run; exit 2", RestartPolicy::Always));
+    let c = Container::start(config(
+        dir.path(),
+        "echo run; exit 2",
+        RestartPolicy::Always,
+    ));
     let mut rx = c.state();
     let t0 = Instant::now();
     let mut seen_backoff = Vec::new();
@@ -105,7 +169,9 @@ async fn a_crashing_command_is_restarted_with_backoff() {
         rx.changed().await.unwrap();
         let s = rx.borrow().clone();
         match s.phase {
-            Phase::Running { .. } if starts.len() as i32 == s.restart_count => starts.push(t0.elapsed()),
+            Phase::Running { .. } if starts.len() as i32 == s.restart_count => {
+                starts.push(t0.elapsed())
+            }
             Phase::BackOff { delay } => {
                 assert_eq!(s.last_termination.as_ref().unwrap().exit_code, 2);
                 assert_eq!(s.last_termination.as_ref().unwrap().reason, "Error");
@@ -150,9 +216,20 @@ async fn restart_policies_on_success_and_failure() {
         })
         .await
         .unwrap();
-        assert_eq!(matches!(s.phase, Phase::BackOff { .. }), restarts, "{policy:?} {script}");
+        assert_eq!(
+            matches!(s.phase, Phase::BackOff { .. }),
+            restarts,
+            "{policy:?} {script}"
+        );
         let t = s.last_termination.unwrap();
-        assert_eq!(t.reason, if script == "exit 0" { "Completed" } else { "Error" });
+        assert_eq!(
+            t.reason,
+            if script == "exit 0" {
+                "Completed"
+            } else {
+                "Error"
+            }
+        );
         c.stop(Duration::from_secs(1)).await;
     }
 }
@@ -162,13 +239,18 @@ async fn a_liveness_restart_kills_and_starts_again() {
     let dir = tempfile::tempdir().unwrap();
     let c = Container::start(config(dir.path(), "exec sleep 30", RestartPolicy::Always));
     let mut rx = c.state();
-    rx.wait_for(|s| matches!(s.phase, Phase::Running { .. })).await.unwrap();
-    c.restart().await;
-    let s = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.restart_count == 1 && matches!(s.phase, Phase::Running { .. })))
+    rx.wait_for(|s| matches!(s.phase, Phase::Running { .. }))
         .await
-        .unwrap()
-        .unwrap()
-        .clone();
+        .unwrap();
+    c.restart().await;
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| s.restart_count == 1 && matches!(s.phase, Phase::Running { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
     assert_eq!(s.last_termination.unwrap().exit_code, 143);
     let end = c.stop(Duration::from_secs(1)).await;
     assert_eq!(end.phase, Phase::Exited);

@@ -2,8 +2,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, Container, EnvFromSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, Pod, PodSpec, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec,
+    ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, Container, EnvFromSource, EnvVar,
+    EnvVarSource, ObjectFieldSelector, Pod, PodSpec, Secret, SecretKeySelector, Service,
+    ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -11,7 +12,11 @@ use super::*;
 
 fn svc(ns: &str, name: &str, ip: &str, ports: &[(Option<&str>, i32, &str)]) -> Service {
     Service {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(ns.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
         spec: Some(ServiceSpec {
             cluster_ip: Some(ip.into()),
             ports: Some(
@@ -34,12 +39,41 @@ fn svc(ns: &str, name: &str, ip: &str, ports: &[(Option<&str>, i32, &str)]) -> S
 /// The Services behind seed 002's `docker inspect` output (its pod runs in kube-system).
 fn seed_services() -> Vec<Service> {
     vec![
-        svc("default", "kubernetes", "10.0.0.1", &[(Some("https"), 443, "TCP")]),
+        svc(
+            "default",
+            "kubernetes",
+            "10.0.0.1",
+            &[(Some("https"), 443, "TCP")],
+        ),
         svc("default", "service-test", "None", &[(None, 4330, "TCP")]),
-        svc("kube-system", "kube-dns", "10.0.0.2", &[(Some("dns"), 53, "UDP"), (Some("dns-tcp"), 53, "TCP"), (Some("metrics"), 9153, "TCP")]),
-        svc("kube-system", "kubernetes-dashboard", "10.0.65.81", &[(None, 443, "TCP")]),
-        svc("kube-system", "tiller-deploy", "10.0.34.221", &[(Some("tiller"), 44134, "TCP")]),
-        svc("kube-system", "service-test", "10.0.46.79", &[(Some("work"), 6180, "TCP")]),
+        svc(
+            "kube-system",
+            "kube-dns",
+            "10.0.0.2",
+            &[
+                (Some("dns"), 53, "UDP"),
+                (Some("dns-tcp"), 53, "TCP"),
+                (Some("metrics"), 9153, "TCP"),
+            ],
+        ),
+        svc(
+            "kube-system",
+            "kubernetes-dashboard",
+            "10.0.65.81",
+            &[(None, 443, "TCP")],
+        ),
+        svc(
+            "kube-system",
+            "tiller-deploy",
+            "10.0.34.221",
+            &[(Some("tiller"), 44134, "TCP")],
+        ),
+        svc(
+            "kube-system",
+            "service-test",
+            "10.0.46.79",
+            &[(Some("work"), 6180, "TCP")],
+        ),
         svc("other", "elsewhere", "10.0.9.9", &[(None, 80, "TCP")]),
     ]
 }
@@ -58,7 +92,11 @@ fn seed_002_environment_exactly() {
 #[test]
 fn service_links_off_keeps_only_the_master_service() {
     let env = service_env(&seed_services(), "kube-system", false);
-    assert!(env.keys().all(|k| k.starts_with("KUBERNETES_") && !k.starts_with("KUBERNETES_DASHBOARD")), "{env:?}");
+    assert!(
+        env.keys()
+            .all(|k| k.starts_with("KUBERNETES_") && !k.starts_with("KUBERNETES_DASHBOARD")),
+        "{env:?}"
+    );
     assert_eq!(env.len(), 8);
 }
 
@@ -68,7 +106,10 @@ fn headless_and_ipless_services_give_nothing_and_master_wins() {
     services.push(svc("default", "no-ip", "", &[(None, 1, "TCP")]));
     services.push(svc("team", "kubernetes", "10.0.99.1", &[(None, 80, "TCP")]));
     let env = service_env(&services, "default", true);
-    assert!(!env.keys().any(|k| k.starts_with("SERVICE_TEST") || k.starts_with("NO_IP")));
+    assert!(
+        !env.keys()
+            .any(|k| k.starts_with("SERVICE_TEST") || k.starts_with("NO_IP"))
+    );
     let team = service_env(&services, "team", true);
     assert_eq!(team["KUBERNETES_SERVICE_HOST"], "10.0.0.1");
 }
@@ -102,7 +143,13 @@ struct Objects;
 impl ObjectLookup for Objects {
     fn config_map(&self, ns: &str, name: &str) -> Option<ConfigMap> {
         (ns == "web" && name == "cfg").then(|| ConfigMap {
-            data: Some([("mode".to_string(), "fast".to_string()), ("1bad".to_string(), "x".to_string())].into()),
+            data: Some(
+                [
+                    ("mode".to_string(), "fast".to_string()),
+                    ("1bad".to_string(), "x".to_string()),
+                ]
+                .into(),
+            ),
             ..Default::default()
         })
     }
@@ -115,15 +162,29 @@ impl ObjectLookup for Objects {
 }
 
 fn var(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 fn from(name: &str, source: EnvVarSource) -> EnvVar {
-    EnvVar { name: name.into(), value_from: Some(source), ..Default::default() }
+    EnvVar {
+        name: name.into(),
+        value_from: Some(source),
+        ..Default::default()
+    }
 }
 
 fn field(path: &str) -> EnvVarSource {
-    EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }), ..Default::default() }
+    EnvVarSource {
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn pod() -> Pod {
@@ -132,24 +193,43 @@ fn pod() -> Pod {
             name: Some("web-1".into()),
             namespace: Some("web".into()),
             uid: Some("u-1".into()),
-            labels: Some([("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())].into()),
+            labels: Some(
+                [
+                    ("app".to_string(), "web".to_string()),
+                    ("tier".to_string(), "fe".to_string()),
+                ]
+                .into(),
+            ),
             ..Default::default()
         },
-        spec: Some(PodSpec { node_name: Some("node-a".into()), service_account_name: Some("sa".into()), ..Default::default() }),
+        spec: Some(PodSpec {
+            node_name: Some("node-a".into()),
+            service_account_name: Some("sa".into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 #[test]
 fn container_env_resolves_every_source_in_order() {
-    let addrs = PodAddresses { pod_ips: vec!["10.244.1.5".into(), "fd00::5".into()], host_ips: vec!["172.31.0.2".into()] };
-    let services: BTreeMap<String, String> =
-        [("WEB_SERVICE_HOST".to_string(), "10.96.0.9".to_string()), ("OVERRIDDEN".to_string(), "svc".to_string())].into();
+    let addrs = PodAddresses {
+        pod_ips: vec!["10.244.1.5".into(), "fd00::5".into()],
+        host_ips: vec!["172.31.0.2".into()],
+    };
+    let services: BTreeMap<String, String> = [
+        ("WEB_SERVICE_HOST".to_string(), "10.96.0.9".to_string()),
+        ("OVERRIDDEN".to_string(), "svc".to_string()),
+    ]
+    .into();
     let c = Container {
         name: "c".into(),
         env_from: Some(vec![EnvFromSource {
             prefix: Some("CFG_".into()),
-            config_map_ref: Some(ConfigMapEnvSource { name: "cfg".into(), optional: None }),
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: "cfg".into(),
+                optional: None,
+            }),
             ..Default::default()
         }]),
         env: Some(vec![
@@ -170,21 +250,33 @@ fn container_env_resolves_every_source_in_order() {
             from(
                 "MODE",
                 EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector { name: "cfg".into(), key: "mode".into(), optional: None }),
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: "cfg".into(),
+                        key: "mode".into(),
+                        optional: None,
+                    }),
                     ..Default::default()
                 },
             ),
             from(
                 "PASS",
                 EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector { name: "creds".into(), key: "password".into(), optional: None }),
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "creds".into(),
+                        key: "password".into(),
+                        optional: None,
+                    }),
                     ..Default::default()
                 },
             ),
             from(
                 "MAYBE",
                 EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector { name: "creds".into(), key: "nope".into(), optional: Some(true) }),
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "creds".into(),
+                        key: "nope".into(),
+                        optional: Some(true),
+                    }),
                     ..Default::default()
                 },
             ),
@@ -227,19 +319,53 @@ fn container_env_resolves_every_source_in_order() {
 fn missing_objects_fail_unless_optional() {
     let c = |sel: ConfigMapKeySelector| Container {
         name: "c".into(),
-        env: Some(vec![from("X", EnvVarSource { config_map_key_ref: Some(sel), ..Default::default() })]),
+        env: Some(vec![from(
+            "X",
+            EnvVarSource {
+                config_map_key_ref: Some(sel),
+                ..Default::default()
+            },
+        )]),
         ..Default::default()
     };
     let empty = BTreeMap::new();
     let addrs = PodAddresses::default();
-    let missing = ConfigMapKeySelector { name: "nope".into(), key: "k".into(), optional: None };
-    assert!(matches!(container_env(&pod(), &c(missing), &empty, &Objects, &addrs), Err(EnvError::NotFound { .. })));
-    let optional = ConfigMapKeySelector { name: "nope".into(), key: "k".into(), optional: Some(true) };
-    assert_eq!(container_env(&pod(), &c(optional), &empty, &Objects, &addrs).unwrap(), vec![]);
-    let no_key = ConfigMapKeySelector { name: "cfg".into(), key: "k".into(), optional: None };
-    assert!(matches!(container_env(&pod(), &c(no_key), &empty, &Objects, &addrs), Err(EnvError::MissingKey { .. })));
-    let bad_field = Container { name: "c".into(), env: Some(vec![from("X", field("spec.hostname"))]), ..Default::default() };
-    assert!(matches!(container_env(&pod(), &bad_field, &empty, &NoObjects, &addrs), Err(EnvError::UnsupportedField(_))));
+    let missing = ConfigMapKeySelector {
+        name: "nope".into(),
+        key: "k".into(),
+        optional: None,
+    };
+    assert!(matches!(
+        container_env(&pod(), &c(missing), &empty, &Objects, &addrs),
+        Err(EnvError::NotFound { .. })
+    ));
+    let optional = ConfigMapKeySelector {
+        name: "nope".into(),
+        key: "k".into(),
+        optional: Some(true),
+    };
+    assert_eq!(
+        container_env(&pod(), &c(optional), &empty, &Objects, &addrs).unwrap(),
+        vec![]
+    );
+    let no_key = ConfigMapKeySelector {
+        name: "cfg".into(),
+        key: "k".into(),
+        optional: None,
+    };
+    assert!(matches!(
+        container_env(&pod(), &c(no_key), &empty, &Objects, &addrs),
+        Err(EnvError::MissingKey { .. })
+    ));
+    let bad_field = Container {
+        name: "c".into(),
+        env: Some(vec![from("X", field("spec.hostname"))]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        container_env(&pod(), &bad_field, &empty, &NoObjects, &addrs),
+        Err(EnvError::UnsupportedField(_))
+    ));
 }
 
 #[test]

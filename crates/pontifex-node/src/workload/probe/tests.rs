@@ -22,7 +22,16 @@ fn probe(delay: i32, period: i32, success: i32, failure: i32) -> Probe {
 #[test]
 fn defaults_are_the_apis() {
     let t = Timings::of(&Probe::default());
-    assert_eq!((t.initial_delay, t.period, t.timeout, t.success_threshold, t.failure_threshold), (Duration::ZERO, 10 * S, S, 1, 3));
+    assert_eq!(
+        (
+            t.initial_delay,
+            t.period,
+            t.timeout,
+            t.success_threshold,
+            t.failure_threshold
+        ),
+        (Duration::ZERO, 10 * S, S, 1, 3)
+    );
 }
 
 #[test]
@@ -58,7 +67,10 @@ fn liveness_starts_true_and_restarts_after_the_failure_threshold() {
     assert_eq!(w.timings().success_threshold, 1);
     assert_eq!(w.record(t0, false), ProbeEvent::None);
     assert_eq!(w.record(t0 + S, false), ProbeEvent::Restart);
-    assert!(!w.due(t0 + 10 * S, t0, true), "held until the next instance");
+    assert!(
+        !w.due(t0 + 10 * S, t0, true),
+        "held until the next instance"
+    );
 }
 
 #[test]
@@ -95,7 +107,11 @@ fn ready_is_running_started_and_readiness() {
 fn web() -> Container {
     Container {
         name: "web".into(),
-        ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            ..Default::default()
+        }]),
         ..Default::default()
     }
 }
@@ -108,8 +124,14 @@ fn checks_resolve_named_ports_hosts_and_headers() {
             port: IntOrString::String("http".into()),
             path: Some("healthz".into()),
             http_headers: Some(vec![
-                HTTPHeader { name: "Host".into(), value: "example".into() },
-                HTTPHeader { name: "user-agent".into(), value: "me".into() },
+                HTTPHeader {
+                    name: "Host".into(),
+                    value: "example".into(),
+                },
+                HTTPHeader {
+                    name: "user-agent".into(),
+                    value: "me".into(),
+                },
             ]),
             ..Default::default()
         }),
@@ -121,20 +143,48 @@ fn checks_resolve_named_ports_hosts_and_headers() {
             addr: "10.244.0.5:8080".parse().unwrap(),
             host: "example".into(),
             path: "/healthz".into(),
-            headers: vec![("Accept".into(), "*/*".into()), ("user-agent".into(), "me".into())],
+            headers: vec![
+                ("Accept".into(), "*/*".into()),
+                ("user-agent".into(), "me".into())
+            ],
         }
     );
     let tcp = Probe {
-        tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(53), host: Some("127.0.0.1".into()) }),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(53),
+            host: Some("127.0.0.1".into()),
+        }),
         ..Default::default()
     };
-    assert_eq!(check_for(&tcp, &web(), ip, None, &[]).unwrap(), Check::Tcp { addr: "127.0.0.1:53".parse().unwrap() });
+    assert_eq!(
+        check_for(&tcp, &web(), ip, None, &[]).unwrap(),
+        Check::Tcp {
+            addr: "127.0.0.1:53".parse().unwrap()
+        }
+    );
     let unknown = Probe {
-        tcp_socket: Some(TCPSocketAction { port: IntOrString::String("grpc".into()), host: None }),
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("grpc".into()),
+            host: None,
+        }),
         ..Default::default()
     };
-    assert_eq!(check_for(&unknown, &web(), ip, None, &[]), Err(ProbeError::UnknownPort("grpc".into())));
-    let exec = Probe { exec: Some(ExecAction { command: Some(vec!["true".into()]) }), ..Default::default() };
-    assert!(matches!(check_for(&exec, &web(), ip, None, &[]).unwrap(), Check::Exec { .. }));
-    assert!(matches!(check_for(&Probe::default(), &web(), ip, None, &[]), Err(ProbeError::Unsupported(_))));
+    assert_eq!(
+        check_for(&unknown, &web(), ip, None, &[]),
+        Err(ProbeError::UnknownPort("grpc".into()))
+    );
+    let exec = Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["true".into()]),
+        }),
+        ..Default::default()
+    };
+    assert!(matches!(
+        check_for(&exec, &web(), ip, None, &[]).unwrap(),
+        Check::Exec { .. }
+    ));
+    assert!(matches!(
+        check_for(&Probe::default(), &web(), ip, None, &[]),
+        Err(ProbeError::Unsupported(_))
+    ));
 }

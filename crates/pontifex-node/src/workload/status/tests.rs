@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
@@ -23,7 +25,11 @@ fn pod(containers: &[&str], policy: &str) -> Pod {
             restart_policy: Some(policy.into()),
             containers: containers
                 .iter()
-                .map(|n| Container { name: n.to_string(), image: Some("nginx:1.19".into()), ..Default::default() })
+                .map(|n| Container {
+                    name: n.to_string(),
+                    image: Some("nginx:1.19".into()),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }),
@@ -57,14 +63,21 @@ fn term(code: i32) -> Termination {
 }
 
 fn view(state: ContainerState, ready: bool) -> ContainerView {
-    ContainerView { started: matches!(state.phase, Phase::Running { .. }), state, ready }
+    ContainerView {
+        started: matches!(state.phase, Phase::Running { .. }),
+        state,
+        ready,
+    }
 }
 
 fn input<'a>(pod: &'a Pod, containers: Vec<(&str, ContainerView)>, now: &str) -> StatusInput<'a> {
     StatusInput {
         pod,
         sandbox_ready: true,
-        containers: containers.into_iter().map(|(n, v)| (n.to_string(), v)).collect::<BTreeMap<_, _>>(),
+        containers: containers
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect::<BTreeMap<_, _>>(),
         pod_ips: vec!["10.244.1.5".into()],
         host_ips: vec!["172.31.0.2".into()],
         now: ts(now),
@@ -72,19 +85,44 @@ fn input<'a>(pod: &'a Pod, containers: Vec<(&str, ContainerView)>, now: &str) ->
 }
 
 fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
-    s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
+    s.conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap()
 }
 
 #[test]
 fn pending_while_creating() {
     let p = pod(&["a", "b"], "Always");
-    let s = pod_status(&input(&p, vec![("a", view(running(0), true))], "2025-01-01T00:01:00Z"));
+    let s = pod_status(&input(
+        &p,
+        vec![("a", view(running(0), true))],
+        "2025-01-01T00:01:00Z",
+    ));
     assert_eq!(s.phase.as_deref(), Some("Pending"));
     let b = &s.container_statuses.as_ref().unwrap()[1];
-    assert_eq!(b.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
+    assert_eq!(
+        b.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("ContainerCreating")
+    );
     let ready = cond(&s, "Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ContainersNotReady")));
-    assert_eq!(ready.message.as_deref(), Some("containers with unready status: [b]"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("False", Some("ContainersNotReady"))
+    );
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [b]")
+    );
     assert_eq!(s.pod_ip.as_deref(), Some("10.244.1.5"));
     assert_eq!(s.host_ips.as_ref().unwrap()[0].ip, "172.31.0.2");
     assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
@@ -93,44 +131,98 @@ fn pending_while_creating() {
 #[test]
 fn running_and_ready_with_transition_times_kept() {
     let mut p = pod(&["a"], "Always");
-    let s1 = pod_status(&input(&p, vec![("a", view(running(0), false))], "2025-01-01T00:01:00Z"));
+    let s1 = pod_status(&input(
+        &p,
+        vec![("a", view(running(0), false))],
+        "2025-01-01T00:01:00Z",
+    ));
     assert_eq!(s1.phase.as_deref(), Some("Running"));
     assert_eq!(cond(&s1, "Ready").status, "False");
     p.status = Some(s1.clone());
-    let s2 = pod_status(&input(&p, vec![("a", view(running(0), true))], "2025-01-01T00:02:00Z"));
+    let s2 = pod_status(&input(
+        &p,
+        vec![("a", view(running(0), true))],
+        "2025-01-01T00:02:00Z",
+    ));
     let ready = cond(&s2, "Ready");
-    assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("True", Some(Time(ts("2025-01-01T00:02:00Z")))));
+    assert_eq!(
+        (ready.status.as_str(), ready.last_transition_time.clone()),
+        ("True", Some(Time(ts("2025-01-01T00:02:00Z"))))
+    );
     // Unchanged conditions keep their time; startTime is kept.
-    assert_eq!(cond(&s2, "Initialized").last_transition_time, Some(Time(ts("2025-01-01T00:01:00Z"))));
-    assert_eq!(cond(&s2, "PodScheduled").last_transition_time, Some(Time(ts("2025-01-01T00:01:00Z"))));
+    assert_eq!(
+        cond(&s2, "Initialized").last_transition_time,
+        Some(Time(ts("2025-01-01T00:01:00Z")))
+    );
+    assert_eq!(
+        cond(&s2, "PodScheduled").last_transition_time,
+        Some(Time(ts("2025-01-01T00:01:00Z")))
+    );
     assert_eq!(s2.start_time, Some(Time(ts("2025-01-01T00:01:00Z"))));
     let cs = &s2.container_statuses.as_ref().unwrap()[0];
     assert_eq!(cs.container_id.as_deref(), Some("pontifex://u1/c-0"));
     assert!(cs.ready && cs.started == Some(true));
-    assert_eq!(cs.state.as_ref().unwrap().running.as_ref().unwrap().started_at, Some(Time(ts("2025-01-01T00:00:10Z"))));
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .running
+            .as_ref()
+            .unwrap()
+            .started_at,
+        Some(Time(ts("2025-01-01T00:00:10Z")))
+    );
 }
 
 #[test]
 fn crash_loop_is_running_with_waiting_reason_and_last_state() {
     let p = pod(&["a"], "Always");
-    let state = ContainerState { phase: Phase::BackOff { delay: Duration::from_secs(20) }, restart_count: 2, last_termination: Some(term(1)) };
-    let s = pod_status(&input(&p, vec![("a", view(state, false))], "2025-01-01T00:01:00Z"));
+    let state = ContainerState {
+        phase: Phase::BackOff {
+            delay: Duration::from_secs(20),
+        },
+        restart_count: 2,
+        last_termination: Some(term(1)),
+    };
+    let s = pod_status(&input(
+        &p,
+        vec![("a", view(state, false))],
+        "2025-01-01T00:01:00Z",
+    ));
     assert_eq!(s.phase.as_deref(), Some("Running"));
     let cs = &s.container_statuses.as_ref().unwrap()[0];
     let w = cs.state.as_ref().unwrap().waiting.as_ref().unwrap();
     assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
-    assert_eq!(w.message.as_deref(), Some("back-off 20s restarting failed container=a pod=web-1_default(u1)"));
+    assert_eq!(
+        w.message.as_deref(),
+        Some("back-off 20s restarting failed container=a pod=web-1_default(u1)")
+    );
     let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
     assert_eq!(cs.restart_count, 2);
     // A restarted, running container shows its previous end too.
-    let s = pod_status(&input(&p, vec![("a", view(running(1), true))], "2025-01-01T00:01:00Z"));
-    assert!(s.container_statuses.unwrap()[0].last_state.as_ref().unwrap().terminated.is_some());
+    let s = pod_status(&input(
+        &p,
+        vec![("a", view(running(1), true))],
+        "2025-01-01T00:01:00Z",
+    ));
+    assert!(
+        s.container_statuses.unwrap()[0]
+            .last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .is_some()
+    );
 }
 
 #[test]
 fn terminal_phases_follow_the_restart_policy() {
-    let exited = |code| ContainerState { phase: Phase::Exited, restart_count: 0, last_termination: Some(term(code)) };
+    let exited = |code| ContainerState {
+        phase: Phase::Exited,
+        restart_count: 0,
+        last_termination: Some(term(code)),
+    };
     for (policy, codes, want) in [
         ("Never", vec![0, 0], "Succeeded"),
         ("OnFailure", vec![0, 0], "Succeeded"),
@@ -139,12 +231,20 @@ fn terminal_phases_follow_the_restart_policy() {
         ("Always", vec![0, 0], "Running"),
     ] {
         let p = pod(&["a", "b"], policy);
-        let views = vec![("a", view(exited(codes[0]), false)), ("b", view(exited(codes[1]), false))];
+        let views = vec![
+            ("a", view(exited(codes[0]), false)),
+            ("b", view(exited(codes[1]), false)),
+        ];
         let s = pod_status(&input(&p, views, "2025-01-01T00:01:00Z"));
         assert_eq!(s.phase.as_deref(), Some(want), "{policy} {codes:?}");
         if want == "Succeeded" {
             assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
-            let t = s.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().terminated.unwrap();
+            let t = s.container_statuses.as_ref().unwrap()[0]
+                .state
+                .clone()
+                .unwrap()
+                .terminated
+                .unwrap();
             assert_eq!((t.reason.as_deref(), t.exit_code), (Some("Completed"), 0));
         }
     }
@@ -153,17 +253,41 @@ fn terminal_phases_follow_the_restart_policy() {
 #[test]
 fn readiness_gates_hold_ready_but_not_containers_ready() {
     let mut p = pod(&["a"], "Always");
-    p.spec.as_mut().unwrap().readiness_gates = Some(vec![PodReadinessGate { condition_type: "example.com/lb".into() }]);
-    let s = pod_status(&input(&p, vec![("a", view(running(0), true))], "2025-01-01T00:01:00Z"));
+    p.spec.as_mut().unwrap().readiness_gates = Some(vec![PodReadinessGate {
+        condition_type: "example.com/lb".into(),
+    }]);
+    let s = pod_status(&input(
+        &p,
+        vec![("a", view(running(0), true))],
+        "2025-01-01T00:01:00Z",
+    ));
     assert_eq!(cond(&s, "ContainersReady").status, "True");
-    assert_eq!((cond(&s, "Ready").status.as_str(), cond(&s, "Ready").reason.as_deref()), ("False", Some("ReadinessGatesNotReady")));
+    assert_eq!(
+        (
+            cond(&s, "Ready").status.as_str(),
+            cond(&s, "Ready").reason.as_deref()
+        ),
+        ("False", Some("ReadinessGatesNotReady"))
+    );
     p.status = Some(PodStatus {
-        conditions: Some(vec![PodCondition { type_: "example.com/lb".into(), status: "True".into(), ..Default::default() }]),
+        conditions: Some(vec![PodCondition {
+            type_: "example.com/lb".into(),
+            status: "True".into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     });
-    let s = pod_status(&input(&p, vec![("a", view(running(0), true))], "2025-01-01T00:01:00Z"));
+    let s = pod_status(&input(
+        &p,
+        vec![("a", view(running(0), true))],
+        "2025-01-01T00:01:00Z",
+    ));
     assert_eq!(cond(&s, "Ready").status, "True");
-    assert_eq!(cond(&s, "example.com/lb").status, "True", "foreign conditions are kept");
+    assert_eq!(
+        cond(&s, "example.com/lb").status,
+        "True",
+        "foreign conditions are kept"
+    );
 }
 
 #[test]

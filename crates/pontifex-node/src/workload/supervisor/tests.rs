@@ -12,7 +12,10 @@ fn restart_policy_decides_by_exit_code() {
     assert!(should_restart(RestartPolicy::OnFailure, 137));
     assert!(!should_restart(RestartPolicy::Never, 1));
     assert_eq!(RestartPolicy::from_spec(None), RestartPolicy::Always);
-    assert_eq!(RestartPolicy::from_spec(Some("Never")), RestartPolicy::Never);
+    assert_eq!(
+        RestartPolicy::from_spec(Some("Never")),
+        RestartPolicy::Never
+    );
 }
 
 #[test]
@@ -46,7 +49,10 @@ fn backoff_resets_after_running_twice_the_cap() {
 
 #[test]
 fn backoff_config_is_honoured() {
-    let mut b = Backoff::new(BackoffConfig { base: Duration::from_millis(50), cap: Duration::from_millis(120) });
+    let mut b = Backoff::new(BackoffConfig {
+        base: Duration::from_millis(50),
+        cap: Duration::from_millis(120),
+    });
     let t = Instant::now();
     b.record_restart(t);
     assert_eq!(b.delay(t), Duration::from_millis(50));
