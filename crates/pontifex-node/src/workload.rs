@@ -1,7 +1,7 @@
 //! Workloads inside pods: what a container runs ([`plan`]), the built-in test server ([`agnhost`]),
-//! processes in a pod's network namespace with their logs and restarts ([`process`]), the
-//! environment a container starts with ([`envvars`]), probes ([`probe`]) and the pod status they add
-//! up to ([`status`]).
+//! processes in a pod's network namespace ([`process`]) with kubelet-format logs ([`logs`]) and
+//! restarts ([`supervisor`]), the environment a container starts with ([`envvars`]), probes ([`probe`])
+//! and the pod status they add up to ([`status`]).
 //!
 //! Images are never pulled: a container either runs its `command`/`args` as a program of this machine,
 //! or the built-in server that stands in for `agnhost` (and for any image started without a command).
