@@ -1,1 +1,22 @@
-//! Workloads inside pods: processes, the built-in test server, probes and pod status.
+//! Workloads inside pods: what a container runs ([`plan`]), the built-in test server ([`agnhost`]),
+//! processes in a pod's network namespace ([`process`]) with kubelet-format logs ([`logs`]) and
+//! restarts ([`supervisor`]), the environment a container starts with ([`envvars`]), probes ([`probe`])
+//! and the pod status they add up to ([`status`]).
+//!
+//! Images are never pulled: a container either runs its `command`/`args` as a program of this machine,
+//! or the built-in server that stands in for `agnhost` (and for any image started without a command).
+//! Deciding is pure everywhere (plan, environment, backoff, probe results, pod status); only
+//! [`process`], [`agnhost`] and the probe runners touch processes and sockets.
+//!
+//! This module does not create network namespaces (see `net`) and does not talk to the API server:
+//! the agent feeds it pods, Services and a ConfigMap/Secret lookup, and writes the status it computes.
+
+pub mod agnhost;
+pub mod envvars;
+mod httpc;
+pub mod logs;
+pub mod plan;
+pub mod probe;
+pub mod process;
+pub mod status;
+pub mod supervisor;
