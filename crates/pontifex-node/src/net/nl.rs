@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::sys::{AsyncSocket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkUnspec};
 
@@ -145,11 +145,6 @@ pub(crate) fn link_mac(m: &LinkMessage) -> Option<&[u8]> {
         LinkAttribute::Address(b) => Some(b.as_slice()),
         _ => None,
     })
-}
-
-/// Whether the link is administratively up.
-pub(crate) fn is_up(m: &LinkMessage) -> bool {
-    m.header.flags.contains(LinkFlags::Up)
 }
 
 /// Link names are at most 15 bytes (IFNAMSIZ - 1).
