@@ -80,7 +80,10 @@ pub fn gateway(cidr: Ipv4Net) -> Ipv4Addr {
 
 /// The order in which addresses are tried: starting right after `last` (when it lies in the range) and
 /// wrapping around, every usable address exactly once; from the first usable address otherwise.
-pub(crate) fn candidates(cidr: Ipv4Net, last: Option<Ipv4Addr>) -> Result<impl Iterator<Item = Ipv4Addr>, IpamError> {
+pub(crate) fn candidates(
+    cidr: Ipv4Net,
+    last: Option<Ipv4Addr>,
+) -> Result<impl Iterator<Item = Ipv4Addr>, IpamError> {
     let (first, end) = usable_range(cidr)?;
     let size = end - first + 1;
     let start = match last.map(u32::from) {
@@ -91,8 +94,14 @@ pub(crate) fn candidates(cidr: Ipv4Net, last: Option<Ipv4Addr>) -> Result<impl I
 }
 
 /// Pick the next free address: the first candidate not in `taken`.
-pub(crate) fn pick(cidr: Ipv4Net, last: Option<Ipv4Addr>, taken: &HashSet<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
-    candidates(cidr, last)?.find(|ip| !taken.contains(ip)).ok_or(IpamError::Exhausted(cidr))
+pub(crate) fn pick(
+    cidr: Ipv4Net,
+    last: Option<Ipv4Addr>,
+    taken: &HashSet<Ipv4Addr>,
+) -> Result<Ipv4Addr, IpamError> {
+    candidates(cidr, last)?
+        .find(|ip| !taken.contains(ip))
+        .ok_or(IpamError::Exhausted(cidr))
 }
 
 /// The allocations whose owner is not live (what garbage collection frees).
@@ -116,7 +125,10 @@ impl Ipam {
         let dir = dir.into();
         let cidr = pod_cidr.trunc();
         usable_range(cidr)?;
-        fs::create_dir_all(&dir).map_err(|source| IpamError::Io { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| IpamError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir, cidr })
     }
 
@@ -147,7 +159,11 @@ impl Ipam {
         }
         let mut taken: HashSet<Ipv4Addr> = current.iter().map(|a| a.ip).collect();
         // The owner file is written once, then linked under each candidate name until one is free.
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let result = (|| {
             let mut f = fs::File::create(&tmp).map_err(self.io(&tmp))?;
             f.write_all(owner.as_bytes()).map_err(self.io(&tmp))?;
@@ -194,7 +210,13 @@ impl Ipam {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(self.io(&self.dir))? {
             let entry = entry.map_err(self.io(&self.dir))?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
             let owner = match fs::read_to_string(entry.path()) {
                 Ok(o) => o.lines().next().unwrap_or("").trim().to_owned(),
                 // Released concurrently.
@@ -232,20 +254,30 @@ impl Ipam {
     }
 
     fn last_reserved(&self) -> Option<Ipv4Addr> {
-        fs::read_to_string(self.dir.join(LAST_RESERVED)).ok()?.trim().parse().ok()
+        fs::read_to_string(self.dir.join(LAST_RESERVED))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// A hint only (a lost update just moves the round-robin start), so it is written without syncing.
     fn set_last_reserved(&self, ip: Ipv4Addr) {
         let path = self.dir.join(LAST_RESERVED);
-        let tmp = self.dir.join(format!(".last-{}-{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let tmp = self.dir.join(format!(
+            ".last-{}-{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         if fs::write(&tmp, ip.to_string()).is_ok() && fs::rename(&tmp, &path).is_err() {
             let _ = fs::remove_file(&tmp);
         }
     }
 
     fn sync_dir(&self) -> Result<(), IpamError> {
-        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(self.io(&self.dir))
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io(&self.dir))
     }
 }
 

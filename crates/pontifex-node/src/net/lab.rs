@@ -77,7 +77,10 @@ pub fn pod_netns(prefix: &str, pod_id: &str) -> String {
 }
 
 fn check_prefix(prefix: &str) -> Result<(), NetError> {
-    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if prefix.is_empty()
+        || prefix.len() > MAX_PREFIX_LEN
+        || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Err(NetError::Invalid(format!(
             "lab prefix {prefix:?} must be 1 to {MAX_PREFIX_LEN} ASCII letters or digits"
         )));
@@ -90,14 +93,18 @@ pub fn node_ip(cfg: &LabConfig, index: usize) -> Result<Ipv4Addr, NetError> {
     let net = cfg.underlay.trunc();
     let ip = u32::from(net.network()) + 10 + u32::try_from(index).unwrap_or(u32::MAX - 20);
     if ip >= u32::from(net.broadcast()) {
-        return Err(NetError::Invalid(format!("node index {index} does not fit the underlay {net}")));
+        return Err(NetError::Invalid(format!(
+            "node index {index} does not fit the underlay {net}"
+        )));
     }
     Ok(Ipv4Addr::from(ip))
 }
 
 /// Whether `link` is one of the root-namespace links of the lab with `prefix`.
 pub(crate) fn is_lab_link(prefix: &str, link: &str) -> bool {
-    let Some(rest) = link.strip_prefix(prefix) else { return false };
+    let Some(rest) = link.strip_prefix(prefix) else {
+        return false;
+    };
     if rest == "0" {
         return true;
     }
@@ -126,7 +133,8 @@ pub async fn ensure_underlay(cfg: &LabConfig) -> Result<(), NetError> {
     let root = connect(None).await?;
     let bridge = ensure_bridge_link(&root, &bridge_name(&cfg.prefix)).await?;
     if let Some(host) = cfg.host_ip {
-        root.ensure_addr(bridge, host, cfg.underlay.prefix_len()).await?;
+        root.ensure_addr(bridge, host, cfg.underlay.prefix_len())
+            .await?;
     }
     Ok(())
 }
@@ -158,7 +166,11 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
     let ns_file = netns::open(&ns)?;
     root.h
         .link()
-        .set(LinkUnspec::new_with_index(inner).setns_by_fd(ns_file.as_raw_fd()).build())
+        .set(
+            LinkUnspec::new_with_index(inner)
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("move {inner_tmp} into {ns}")))?;
@@ -166,7 +178,12 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
     let outer_index = root.index(&outer).await?;
     root.h
         .link()
-        .set(LinkUnspec::new_with_index(outer_index).controller(bridge).up().build())
+        .set(
+            LinkUnspec::new_with_index(outer_index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("attach {outer} to the lab bridge")))?;
@@ -174,14 +191,22 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
     let eth = node.index(&inner_tmp).await?;
     node.h
         .link()
-        .set(LinkUnspec::new_with_index(eth).name("eth0".to_owned()).build())
+        .set(
+            LinkUnspec::new_with_index(eth)
+                .name("eth0".to_owned())
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("rename {inner_tmp} to eth0 in {ns}")))?;
     node.ensure_addr(eth, ip, cfg.underlay.prefix_len()).await?;
     node.up(eth).await?;
     node.lo_up().await?;
-    Ok(LabNode { name: name.to_owned(), netns: ns, ip })
+    Ok(LabNode {
+        name: name.to_owned(),
+        netns: ns,
+        ip,
+    })
 }
 
 /// Remove everything the lab with `prefix` made: its root links (bridge, veth ends), then every namespace
@@ -193,7 +218,10 @@ pub async fn destroy(prefix: &str) -> Result<(), NetError> {
         if let Some(name) = link_name(&link)
             && is_lab_link(prefix, name)
         {
-            nl::ok_if_gone(root.h.link().del(link.header.index).execute().await, format!("delete link {name}"))?;
+            nl::ok_if_gone(
+                root.h.link().del(link.header.index).execute().await,
+                format!("delete link {name}"),
+            )?;
         }
     }
     for ns in netns::list(&format!("{prefix}-"))? {

@@ -49,16 +49,29 @@ pub enum NetnsError {
 }
 
 fn sys<'a>(name: &'a str, op: &'static str) -> impl FnOnce(nix::Error) -> NetnsError + 'a {
-    move |e| NetnsError::Sys { name: name.to_owned(), op, source: io::Error::from(e) }
+    move |e| NetnsError::Sys {
+        name: name.to_owned(),
+        op,
+        source: io::Error::from(e),
+    }
 }
 
 fn io_err<'a>(name: &'a str, op: &'static str) -> impl FnOnce(io::Error) -> NetnsError + 'a {
-    move |source| NetnsError::Sys { name: name.to_owned(), op, source }
+    move |source| NetnsError::Sys {
+        name: name.to_owned(),
+        op,
+        source,
+    }
 }
 
 fn validate(name: &str) -> Result<(), NetnsError> {
     // `ip netns` accepts any file name; we also cap the length so names stay readable in `ip netns list`.
-    if name.is_empty() || name.len() > 200 || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+    if name.is_empty()
+        || name.len() > 200
+        || name.contains('/')
+        || name.starts_with('.')
+        || name.contains('\0')
+    {
         return Err(NetnsError::InvalidName(name.to_owned()));
     }
     Ok(())
@@ -95,13 +108,27 @@ pub fn exists(name: &str) -> Result<bool, NetnsError> {
 fn prepare_run_dir() -> Result<(), NetnsError> {
     let dir = Path::new(NETNS_RUN_DIR);
     std::fs::create_dir_all(dir).map_err(io_err(NETNS_RUN_DIR, "mkdir"))?;
-    let shared = |d: &Path| nix::mount::mount(None::<&str>, d, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = |d: &Path| {
+        nix::mount::mount(
+            None::<&str>,
+            d,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared(dir) {
         Ok(()) => Ok(()),
         // Not a mount point yet: bind it onto itself first (what iproute2 does on EINVAL).
         Err(nix::Error::EINVAL) => {
-            nix::mount::mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(sys(NETNS_RUN_DIR, "bind mount"))?;
+            nix::mount::mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys(NETNS_RUN_DIR, "bind mount"))?;
             shared(dir).map_err(sys(NETNS_RUN_DIR, "make shared"))
         }
         Err(e) => Err(sys(NETNS_RUN_DIR, "make shared")(e)),
@@ -128,8 +155,14 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
         s.spawn(move || -> Result<(), NetnsError> {
             // This thread alone moves to a new namespace; it ends right after, so nothing else runs there.
             nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&name_owned, "unshare"))?;
-            nix::mount::mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(sys(&name_owned, "bind mount"))
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys(&name_owned, "bind mount"))
         })
         .join()
     });
@@ -174,7 +207,9 @@ pub fn list(prefix: &str) -> Result<Vec<String>, NetnsError> {
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err(NETNS_RUN_DIR, "list"))?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
         if name.starts_with(prefix) && validate(&name).is_ok() {
             names.push(name);
         }

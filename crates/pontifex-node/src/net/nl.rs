@@ -31,11 +31,17 @@ pub(crate) async fn connect(ns: Option<&str>) -> Result<Nl, NetError> {
             TokioSocket::new(NETLINK_ROUTE)
         })?,
     }
-    .map_err(|source| NetError::Io { op: format!("open netlink socket in {}", ns.unwrap_or("current")), source })?;
+    .map_err(|source| NetError::Io {
+        op: format!("open netlink socket in {}", ns.unwrap_or("current")),
+        source,
+    })?;
     let (conn, h, _) = rtnetlink::from_socket(socket);
     // The connection task ends when the last handle is dropped.
     tokio::spawn(conn);
-    Ok(Nl { h, ns: ns.unwrap_or("current").to_owned() })
+    Ok(Nl {
+        h,
+        ns: ns.unwrap_or("current").to_owned(),
+    })
 }
 
 /// The errno of a netlink error reply, if it is one.
@@ -52,7 +58,10 @@ pub(crate) fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> 
 }
 
 /// Ok for EEXIST (the object is already there).
-pub(crate) fn ok_if_exists(r: Result<(), rtnetlink::Error>, op: impl Into<String>) -> Result<(), NetError> {
+pub(crate) fn ok_if_exists(
+    r: Result<(), rtnetlink::Error>,
+    op: impl Into<String>,
+) -> Result<(), NetError> {
     match r {
         Err(e) if errno(&e) == Some(libc_errno::EEXIST) => Ok(()),
         r => r.map_err(nl_err(op)),
@@ -60,9 +69,24 @@ pub(crate) fn ok_if_exists(r: Result<(), rtnetlink::Error>, op: impl Into<String
 }
 
 /// Ok for "no such object" replies (ENODEV, ENOENT, ESRCH, EADDRNOTAVAIL).
-pub(crate) fn ok_if_gone(r: Result<(), rtnetlink::Error>, op: impl Into<String>) -> Result<(), NetError> {
+pub(crate) fn ok_if_gone(
+    r: Result<(), rtnetlink::Error>,
+    op: impl Into<String>,
+) -> Result<(), NetError> {
     match r {
-        Err(e) if matches!(errno(&e), Some(libc_errno::ENODEV | libc_errno::ENOENT | libc_errno::ESRCH | libc_errno::EADDRNOTAVAIL)) => Ok(()),
+        Err(e)
+            if matches!(
+                errno(&e),
+                Some(
+                    libc_errno::ENODEV
+                        | libc_errno::ENOENT
+                        | libc_errno::ESRCH
+                        | libc_errno::EADDRNOTAVAIL
+                )
+            ) =>
+        {
+            Ok(())
+        }
         r => r.map_err(nl_err(op)),
     }
 }
@@ -79,10 +103,19 @@ pub(crate) mod libc_errno {
 impl Nl {
     /// The link named `name`, if any.
     pub(crate) async fn link(&self, name: &str) -> Result<Option<LinkMessage>, NetError> {
-        let r = self.h.link().get().match_name(name.to_owned()).execute().try_next().await;
+        let r = self
+            .h
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute()
+            .try_next()
+            .await;
         match r {
             Ok(m) => Ok(m),
-            Err(e) if matches!(errno(&e), Some(libc_errno::ENODEV | libc_errno::ENOENT)) => Ok(None),
+            Err(e) if matches!(errno(&e), Some(libc_errno::ENODEV | libc_errno::ENOENT)) => {
+                Ok(None)
+            }
             Err(e) => Err(nl_err(format!("get link {name} in {}", self.ns))(e)),
         }
     }
@@ -91,13 +124,22 @@ impl Nl {
     pub(crate) async fn index(&self, name: &str) -> Result<u32, NetError> {
         match self.link(name).await? {
             Some(m) => Ok(m.header.index),
-            None => Err(NetError::LinkNotFound { link: name.to_owned(), ns: self.ns.clone() }),
+            None => Err(NetError::LinkNotFound {
+                link: name.to_owned(),
+                ns: self.ns.clone(),
+            }),
         }
     }
 
     /// Every link in the namespace.
     pub(crate) async fn links(&self) -> Result<Vec<LinkMessage>, NetError> {
-        self.h.link().get().execute().try_collect().await.map_err(nl_err(format!("list links in {}", self.ns)))
+        self.h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err(format!("list links in {}", self.ns)))
     }
 
     /// Set link `index` up.
@@ -112,14 +154,28 @@ impl Nl {
 
     /// Delete the link named `name`; a missing link is fine.
     pub(crate) async fn del_link(&self, name: &str) -> Result<(), NetError> {
-        let Some(link) = self.link(name).await? else { return Ok(()) };
-        ok_if_gone(self.h.link().del(link.header.index).execute().await, format!("delete link {name} in {}", self.ns))
+        let Some(link) = self.link(name).await? else {
+            return Ok(());
+        };
+        ok_if_gone(
+            self.h.link().del(link.header.index).execute().await,
+            format!("delete link {name} in {}", self.ns),
+        )
     }
 
     /// Add `addr/prefix` to link `index`; an existing identical address is fine.
-    pub(crate) async fn ensure_addr(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    pub(crate) async fn ensure_addr(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetError> {
         ok_if_exists(
-            self.h.address().add(index, addr.into(), prefix).execute().await,
+            self.h
+                .address()
+                .add(index, addr.into(), prefix)
+                .execute()
+                .await,
             format!("add address {addr}/{prefix} in {}", self.ns),
         )
     }
@@ -149,8 +205,14 @@ pub(crate) fn link_mac(m: &LinkMessage) -> Option<&[u8]> {
 
 /// Link names are at most 15 bytes (IFNAMSIZ - 1).
 pub(crate) fn check_ifname(name: &str) -> Result<(), NetError> {
-    if name.is_empty() || name.len() > 15 || name.contains('/') || name.contains(char::is_whitespace) {
-        return Err(NetError::Invalid(format!("link name {name:?} must be 1 to 15 bytes without '/' or spaces")));
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains('/')
+        || name.contains(char::is_whitespace)
+    {
+        return Err(NetError::Invalid(format!(
+            "link name {name:?} must be 1 to 15 bytes without '/' or spaces"
+        )));
     }
     Ok(())
 }

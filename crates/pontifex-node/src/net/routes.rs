@@ -23,12 +23,16 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+};
 use rtnetlink::{LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
-use super::nl::{Nl, connect, link_mac, nl_err, ok_if_exists, ok_if_gone};
 use super::NetError;
+use super::nl::{Nl, connect, link_mac, nl_err, ok_if_exists, ok_if_gone};
 
 /// The route protocol number marking pontifex's routes (`ip route show proto 88`). Numbers above
 /// `RTPROT_STATIC` (4) are free for routing daemons; 88 is not among the well-known ones in iproute2's
@@ -96,7 +100,8 @@ pub(crate) fn plan(existing: &[Route], desired: &[Route]) -> Plan {
         match have.get(dst) {
             None => p.add.push(*w),
             Some(rs) => {
-                let same = |r: &Route| r.gateway == w.gateway && (w.oif.is_none() || r.oif == w.oif);
+                let same =
+                    |r: &Route| r.gateway == w.gateway && (w.oif.is_none() || r.oif == w.oif);
                 if !(rs.len() == 1 && same(&rs[0])) {
                     // Duplicates (another metric) collapse into one through replace + delete of the rest.
                     p.replace.push(*w);
@@ -118,7 +123,11 @@ pub(crate) fn desired_host_gw(self_name: &str, nodes: &[NodeRoute]) -> Vec<Route
     nodes
         .iter()
         .filter(|n| n.name != self_name)
-        .map(|n| Route { dst: n.pod_cidr.trunc(), gateway: n.node_ip, oif: None })
+        .map(|n| Route {
+            dst: n.pod_cidr.trunc(),
+            gateway: n.node_ip,
+            oif: None,
+        })
         .collect()
 }
 
@@ -132,10 +141,18 @@ pub fn vtep_mac(node_ip: Ipv4Addr) -> [u8; 6] {
 async fn our_routes(nl: &Nl) -> Result<Vec<Route>, NetError> {
     let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
     let all: Vec<RouteMessage> =
-        nl.h.route().get(query).execute().try_collect().await.map_err(nl_err(format!("list routes in {}", nl.ns)))?;
+        nl.h.route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err(format!("list routes in {}", nl.ns)))?;
     Ok(all
         .iter()
-        .filter(|m| m.header.protocol == RouteProtocol::Other(RTPROT_PONTIFEX) && m.header.table == RouteHeader::RT_TABLE_MAIN)
+        .filter(|m| {
+            m.header.protocol == RouteProtocol::Other(RTPROT_PONTIFEX)
+                && m.header.table == RouteHeader::RT_TABLE_MAIN
+        })
         .filter_map(|m| {
             let mut dst = None;
             let mut gateway = None;
@@ -148,8 +165,16 @@ async fn our_routes(nl: &Nl) -> Result<Vec<Route>, NetError> {
                     _ => {}
                 }
             }
-            let dst = Ipv4Net::new(dst.unwrap_or(Ipv4Addr::UNSPECIFIED), m.header.destination_prefix_length).ok()?;
-            Some(Route { dst, gateway: gateway.unwrap_or(Ipv4Addr::UNSPECIFIED), oif })
+            let dst = Ipv4Net::new(
+                dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                m.header.destination_prefix_length,
+            )
+            .ok()?;
+            Some(Route {
+                dst,
+                gateway: gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                oif,
+            })
         })
         .collect())
 }
@@ -173,12 +198,18 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
     // Delete first: a stale route may hold a destination that a replacement reuses.
     for r in &p.delete {
         let msg = route_message(r, false);
-        ok_if_gone(nl.h.route().del(msg).execute().await, format!("delete route {} in {}", r.dst, nl.ns))?;
+        ok_if_gone(
+            nl.h.route().del(msg).execute().await,
+            format!("delete route {} in {}", r.dst, nl.ns),
+        )?;
         report.deleted.push(r.dst);
     }
     for r in &p.add {
         let msg = route_message(r, onlink);
-        ok_if_exists(nl.h.route().add(msg).execute().await, format!("add route {} via {} in {}", r.dst, r.gateway, nl.ns))?;
+        ok_if_exists(
+            nl.h.route().add(msg).execute().await,
+            format!("add route {} via {} in {}", r.dst, r.gateway, nl.ns),
+        )?;
         report.added.push(r.dst);
     }
     for r in &p.replace {
@@ -188,7 +219,10 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
             .replace()
             .execute()
             .await
-            .map_err(nl_err(format!("replace route {} via {} in {}", r.dst, r.gateway, nl.ns)))?;
+            .map_err(nl_err(format!(
+                "replace route {} via {} in {}",
+                r.dst, r.gateway, nl.ns
+            )))?;
         report.replaced.push(r.dst);
     }
     Ok(report)
@@ -197,16 +231,29 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
 /// host-gw: make the routes of `node_ns` (`None`: the caller's namespace) be exactly one
 /// `podCIDR via nodeIP` per node of `nodes` other than `self_name`. Only routes with protocol
 /// [`RTPROT_PONTIFEX`] are replaced or deleted. Every node IP must be on a link of this node.
-pub async fn sync_host_gw(node_ns: Option<&str>, self_name: &str, nodes: &[NodeRoute]) -> Result<SyncReport, NetError> {
+pub async fn sync_host_gw(
+    node_ns: Option<&str>,
+    self_name: &str,
+    nodes: &[NodeRoute],
+) -> Result<SyncReport, NetError> {
     let nl = connect(node_ns).await?;
     let existing = our_routes(&nl).await?;
-    apply(&nl, &plan(&existing, &desired_host_gw(self_name, nodes)), false).await
+    apply(
+        &nl,
+        &plan(&existing, &desired_host_gw(self_name, nodes)),
+        false,
+    )
+    .await
 }
 
 /// VXLAN: ensure the device [`VXLAN_DEVICE`] for this node (`self_name` must be in `nodes`) and make its
 /// routes, neighbour and FDB entries match the other nodes of `nodes`; stale ones are removed. Our
 /// host-gw routes for the same podCIDRs are replaced.
-pub async fn sync_vxlan(node_ns: Option<&str>, self_name: &str, nodes: &[NodeRoute]) -> Result<SyncReport, NetError> {
+pub async fn sync_vxlan(
+    node_ns: Option<&str>,
+    self_name: &str,
+    nodes: &[NodeRoute],
+) -> Result<SyncReport, NetError> {
     let me = nodes
         .iter()
         .find(|n| n.name == self_name)
@@ -216,7 +263,10 @@ pub async fn sync_vxlan(node_ns: Option<&str>, self_name: &str, nodes: &[NodeRou
     let others: Vec<&NodeRoute> = nodes.iter().filter(|n| n.name != self_name).collect();
 
     // FDB: their MAC → their node IP (on the bridge family of the VXLAN device, NTF_SELF).
-    let want_fdb: BTreeMap<[u8; 6], Ipv4Addr> = others.iter().map(|n| (vtep_mac(n.node_ip), n.node_ip)).collect();
+    let want_fdb: BTreeMap<[u8; 6], Ipv4Addr> = others
+        .iter()
+        .map(|n| (vtep_mac(n.node_ip), n.node_ip))
+        .collect();
     for (mac, ip) in &want_fdb {
         nl.h.neighbours()
             .add_bridge(vtep, mac)
@@ -228,19 +278,26 @@ pub async fn sync_vxlan(node_ns: Option<&str>, self_name: &str, nodes: &[NodeRou
             .map_err(nl_err(format!("add fdb {mac:02x?} dst {ip} in {}", nl.ns)))?;
     }
     for m in neighbours(&nl, AddressFamily::Bridge, vtep).await? {
-        let Some(mac) = neigh_lladdr(&m) else { continue };
+        let Some(mac) = neigh_lladdr(&m) else {
+            continue;
+        };
         let stale = match <[u8; 6]>::try_from(mac) {
             Ok(mac) => want_fdb.get(&mac) != neigh_dst(&m).as_ref(),
             Err(_) => true,
         };
         if stale {
-            ok_if_gone(nl.h.neighbours().del(m).execute().await, format!("delete stale fdb entry in {}", nl.ns))?;
+            ok_if_gone(
+                nl.h.neighbours().del(m).execute().await,
+                format!("delete stale fdb entry in {}", nl.ns),
+            )?;
         }
     }
 
     // Neighbours: their .0 → their MAC, permanent.
-    let want_neigh: BTreeMap<Ipv4Addr, [u8; 6]> =
-        others.iter().map(|n| (n.pod_cidr.network(), vtep_mac(n.node_ip))).collect();
+    let want_neigh: BTreeMap<Ipv4Addr, [u8; 6]> = others
+        .iter()
+        .map(|n| (n.pod_cidr.network(), vtep_mac(n.node_ip)))
+        .collect();
     for (ip, mac) in &want_neigh {
         nl.h.neighbours()
             .add(vtep, IpAddr::V4(*ip))
@@ -253,13 +310,20 @@ pub async fn sync_vxlan(node_ns: Option<&str>, self_name: &str, nodes: &[NodeRou
     for m in neighbours(&nl, AddressFamily::Inet, vtep).await? {
         let keep = neigh_dst(&m).is_some_and(|ip| want_neigh.contains_key(&ip));
         if !keep {
-            ok_if_gone(nl.h.neighbours().del(m).execute().await, format!("delete stale neighbour in {}", nl.ns))?;
+            ok_if_gone(
+                nl.h.neighbours().del(m).execute().await,
+                format!("delete stale neighbour in {}", nl.ns),
+            )?;
         }
     }
 
     let desired: Vec<Route> = others
         .iter()
-        .map(|n| Route { dst: n.pod_cidr.trunc(), gateway: n.pod_cidr.network(), oif: Some(vtep) })
+        .map(|n| Route {
+            dst: n.pod_cidr.trunc(),
+            gateway: n.pod_cidr.network(),
+            oif: Some(vtep),
+        })
         .collect();
     let existing = our_routes(&nl).await?;
     apply(&nl, &plan(&existing, &desired), true).await
@@ -284,10 +348,13 @@ async fn ensure_vtep(nl: &Nl, me: &NodeRoute) -> Result<u32, NetError> {
         .mtu(VXLAN_MTU)
         .address(mac.to_vec())
         .build();
-    nl.h.link().add(msg).execute().await.map_err(nl_err(format!("add {VXLAN_DEVICE} in {}", nl.ns)))?;
+    nl.h.link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl_err(format!("add {VXLAN_DEVICE} in {}", nl.ns)))?;
     let index = nl.index(VXLAN_DEVICE).await?;
-    nl.h
-        .link()
+    nl.h.link()
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
@@ -301,22 +368,33 @@ pub async fn remove_vxlan(node_ns: Option<&str>) -> Result<(), NetError> {
     connect(node_ns).await?.del_link(VXLAN_DEVICE).await
 }
 
-async fn neighbours(nl: &Nl, family: AddressFamily, index: u32) -> Result<Vec<NeighbourMessage>, NetError> {
-    let all: Vec<NeighbourMessage> = nl
-        .h
-        .neighbours()
-        .get()
-        .set_address_family(family)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl_err(format!("list neighbours in {}", nl.ns)))?;
-    Ok(all.into_iter().filter(|m| m.header.ifindex == index).collect())
+async fn neighbours(
+    nl: &Nl,
+    family: AddressFamily,
+    index: u32,
+) -> Result<Vec<NeighbourMessage>, NetError> {
+    let all: Vec<NeighbourMessage> =
+        nl.h.neighbours()
+            .get()
+            .set_address_family(family)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl_err(format!("list neighbours in {}", nl.ns)))?;
+    Ok(all
+        .into_iter()
+        .filter(|m| m.header.ifindex == index)
+        .collect())
 }
 
+/// The IPv4 destination of a neighbour or FDB entry. In bridge-family (FDB) dumps the parser cannot know
+/// the address family of `NDA_DST` and hands over raw bytes, so four raw bytes count as IPv4 too.
 fn neigh_dst(m: &NeighbourMessage) -> Option<Ipv4Addr> {
     m.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+        }
         _ => None,
     })
 }

@@ -63,7 +63,9 @@ fn peer_tmp_name(pod_ns: &str) -> String {
 
 fn check_cidr(pod_cidr: Ipv4Net) -> Result<Ipv4Net, NetError> {
     if pod_cidr.prefix_len() > 30 {
-        return Err(NetError::Invalid(format!("podCIDR {pod_cidr} is too small")));
+        return Err(NetError::Invalid(format!(
+            "podCIDR {pod_cidr} is too small"
+        )));
     }
     Ok(pod_cidr.trunc())
 }
@@ -76,7 +78,10 @@ pub fn enable_ip_forward(ns: Option<&str>) -> Result<(), NetError> {
         Some(name) => netns::run_in(name, write)?,
         None => write(),
     };
-    r.map_err(|source| NetError::Io { op: format!("enable ip_forward in {}", ns.unwrap_or("current")), source })
+    r.map_err(|source| NetError::Io {
+        op: format!("enable ip_forward in {}", ns.unwrap_or("current")),
+        source,
+    })
 }
 
 /// Ensure the node bridge `cni0` in `node_ns`: present, up, with the gateway address of `pod_cidr`
@@ -85,7 +90,8 @@ pub async fn ensure_bridge(node_ns: Option<&str>, pod_cidr: Ipv4Net) -> Result<(
     let cidr = check_cidr(pod_cidr)?;
     let node = connect(node_ns).await?;
     let index = ensure_bridge_link(&node, BRIDGE).await?;
-    node.ensure_addr(index, ipam::gateway(cidr), cidr.prefix_len()).await?;
+    node.ensure_addr(index, ipam::gateway(cidr), cidr.prefix_len())
+        .await?;
     enable_ip_forward(node_ns)
 }
 
@@ -93,7 +99,10 @@ pub async fn ensure_bridge(node_ns: Option<&str>, pod_cidr: Ipv4Net) -> Result<(
 pub(crate) async fn ensure_bridge_link(nl: &Nl, name: &str) -> Result<u32, NetError> {
     if nl.link(name).await?.is_none() {
         let msg = LinkBridge::new(name).nf_call_iptables(false).build();
-        ok_if_exists(nl.h.link().add(msg).execute().await, format!("add bridge {name} in {}", nl.ns))?;
+        ok_if_exists(
+            nl.h.link().add(msg).execute().await,
+            format!("add bridge {name} in {}", nl.ns),
+        )?;
     }
     let index = nl.index(name).await?;
     nl.up(index).await?;
@@ -115,7 +124,9 @@ pub async fn setup_pod(
 ) -> Result<PodNetwork, NetError> {
     let cidr = check_cidr(pod_cidr)?;
     if !cidr.contains(&ip) {
-        return Err(NetError::Invalid(format!("pod IP {ip} is not in podCIDR {cidr}")));
+        return Err(NetError::Invalid(format!(
+            "pod IP {ip} is not in podCIDR {cidr}"
+        )));
     }
     let gateway = ipam::gateway(cidr);
     let host = host_veth_name(pod_ns);
@@ -135,7 +146,12 @@ pub async fn setup_pod(
     if let Some(mtu) = mtu {
         veth = veth.mtu(mtu);
     }
-    node.h.link().add(veth.build()).execute().await.map_err(nl_err(format!("add veth {host} in {}", node.ns)))?;
+    node.h
+        .link()
+        .add(veth.build())
+        .execute()
+        .await
+        .map_err(nl_err(format!("add veth {host} in {}", node.ns)))?;
     let peer_index = node.index(&peer).await?;
     let mut peer_msg = LinkUnspec::new_with_index(peer_index);
     if let Some(mtu) = mtu {
@@ -153,7 +169,12 @@ pub async fn setup_pod(
     let host_index = node.index(&host).await?;
     node.h
         .link()
-        .set(LinkUnspec::new_with_index(host_index).controller(bridge).up().build())
+        .set(
+            LinkUnspec::new_with_index(host_index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("attach {host} to {BRIDGE}")))?;
@@ -162,19 +183,32 @@ pub async fn setup_pod(
     let eth = pod.index(&peer).await?;
     pod.h
         .link()
-        .set(LinkUnspec::new_with_index(eth).name(POD_IFNAME.to_owned()).build())
+        .set(
+            LinkUnspec::new_with_index(eth)
+                .name(POD_IFNAME.to_owned())
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl_err(format!("rename {peer} to {POD_IFNAME} in {pod_ns}")))?;
     pod.ensure_addr(eth, ip, cidr.prefix_len()).await?;
     pod.up(eth).await?;
     pod.lo_up().await?;
-    let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(eth).build();
-    ok_if_exists(pod.h.route().add(default).execute().await, format!("add default route via {gateway} in {pod_ns}"))?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(eth)
+        .build();
+    ok_if_exists(
+        pod.h.route().add(default).execute().await,
+        format!("add default route via {gateway} in {pod_ns}"),
+    )?;
 
     Ok(PodNetwork {
         netns: pod_ns.to_owned(),
-        address: PodAddress { ip, prefix_len: cidr.prefix_len() },
+        address: PodAddress {
+            ip,
+            prefix_len: cidr.prefix_len(),
+        },
         gateway,
         host_veth: host,
     })
@@ -203,7 +237,9 @@ pub async fn inspect_pod(pod_ns: &str) -> Result<Option<PodAddress>, NetError> {
         return Ok(None);
     }
     let pod = connect(Some(pod_ns)).await?;
-    let Some(eth) = pod.link(POD_IFNAME).await? else { return Ok(None) };
+    let Some(eth) = pod.link(POD_IFNAME).await? else {
+        return Ok(None);
+    };
     let addrs: Vec<_> = pod
         .h
         .address()
@@ -215,7 +251,10 @@ pub async fn inspect_pod(pod_ns: &str) -> Result<Option<PodAddress>, NetError> {
         .map_err(nl_err(format!("list addresses in {pod_ns}")))?;
     Ok(addrs.iter().find_map(|m| {
         m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(PodAddress { ip: *ip, prefix_len: m.header.prefix_len }),
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(PodAddress {
+                ip: *ip,
+                prefix_len: m.header.prefix_len,
+            }),
             _ => None,
         })
     }))

@@ -8,7 +8,7 @@ fn lab_links_are_recognised_by_exact_shape() {
     assert!(is_lab_link("pfx", "pfxn3"));
     // Another lab whose prefix extends ours, and unrelated links, are left alone.
     assert!(!is_lab_link("t1", "t12v0"));
-    assert!(!is_lab_link("t1", "t10"));
+    assert!(!is_lab_link("t1", "t100"), "the bridge of lab t10");
     assert!(!is_lab_link("pfx", "pfxv"));
     assert!(!is_lab_link("pfx", "pfxveth"));
     assert!(!is_lab_link("pfx", "eth0"));

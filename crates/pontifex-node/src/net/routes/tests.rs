@@ -9,23 +9,45 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn node(name: &str, node_ip: &str, cidr: &str) -> NodeRoute {
-    NodeRoute { name: name.into(), node_ip: ip(node_ip), pod_cidr: net(cidr) }
+    NodeRoute {
+        name: name.into(),
+        node_ip: ip(node_ip),
+        pod_cidr: net(cidr),
+    }
 }
 
 fn r(dst: &str, gw: &str, oif: Option<u32>) -> Route {
-    Route { dst: net(dst), gateway: ip(gw), oif }
+    Route {
+        dst: net(dst),
+        gateway: ip(gw),
+        oif,
+    }
 }
 
 #[test]
 fn host_gw_skips_self() {
-    let nodes = [node("a", "172.31.0.10", "10.244.0.0/24"), node("b", "172.31.0.11", "10.244.1.0/24")];
-    assert_eq!(desired_host_gw("a", &nodes), vec![r("10.244.1.0/24", "172.31.0.11", None)]);
+    let nodes = [
+        node("a", "172.31.0.10", "10.244.0.0/24"),
+        node("b", "172.31.0.11", "10.244.1.0/24"),
+    ];
+    assert_eq!(
+        desired_host_gw("a", &nodes),
+        vec![r("10.244.1.0/24", "172.31.0.11", None)]
+    );
 }
 
 #[test]
 fn plan_adds_replaces_and_deletes() {
-    let existing = [r("10.244.1.0/24", "172.31.0.11", Some(2)), r("10.244.2.0/24", "172.31.0.99", Some(2)), r("10.244.9.0/24", "172.31.0.19", Some(2))];
-    let desired = [r("10.244.1.0/24", "172.31.0.11", None), r("10.244.2.0/24", "172.31.0.12", None), r("10.244.3.0/24", "172.31.0.13", None)];
+    let existing = [
+        r("10.244.1.0/24", "172.31.0.11", Some(2)),
+        r("10.244.2.0/24", "172.31.0.99", Some(2)),
+        r("10.244.9.0/24", "172.31.0.19", Some(2)),
+    ];
+    let desired = [
+        r("10.244.1.0/24", "172.31.0.11", None),
+        r("10.244.2.0/24", "172.31.0.12", None),
+        r("10.244.3.0/24", "172.31.0.13", None),
+    ];
     let p = plan(&existing, &desired);
     assert_eq!(p.add, vec![r("10.244.3.0/24", "172.31.0.13", None)]);
     assert_eq!(p.replace, vec![r("10.244.2.0/24", "172.31.0.12", None)]);
@@ -50,7 +72,10 @@ fn plan_replaces_host_gw_route_with_vxlan_route() {
 
 #[test]
 fn plan_collapses_duplicates() {
-    let existing = [r("10.244.1.0/24", "172.31.0.11", Some(2)), r("10.244.1.0/24", "172.31.0.12", Some(2))];
+    let existing = [
+        r("10.244.1.0/24", "172.31.0.11", Some(2)),
+        r("10.244.1.0/24", "172.31.0.12", Some(2)),
+    ];
     let desired = [r("10.244.1.0/24", "172.31.0.11", None)];
     let p = plan(&existing, &desired);
     assert_eq!(p.replace, desired.to_vec());

@@ -12,11 +12,18 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A lab prefix unique to this process and call (at most 10 characters).
 pub(crate) fn unique_prefix() -> String {
-    format!("k{}{}", std::process::id() % 1_000_000, SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "k{}{}",
+        std::process::id() % 1_000_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub(crate) fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Removes everything named with the prefix when dropped (also on panic).
@@ -35,7 +42,9 @@ impl Drop for Cleanup {
 
 /// Serve one TCP echo (reads one message, writes it back) on `ip:port` inside `ns`.
 pub(crate) fn tcp_echo(ns: &str, ip: Ipv4Addr, port: u16) {
-    let listener = netns::run_in(ns, move || TcpListener::bind((ip, port))).unwrap().unwrap();
+    let listener = netns::run_in(ns, move || TcpListener::bind((ip, port)))
+        .unwrap()
+        .unwrap();
     std::thread::spawn(move || {
         if let Ok((mut s, _)) = listener.accept() {
             let mut buf = [0u8; 256];
@@ -62,8 +71,11 @@ pub(crate) fn tcp_roundtrip(ns: &str, dst: SocketAddr, msg: &str) -> std::io::Re
 
 /// Serve UDP echo on `ip:port` inside `ns` (until the namespace goes away).
 pub(crate) fn udp_echo(ns: &str, ip: Ipv4Addr, port: u16) {
-    let sock = netns::run_in(ns, move || UdpSocket::bind((ip, port))).unwrap().unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let sock = netns::run_in(ns, move || UdpSocket::bind((ip, port)))
+        .unwrap()
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -95,6 +107,10 @@ pub(crate) fn udp_roundtrip(ns: &str, dst: SocketAddr, msg: &str) -> std::io::Re
 /// `ip -n NS ARGS...` output, for assertions only (the code under test uses netlink).
 pub(crate) fn ip_out(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
