@@ -10,7 +10,11 @@
 //! Everything the lab makes carries the prefix: [`destroy`] removes every namespace `<prefix>-*` (node
 //! namespaces, and pod namespaces named `<prefix>-pod-*` by the agents), the bridge and the root veth
 //! ends. Tests use a unique prefix each (e.g. `t<pid><n>`), so labs can run side by side as long as at
-//! most one of them gives the host an address in a given subnet.
+//! most one of them gives the host an address in a given subnet, and no prefix is another prefix
+//! followed by `v` or `n` (the bridge `t1v0` of lab `t1v` would look like veth 0 of lab `t1`).
+//!
+//! `nf_call_iptables` is off on the bridge, but where br_netfilter is loaded the root namespace's
+//! `net.bridge.bridge-nf-call-iptables=1` still sends bridged lab frames through the host's FORWARD chain.
 //!
 //! What it does not do: routing the LoadBalancer pool (172.31.255.0/24) from the host; NAT to outside.
 

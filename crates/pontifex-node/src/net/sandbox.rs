@@ -6,9 +6,9 @@
 //!   end `veth<hash8 of the namespace name>` is a port of `cni0` and whose pod end is `eth0`, the pod
 //!   address on `eth0`, `lo` up, and a default route via the gateway.
 //!
-//! Bridged frames are not sent through iptables (`nf_call_iptables` off on the bridge): nothing here
-//! relies on `br_netfilter`, and a host whose br_netfilter and FORWARD policy would drop bridged pod
-//! traffic does not break pods.
+//! Nothing here relies on `br_netfilter`: the bridge is created with `nf_call_iptables` off. (When
+//! br_netfilter is loaded its per-namespace sysctl `net.bridge.bridge-nf-call-iptables` still defaults to
+//! 1 and wins over the bridge option; bridged frames then pass the node namespace's own, empty, iptables.)
 //!
 //! What it does not do: allocate addresses (see [`super::ipam`]), resolv.conf or hostname, hostPort.
 
