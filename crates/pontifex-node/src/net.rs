@@ -1,1 +1,62 @@
-//! Pod and node networking through netlink.
+//! Pod and node networking through netlink (rtnetlink), never by parsing command output.
+//!
+//! - [`netns`]: named network namespaces compatible with `ip netns`, and running code inside one.
+//! - [`ipam`]: host-local IPAM (CNI's `host-local` plugin): pod IPs from the node's podCIDR, persisted.
+//! - [`sandbox`]: the node bridge `cni0` and the per-pod namespace, veth, address and default route.
+//! - [`routes`]: cross-node routes: host-gw (a route per other node) and VXLAN (flannel's scheme).
+//! - [`lab`]: the multi-node lab underlay in the root namespace (bridge, a namespace per node).
+//!
+//! Every function that touches the kernel takes the namespace it works in by name (`None` means the
+//! namespace of the calling thread, e.g. a real node) and opens its own netlink socket there, so callers
+//! need not care which thread runs what. The async functions need a tokio runtime with IO enabled.
+//!
+//! What it does not do: resolv.conf and hostname of pods, workloads, firewall rules (nftables belongs to
+//! the proxy and policy crates), IPv6.
+
+pub mod ipam;
+pub mod lab;
+pub mod netns;
+pub mod routes;
+pub mod sandbox;
+
+mod nl;
+
+pub use netns::NetnsError;
+
+/// A networking operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// Creating, entering or deleting a network namespace failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// The kernel refused a netlink request, or the netlink socket failed.
+    #[error("netlink: {op}: {source}")]
+    Netlink {
+        /// What was being done (e.g. `add route 10.244.2.0/24`).
+        op: String,
+        /// The error from rtnetlink.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// A link the operation relies on is missing (e.g. the bridge before a pod is attached).
+    #[error("link {link:?} not found in namespace {ns}")]
+    LinkNotFound {
+        /// The link name.
+        link: String,
+        /// The namespace searched (`current` for the caller's).
+        ns: String,
+    },
+    /// An argument is unusable (a podCIDR that is not IPv4 or too small, a name too long for a link...).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A file operation failed (opening a netlink socket, writing a sysctl).
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,238 @@
+//! The multi-node lab underlay (`pontifex up --nodes N`): in the root namespace a bridge `<prefix>0`
+//! (the host may take an address on it, `172.31.0.1/24` by default, to reach NodePorts like an outside
+//! client), and per node a namespace `<prefix>-node-<name>` joined to the bridge by a veth (root end
+//! `<prefix>v<i>`, node end `eth0` with `172.31.0.(10+i)/24`), `lo` up.
+//!
+//! The lab is sealed: no default route anywhere, only connected routes (and the pod routes the agents
+//! add), so nothing in the lab reaches outside the machine. Bridged frames skip iptables
+//! (`nf_call_iptables` off), so a host firewall that drops forwarded traffic does not cut the lab.
+//!
+//! Everything the lab makes carries the prefix: [`destroy`] removes every namespace `<prefix>-*` (node
+//! namespaces, and pod namespaces named `<prefix>-pod-*` by the agents), the bridge and the root veth
+//! ends. Tests use a unique prefix each (e.g. `t<pid><n>`), so labs can run side by side as long as at
+//! most one of them gives the host an address in a given subnet, and no prefix is another prefix
+//! followed by `v` or `n` (the bridge `t1v0` of lab `t1v` would look like veth 0 of lab `t1`).
+//!
+//! `nf_call_iptables` is off on the bridge, but where br_netfilter is loaded the root namespace's
+//! `net.bridge.bridge-nf-call-iptables=1` still sends bridged lab frames through the host's FORWARD chain.
+//!
+//! What it does not do: routing the LoadBalancer pool (172.31.255.0/24) from the host; NAT to outside.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use ipnet::Ipv4Net;
+use rtnetlink::{LinkUnspec, LinkVeth};
+
+use super::nl::{self, connect, link_name, nl_err};
+use super::sandbox::ensure_bridge_link;
+use super::{NetError, netns};
+
+/// Longest prefix: `<prefix>v<index>` must fit a 15-byte link name with up to 4 index digits.
+pub const MAX_PREFIX_LEN: usize = 10;
+
+/// How to build a lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabConfig {
+    /// Prefix of every name the lab makes (`pfx` for `pontifex up`).
+    pub prefix: String,
+    /// The underlay subnet; node `i` gets host address `10 + i` in it.
+    pub underlay: Ipv4Net,
+    /// The host's address on the lab bridge (`172.31.0.1`), or `None` to keep the host out of the lab
+    /// (no address, no route in the root namespace: what parallel tests want).
+    pub host_ip: Option<Ipv4Addr>,
+}
+
+impl LabConfig {
+    /// The defaults: underlay `172.31.0.0/24`, host at `.1`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            underlay: Ipv4Net::new(Ipv4Addr::new(172, 31, 0, 0), 24).expect("valid prefix length"),
+            host_ip: Some(Ipv4Addr::new(172, 31, 0, 1)),
+        }
+    }
+}
+
+/// One node of the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNode {
+    /// The node name.
+    pub name: String,
+    /// Its namespace (`<prefix>-node-<name>`).
+    pub netns: String,
+    /// Its underlay address (on its `eth0`).
+    pub ip: Ipv4Addr,
+}
+
+/// The lab bridge's name.
+pub fn bridge_name(prefix: &str) -> String {
+    format!("{prefix}0")
+}
+
+/// The namespace of node `name`.
+pub fn node_netns(prefix: &str, name: &str) -> String {
+    format!("{prefix}-node-{name}")
+}
+
+/// The namespace name for a pod, so that [`destroy`] finds it (`pod_id`: the pod UID or a part of it).
+pub fn pod_netns(prefix: &str, pod_id: &str) -> String {
+    format!("{prefix}-pod-{pod_id}")
+}
+
+fn check_prefix(prefix: &str) -> Result<(), NetError> {
+    if prefix.is_empty()
+        || prefix.len() > MAX_PREFIX_LEN
+        || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(NetError::Invalid(format!(
+            "lab prefix {prefix:?} must be 1 to {MAX_PREFIX_LEN} ASCII letters or digits"
+        )));
+    }
+    Ok(())
+}
+
+/// The underlay address of node `index`.
+pub fn node_ip(cfg: &LabConfig, index: usize) -> Result<Ipv4Addr, NetError> {
+    let net = cfg.underlay.trunc();
+    let ip = u32::from(net.network()) + 10 + u32::try_from(index).unwrap_or(u32::MAX - 20);
+    if ip >= u32::from(net.broadcast()) {
+        return Err(NetError::Invalid(format!(
+            "node index {index} does not fit the underlay {net}"
+        )));
+    }
+    Ok(Ipv4Addr::from(ip))
+}
+
+/// Whether `link` is one of the root-namespace links of the lab with `prefix`.
+pub(crate) fn is_lab_link(prefix: &str, link: &str) -> bool {
+    let Some(rest) = link.strip_prefix(prefix) else {
+        return false;
+    };
+    if rest == "0" {
+        return true;
+    }
+    match rest.strip_prefix('v').or_else(|| rest.strip_prefix('n')) {
+        Some(digits) => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Build the lab with `nodes` (in that order: node `i` gets underlay address `10 + i`), after removing
+/// whatever a crashed run with the same prefix left behind.
+pub async fn up(cfg: &LabConfig, nodes: &[&str]) -> Result<Vec<LabNode>, NetError> {
+    check_prefix(&cfg.prefix)?;
+    destroy(&cfg.prefix).await?;
+    ensure_underlay(cfg).await?;
+    let mut out = Vec::new();
+    for (i, name) in nodes.iter().enumerate() {
+        out.push(add_node(cfg, i, name).await?);
+    }
+    Ok(out)
+}
+
+/// Ensure the root bridge (and the host address on it, if configured). Idempotent.
+pub async fn ensure_underlay(cfg: &LabConfig) -> Result<(), NetError> {
+    check_prefix(&cfg.prefix)?;
+    let root = connect(None).await?;
+    let bridge = ensure_bridge_link(&root, &bridge_name(&cfg.prefix)).await?;
+    if let Some(host) = cfg.host_ip {
+        root.ensure_addr(bridge, host, cfg.underlay.prefix_len())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Add node `name` as number `index` (its namespace, veth and address). Idempotent: an existing node with
+/// that index is rebuilt.
+pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNode, NetError> {
+    check_prefix(&cfg.prefix)?;
+    let ip = node_ip(cfg, index)?;
+    let ns = node_netns(&cfg.prefix, name);
+    let outer = format!("{}v{index}", cfg.prefix);
+    let inner_tmp = format!("{}n{index}", cfg.prefix);
+    nl::check_ifname(&outer)?;
+    netns::create(&ns)?;
+    let root = connect(None).await?;
+    let node = connect(Some(&ns)).await?;
+    let bridge = root.index(&bridge_name(&cfg.prefix)).await?;
+    root.del_link(&outer).await?;
+    root.del_link(&inner_tmp).await?;
+    node.del_link("eth0").await?;
+
+    root.h
+        .link()
+        .add(LinkVeth::new(&outer, &inner_tmp).build())
+        .execute()
+        .await
+        .map_err(nl_err(format!("add veth {outer}")))?;
+    let inner = root.index(&inner_tmp).await?;
+    let ns_file = netns::open(&ns)?;
+    root.h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(inner)
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl_err(format!("move {inner_tmp} into {ns}")))?;
+    drop(ns_file);
+    let outer_index = root.index(&outer).await?;
+    root.h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(outer_index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl_err(format!("attach {outer} to the lab bridge")))?;
+
+    let eth = node.index(&inner_tmp).await?;
+    node.h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(eth)
+                .name("eth0".to_owned())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl_err(format!("rename {inner_tmp} to eth0 in {ns}")))?;
+    node.ensure_addr(eth, ip, cfg.underlay.prefix_len()).await?;
+    node.up(eth).await?;
+    node.lo_up().await?;
+    Ok(LabNode {
+        name: name.to_owned(),
+        netns: ns,
+        ip,
+    })
+}
+
+/// Remove everything the lab with `prefix` made: its root links (bridge, veth ends), then every namespace
+/// named `<prefix>-*` (nodes and pods). Idempotent; also the clean-up of a crashed run.
+pub async fn destroy(prefix: &str) -> Result<(), NetError> {
+    check_prefix(prefix)?;
+    let root = connect(None).await?;
+    for link in root.links().await? {
+        if let Some(name) = link_name(&link)
+            && is_lab_link(prefix, name)
+        {
+            nl::ok_if_gone(
+                root.h.link().del(link.header.index).execute().await,
+                format!("delete link {name}"),
+            )?;
+        }
+    }
+    for ns in netns::list(&format!("{prefix}-"))? {
+        netns::delete(&ns)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,88 @@
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
+use pontifex_node::net::{ipam::Ipam, lab, netns, sandbox};
+
+use super::support::{
+    Cleanup, ip_out, rt, tcp_echo, tcp_roundtrip, udp_echo, udp_roundtrip, unique_prefix,
+};
+
+#[test]
+fn two_pods_on_one_node_talk_tcp_and_udp() {
+    let prefix = unique_prefix();
+    let _cleanup = Cleanup(prefix.clone());
+    let node = lab::node_netns(&prefix, "n1");
+    let cidr: Ipv4Net = "10.244.1.0/24".parse().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ipam = Ipam::open(store.path(), cidr).unwrap();
+    let (pa, pb) = (lab::pod_netns(&prefix, "a"), lab::pod_netns(&prefix, "b"));
+    let (ia, ib) = (ipam.allocate("a").unwrap(), ipam.allocate("b").unwrap());
+
+    rt().block_on(async {
+        netns::create(&node).unwrap();
+        sandbox::ensure_bridge(Some(&node), cidr).await.unwrap();
+        sandbox::ensure_bridge(Some(&node), cidr).await.unwrap();
+        let a = sandbox::setup_pod(Some(&node), &pa, cidr, ia, None)
+            .await
+            .unwrap();
+        // Retrying a set-up is harmless.
+        let a2 = sandbox::setup_pod(Some(&node), &pa, cidr, ia, None)
+            .await
+            .unwrap();
+        assert_eq!(a, a2);
+        sandbox::setup_pod(Some(&node), &pb, cidr, ib, None)
+            .await
+            .unwrap();
+        assert_eq!(a.gateway, Ipv4Addr::new(10, 244, 1, 1));
+        assert_eq!(a.host_veth, sandbox::host_veth_name(&pa));
+        assert!(a.host_veth.len() <= 15);
+        let seen = sandbox::inspect_pod(&pb).await.unwrap().unwrap();
+        assert_eq!((seen.ip, seen.prefix_len), (ib, 24));
+        assert_eq!(
+            sandbox::inspect_pod(&format!("{prefix}-pod-none"))
+                .await
+                .unwrap(),
+            None
+        );
+    });
+
+    let fwd = netns::run_in(&node, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()
+    })
+    .unwrap();
+    assert_eq!(fwd.trim(), "1");
+    let routes = ip_out(&["-n", &pa, "route"]);
+    assert!(
+        routes.contains("default via 10.244.1.1 dev eth0"),
+        "{routes}"
+    );
+    let br = ip_out(&["-n", &node, "-o", "addr", "show", "dev", "cni0"]);
+    assert!(br.contains("10.244.1.1/24"), "{br}");
+
+    tcp_echo(&pb, ib, 8080);
+    assert_eq!(
+        tcp_roundtrip(&pa, SocketAddr::from((ib, 8080)), "hello tcp").unwrap(),
+        "hello tcp"
+    );
+    udp_echo(&pb, ib, 8081);
+    assert_eq!(
+        udp_roundtrip(&pa, SocketAddr::from((ib, 8081)), "hello udp").unwrap(),
+        "hello udp"
+    );
+    // The pod reaches its gateway too (the node itself).
+    tcp_echo(&node, Ipv4Addr::new(10, 244, 1, 1), 8082);
+    assert_eq!(
+        tcp_roundtrip(&pa, SocketAddr::from(([10, 244, 1, 1], 8082)), "gw").unwrap(),
+        "gw"
+    );
+
+    rt().block_on(async {
+        sandbox::teardown_pod(Some(&node), &pb).await.unwrap();
+        sandbox::teardown_pod(Some(&node), &pb).await.unwrap();
+    });
+    assert!(!netns::exists(&pb).unwrap());
+    let links = ip_out(&["-n", &node, "-o", "link"]);
+    assert!(!links.contains(&sandbox::host_veth_name(&pb)), "{links}");
+    assert!(links.contains(&sandbox::host_veth_name(&pa)), "{links}");
+    assert!(tcp_roundtrip(&pa, SocketAddr::from((ib, 8080)), "gone").is_err());
+}
