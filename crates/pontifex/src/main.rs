@@ -12,6 +12,8 @@ use pontifex_apiserver::{ApiServer, Applied, Config};
 use pontifex_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
+mod lab;
+
 #[derive(Parser)]
 #[command(
     name = "pontifex",
@@ -31,6 +33,54 @@ enum Command {
     Apiserver(ServerArgs),
     /// Run the controllers against a Kubernetes API (pontifex's or a real cluster's).
     Controllers(ControllersArgs),
+    /// Run the node agent: register a Node and run the pods bound to it.
+    Agent(AgentArgs),
+    /// Remove the lab `up --nodes` made: its pods, node namespaces, links and routes.
+    Down(DownArgs),
+    /// The built-in test server that stands in for agnhost (netexec, serve-hostname, pause).
+    #[command(hide = true)]
+    Agnhost {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The prefix of every namespace and link of the `up` lab.
+const LAB_PREFIX: &str = "pfx";
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The Node name to register (kubelet's --hostname-override).
+    #[arg(long)]
+    node: String,
+    /// The node's InternalIP (kubelet's --node-ip).
+    #[arg(long)]
+    node_ip: std::net::Ipv4Addr,
+    /// Cross-node pod routing: host-gw or vxlan (flannel's backends).
+    #[arg(long, default_value = "host-gw")]
+    backend: pontifex_agent::Backend,
+    /// Where IPAM allocations and container logs live.
+    #[arg(long, default_value = "/var/lib/pontifex")]
+    data_dir: PathBuf,
+    /// The node's network namespace, when the node is a lab namespace rather than this machine.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Prefix of pod namespace names (`<prefix>-pod-<uid>`).
+    #[arg(long, default_value = LAB_PREFIX)]
+    netns_prefix: String,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    /// The data directory of the `up` whose lab to remove.
+    #[arg(long, default_value = ".pontifex")]
+    data_dir: PathBuf,
+    /// The lab's name prefix (hidden: tests run labs side by side).
+    #[arg(long, default_value = LAB_PREFIX, hide = true)]
+    lab_prefix: String,
 }
 
 /// Flags of the controllers; names are kube-controller-manager's.
@@ -144,7 +194,7 @@ struct ServerArgs {
 }
 
 #[derive(Args)]
-struct UpArgs {
+pub(crate) struct UpArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Manifests to apply once the cluster is up: files, or directories of .yaml/.yml/.json files.
@@ -152,6 +202,15 @@ struct UpArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     controllers: ControllerFlags,
+    /// Lab nodes to run, each a network namespace with its own agent (needs root; 0: control plane only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Cross-node pod routing in the lab: host-gw or vxlan.
+    #[arg(long, default_value = "host-gw")]
+    backend: pontifex_agent::Backend,
+    /// The lab's name prefix (hidden: tests run labs side by side).
+    #[arg(long, default_value = LAB_PREFIX, hide = true)]
+    lab_prefix: String,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -180,6 +239,12 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up(args).await,
             Command::Apiserver(args) => apiserver(args).await,
             Command::Controllers(args) => controllers(args).await,
+            Command::Agent(args) => agent(args).await,
+            Command::Down(args) => down(args).await,
+            Command::Agnhost { args } => {
+                let code = pontifex_node::workload::agnhost::run_until_signal(args).await?;
+                std::process::exit(code);
+            }
         }
     })
 }
@@ -272,7 +337,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let client = client_for(&args.server.data_dir.join("kubeconfig")).await?;
     let mut config = args.controllers.config();
     config.leader_elect = false;
-    let controllers = tokio::spawn(pontifex_controllers::run(client, config, shutdown.clone()));
+    let controllers = tokio::spawn(pontifex_controllers::run(
+        client.clone(),
+        config,
+        shutdown.clone(),
+    ));
+    let lab = if args.nodes > 0 {
+        lab::Lab::start(&args, client, shutdown.clone()).await?
+    } else {
+        None
+    };
     let mut failures = 0;
     for manifest in read_manifests(&args.files)? {
         let (source, doc) = manifest;
@@ -300,14 +374,51 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("Use it with kubectl:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get svc -A");
+    if let Some(lab) = &lab {
+        println!("Lab nodes (reachable from this machine): {}", lab.describe());
+    }
     println!("Press Ctrl-C to stop; `pontifex up` with the same --data-dir resumes this cluster.");
     if failures > 0 {
         eprintln!("{failures} manifest(s) could not be applied (see above)");
     }
     server.serve().await?;
+    if let Some(lab) = lab {
+        lab.stop().await;
+    }
     if let Ok(Err(e)) = controllers.await {
         tracing::warn!(error = %e, "the controllers stopped with an error");
     }
+    Ok(())
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    let client = match &args.kubeconfig {
+        Some(path) => client_for(path).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("finding a kubeconfig")?,
+    };
+    let config = pontifex_agent::Config {
+        node_name: args.node,
+        node_ip: args.node_ip,
+        netns: args.netns,
+        netns_prefix: args.netns_prefix,
+        backend: args.backend,
+        data_dir: args.data_dir,
+        pontifex_bin: std::env::current_exe().context("finding the pontifex executable")?,
+    };
+    pontifex_agent::run(client, config, shutdown).await?;
+    Ok(())
+}
+
+async fn down(args: DownArgs) -> anyhow::Result<()> {
+    lab::stop_agents(&args.data_dir);
+    pontifex_node::net::lab::destroy(&args.lab_prefix)
+        .await
+        .context("removing the lab")?;
+    println!("lab {} removed", args.lab_prefix);
     Ok(())
 }
 

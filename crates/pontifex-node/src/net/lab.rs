@@ -213,10 +213,69 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
     })
 }
 
-/// Remove everything the lab with `prefix` made: its root links (bridge, veth ends), then every namespace
-/// named `<prefix>-*` (nodes and pods). Idempotent; also the clean-up of a crashed run.
+/// SIGKILL every process living in one of the lab's namespaces (pods' containers, and what runs in a
+/// node's own namespace): deleting a namespace's name does not end the processes inside it, and they
+/// would keep it alive. Processes are found by the inode of their `/proc/<pid>/ns/net`. Returns how
+/// many were signalled.
+pub fn kill_processes(prefix: &str) -> Result<usize, NetError> {
+    check_prefix(prefix)?;
+    kill_processes_in(&netns::list(&format!("{prefix}-"))?)
+}
+
+/// SIGKILL every process living in one of the named namespaces. Returns how many were signalled.
+pub fn kill_processes_in(namespaces: &[String]) -> Result<usize, NetError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut inodes = std::collections::HashSet::new();
+    for ns in namespaces {
+        if let Ok(m) = std::fs::metadata(netns::path(ns)) {
+            inodes.insert(m.ino());
+        }
+    }
+    if inodes.is_empty() {
+        return Ok(0);
+    }
+    let me = std::process::id();
+    let mut killed = 0;
+    let procs = std::fs::read_dir("/proc").map_err(|source| NetError::Io {
+        op: "read /proc".into(),
+        source,
+    })?;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // `net:[4026532000]`; a process that just exited has no link any more.
+        let Ok(link) = std::fs::read_link(entry.path().join("ns/net")) else {
+            continue;
+        };
+        let inode = link
+            .to_str()
+            .and_then(|l| l.strip_prefix("net:["))
+            .and_then(|l| l.strip_suffix(']'))
+            .and_then(|l| l.parse::<u64>().ok());
+        if inode.is_some_and(|i| inodes.contains(&i))
+            && let Ok(pid) = i32::try_from(pid)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    Ok(killed)
+}
+
+/// Remove everything the lab with `prefix` made: the processes in its namespaces, its root links
+/// (bridge, veth ends), then every namespace named `<prefix>-*` (nodes and pods). Idempotent; also the
+/// clean-up of a crashed run.
 pub async fn destroy(prefix: &str) -> Result<(), NetError> {
     check_prefix(prefix)?;
+    kill_processes(prefix)?;
     let root = connect(None).await?;
     for link in root.links().await? {
         if let Some(name) = link_name(&link)

@@ -1,0 +1,122 @@
+//! The pontifex node agent (`pontifex agent --node NAME`): registers its Node and keeps its heartbeat,
+//! builds the node's pod network (the `cni0` bridge and cross-node routes, host-gw or VXLAN) once the
+//! node IPAM controller has given it a podCIDR, and runs the pods the scheduler bound to it — sandbox,
+//! containers, probes, status, graceful termination — through `pontifex-node`.
+//!
+//! It talks to the cluster only through the Kubernetes API (kube-rs), so it runs the same in the lab
+//! (`pontifex up --nodes N` starts one per lab node, in the root namespace, working on its node's
+//! namespace by name) and on a real machine (no namespace: the machine's own).
+//!
+//! Not here yet: the service proxy, cluster DNS, ingress and network policy (later issues).
+#![forbid(unsafe_code)]
+
+mod network;
+
+pub use network::node_routes;
+mod node;
+mod pods;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+/// How the agent's pods reach pods on other nodes (flannel's backends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A route per other node's podCIDR via its node IP (nodes share an L2 segment).
+    HostGw,
+    /// A VXLAN device and per-node FDB/neighbour entries (works across L3).
+    Vxlan,
+}
+
+impl Backend {
+    /// The flag value: `host-gw` or `vxlan`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::HostGw => "host-gw",
+            Backend::Vxlan => "vxlan",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host-gw" => Ok(Backend::HostGw),
+            "vxlan" => Ok(Backend::Vxlan),
+            _ => Err(format!("unknown backend {s:?} (host-gw or vxlan)")),
+        }
+    }
+}
+
+/// The agent's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node name (kubelet's `--hostname-override`).
+    pub node_name: String,
+    /// The node's InternalIP (kubelet's `--node-ip`).
+    pub node_ip: Ipv4Addr,
+    /// The node's network namespace (the lab's `<prefix>-node-<name>`); `None` for this namespace.
+    pub netns: Option<String>,
+    /// Prefix of pod namespace names: pods live in `<prefix>-pod-<uid>`.
+    pub netns_prefix: String,
+    /// Cross-node routing.
+    pub backend: Backend,
+    /// State that must survive a restart: the IPAM allocations, container logs.
+    pub data_dir: PathBuf,
+    /// The `pontifex` executable, which runs the built-in test server (`pontifex agnhost ...`).
+    pub pontifex_bin: PathBuf,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Kubernetes API refused a request or could not be reached.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Building the node's network failed.
+    #[error("node network: {0}")]
+    Net(#[from] pontifex_node::net::NetError),
+    /// The IPAM store failed.
+    #[error("ipam: {0}")]
+    Ipam(#[from] pontifex_node::net::ipam::IpamError),
+    /// An object could not be built or read.
+    #[error("invalid object: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Run the agent until `shutdown`. Pods keep running when it stops (a restarted agent finds their
+/// namespaces and addresses again); `pontifex down` or deleting the pods ends them.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let config = Arc::new(config);
+    node::register(&client, &config.node_name, config.node_ip).await?;
+    tracing::info!(node = %config.node_name, ip = %config.node_ip, "node registered");
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        config.node_name.clone(),
+        config.node_ip,
+        shutdown.clone(),
+    ));
+    let Some(cidr) = node::pod_cidr(&client, &config.node_name, &shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(%cidr, "pod CIDR assigned");
+    pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), cidr).await?;
+    let routes = tokio::spawn(network::run(
+        client.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+    let result = pods::run(client, config, cidr, shutdown).await;
+    let _ = heartbeat.await;
+    let _ = routes.await;
+    result
+}

@@ -1,0 +1,579 @@
+//! The pods bound to this node, kubelet-style: one worker task per pod that builds its sandbox
+//! (namespace, veth, address), starts its containers, drives their probes, writes the pod status when
+//! it changes, and on deletion stops the containers within the grace period, removes the pod object
+//! and releases the sandbox.
+//!
+//! Tasks: one watch of the node's pods (field selector `spec.nodeName`), one of all Services (for the
+//! Service environment variables), and a worker per pod fed the latest object through a
+//! `tokio::sync::watch` (a worker only ever needs the newest version of its pod).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, ResourceExt as _};
+use pontifex_node::net::{ipam::Ipam, lab, netns, routes, sandbox};
+use pontifex_node::workload::envvars::{self, ObjectLookup, PodAddresses};
+use pontifex_node::workload::plan;
+use pontifex_node::workload::probe::{self, ProbeEvent, ProbeKind, ProbeWorker};
+use pontifex_node::workload::process::SpawnSpec;
+use pontifex_node::workload::status::{self, ContainerView, StatusInput};
+use pontifex_node::workload::supervisor::{
+    BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Backend, Config, Error};
+
+/// How often a pod worker looks at its probes and status.
+const TICK: Duration = Duration::from_millis(200);
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
+
+/// What every pod worker shares.
+struct Node {
+    client: kube::Client,
+    config: Arc<Config>,
+    cidr: Ipv4Net,
+    ipam: Ipam,
+    services: Store<Service>,
+}
+
+pub(crate) async fn run(
+    client: kube::Client,
+    config: Arc<Config>,
+    cidr: Ipv4Net,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let ipam = Ipam::open(config.data_dir.join("ipam"), cidr)?;
+    let (services, writer) = reflector::store::<Service>();
+    let svc_stream = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(svc_stream);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                e = s.next() => if e.is_none() { return },
+            }
+        }
+    });
+    let _ = services.wait_until_ready().await;
+    let node = Arc::new(Node {
+        client: client.clone(),
+        config: config.clone(),
+        cidr,
+        ipam,
+        services,
+    });
+
+    let pods: Api<Pod> = Api::all(client);
+    let selector = format!("spec.nodeName={}", config.node_name);
+    let mut stream = watcher(pods, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
+    let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+    let mut listing: HashSet<String> = HashSet::new();
+    let mut first_list = true;
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            e = stream.next() => e,
+        };
+        let seen = |pod: Pod, workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>| {
+            let Some(uid) = pod.metadata.uid.clone() else {
+                return;
+            };
+            let pod = Arc::new(pod);
+            match workers.get(&uid) {
+                Some(tx) if !tx.is_closed() => {
+                    tx.send_replace(Some(pod));
+                }
+                _ => {
+                    let (tx, rx) = watch::channel(Some(pod));
+                    workers.insert(uid, tx);
+                    tokio::spawn(worker(node.clone(), rx, shutdown.clone()));
+                }
+            }
+        };
+        match event {
+            None => break,
+            Some(Err(e)) => tracing::debug!(error = %e, "pod watch failed; retrying"),
+            Some(Ok(watcher::Event::Init)) => listing.clear(),
+            Some(Ok(watcher::Event::InitApply(p))) => {
+                listing.extend(p.metadata.uid.clone());
+                seen(p, &mut workers);
+            }
+            Some(Ok(watcher::Event::InitDone)) => {
+                // Pods gone while the watch was down.
+                for (uid, tx) in &workers {
+                    if !listing.contains(uid) {
+                        tx.send_replace(None);
+                    }
+                }
+                if std::mem::take(&mut first_list) {
+                    collect_orphans(&node, &listing).await;
+                }
+            }
+            Some(Ok(watcher::Event::Apply(p))) => seen(p, &mut workers),
+            Some(Ok(watcher::Event::Delete(p))) => {
+                if let Some(tx) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                    tx.send_replace(None);
+                }
+            }
+        }
+        workers.retain(|_, tx| !tx.is_closed());
+    }
+    Ok(())
+}
+
+/// At start: the sandboxes and addresses of pods that no longer exist (deleted while the agent was
+/// down) are released.
+async fn collect_orphans(node: &Node, live: &HashSet<String>) {
+    let prefix = pod_netns_prefix(&node.config);
+    if let Ok(existing) = netns::list(&prefix) {
+        for ns in existing {
+            let uid = &ns[prefix.len()..];
+            if !live.contains(uid) {
+                tracing::info!(netns = %ns, "removing the sandbox of a pod that is gone");
+                let _ = sandbox::teardown_pod(node.config.netns.as_deref(), &ns).await;
+            }
+        }
+    }
+    match node.ipam.gc(live) {
+        Ok(freed) if !freed.is_empty() => tracing::info!(?freed, "released addresses of pods that are gone"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "IPAM garbage collection failed"),
+    }
+}
+
+fn pod_netns_prefix(config: &Config) -> String {
+    format!("{}-pod-", config.netns_prefix)
+}
+
+/// A pod's network: where its processes run and its addresses.
+struct Sandbox {
+    /// The namespace its processes enter (`None`: the agent's own, for hostNetwork on a real node).
+    netns: Option<String>,
+    ip: Ipv4Addr,
+    /// Ours to tear down (not hostNetwork).
+    owned: bool,
+}
+
+async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    if host_network {
+        return Ok(Sandbox {
+            netns: node.config.netns.clone(),
+            ip: node.config.node_ip,
+            owned: false,
+        });
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let ns = format!("{}{uid}", pod_netns_prefix(&node.config));
+    if netns::exists(&ns).unwrap_or(false) {
+        // A pod from before an agent restart. Its processes are not adopted yet: they are ended and
+        // started again in the same sandbox, with the same address.
+        let killed = lab::kill_processes_in(std::slice::from_ref(&ns))?;
+        tracing::info!(netns = %ns, killed, "restarting the containers of a pod found running");
+    }
+    let ip = node.ipam.allocate(&uid)?;
+    let mtu = (node.config.backend == Backend::Vxlan).then_some(routes::VXLAN_MTU);
+    let network =
+        sandbox::setup_pod(node.config.netns.as_deref(), &ns, node.cidr, ip, mtu).await?;
+    Ok(Sandbox {
+        netns: Some(network.netns),
+        ip: network.address.ip,
+        owned: true,
+    })
+}
+
+async fn teardown_sandbox(node: &Node, pod: &Pod, sandbox: &Sandbox) {
+    if !sandbox.owned {
+        return;
+    }
+    if let Some(ns) = &sandbox.netns
+        && let Err(e) = sandbox::teardown_pod(node.config.netns.as_deref(), ns).await
+    {
+        tracing::warn!(netns = %ns, error = %e, "removing a pod sandbox failed");
+    }
+    if let Some(uid) = &pod.metadata.uid
+        && let Err(e) = node.ipam.release(uid)
+    {
+        tracing::warn!(%uid, error = %e, "releasing a pod address failed");
+    }
+}
+
+/// ConfigMaps and Secrets a pod's environment refers to, read once when its containers start.
+#[derive(Default)]
+struct Objects {
+    config_maps: HashMap<(String, String), ConfigMap>,
+    secrets: HashMap<(String, String), Secret>,
+}
+
+impl ObjectLookup for Objects {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        self.config_maps
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+async fn referenced_objects(client: &kube::Client, pod: &Pod) -> Objects {
+    let ns = pod.namespace().unwrap_or_default();
+    let (mut cms, mut secrets) = (HashSet::new(), HashSet::new());
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        for e in c.env.iter().flatten() {
+            if let Some(r) = e.value_from.as_ref().and_then(|v| v.config_map_key_ref.as_ref()) {
+                cms.insert(r.name.clone());
+            }
+            if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+                secrets.insert(r.name.clone());
+            }
+        }
+        for f in c.env_from.iter().flatten() {
+            if let Some(r) = &f.config_map_ref {
+                cms.insert(r.name.clone());
+            }
+            if let Some(r) = &f.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+    }
+    let mut out = Objects::default();
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for name in cms {
+        if let Ok(Some(cm)) = cm_api.get_opt(&name).await {
+            out.config_maps.insert((ns.clone(), name), cm);
+        }
+    }
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for name in secrets {
+        if let Ok(Some(s)) = secret_api.get_opt(&name).await {
+            out.secrets.insert((ns.clone(), name), s);
+        }
+    }
+    out
+}
+
+/// One running container with its probe workers.
+struct Running {
+    spec: k8s_openapi::api::core::v1::Container,
+    handle: Container,
+    env: Vec<(String, String)>,
+    /// The instance the probe workers belong to (new workers for a new instance).
+    instance: Option<String>,
+    startup: Option<ProbeWorker>,
+    readiness: Option<ProbeWorker>,
+    liveness: Option<ProbeWorker>,
+}
+
+impl Running {
+    fn reset_probes(&mut self) {
+        self.startup = self
+            .spec
+            .startup_probe
+            .as_ref()
+            .map(|p| ProbeWorker::new(ProbeKind::Startup, p));
+        self.readiness = self
+            .spec
+            .readiness_probe
+            .as_ref()
+            .map(|p| ProbeWorker::new(ProbeKind::Readiness, p));
+        self.liveness = self
+            .spec
+            .liveness_probe
+            .as_ref()
+            .map(|p| ProbeWorker::new(ProbeKind::Liveness, p));
+    }
+
+    fn view(&self) -> ContainerView {
+        let state = self.handle.state().borrow().clone();
+        let running = matches!(state.phase, Phase::Running { .. });
+        let started = running && self.startup.as_ref().is_none_or(ProbeWorker::result);
+        ContainerView {
+            ready: probe::container_ready(running, self.startup.as_ref(), self.readiness.as_ref()),
+            started,
+            state,
+        }
+    }
+}
+
+async fn start_containers(
+    node: &Node,
+    pod: &Pod,
+    sandbox: &Sandbox,
+) -> Result<BTreeMap<String, Running>, Error> {
+    let objects = referenced_objects(&node.client, pod).await;
+    let services: Vec<Service> = node.services.state().iter().map(|s| (**s).clone()).collect();
+    let ns = pod.namespace().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let service_env =
+        envvars::service_env(&services, &ns, spec.enable_service_links.unwrap_or(true));
+    let addrs = PodAddresses {
+        pod_ips: vec![sandbox.ip.to_string()],
+        host_ips: vec![node.config.node_ip.to_string()],
+    };
+    let hostname = if spec.host_network == Some(true) {
+        node.config.node_name.clone()
+    } else {
+        spec.hostname.clone().unwrap_or_else(|| pod.name_any())
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let grace = Duration::from_secs(
+        spec.termination_grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE)
+            .max(0) as u64,
+    );
+    let mut out = BTreeMap::new();
+    for c in &spec.containers {
+        let env = match envvars::container_env(pod, c, &service_env, &objects, &addrs) {
+            Ok(env) => envvars::with_runtime_defaults(env, &hostname),
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), container = %c.name, error = %e, "container environment");
+                envvars::with_runtime_defaults(Vec::new(), &hostname)
+            }
+        };
+        let argv = plan::plan(c).argv(&node.config.pontifex_bin);
+        let spawn = SpawnSpec {
+            argv,
+            env: env.clone(),
+            working_dir: c.working_dir.as_ref().map(PathBuf::from),
+            netns: sandbox.netns.as_deref().map(netns::path),
+            hostname: Some(hostname.clone()),
+            log_path: None,
+        };
+        let handle = Container::start(ContainerConfig {
+            spawn,
+            log_dir: node
+                .config
+                .data_dir
+                .join("pods")
+                .join(format!("{ns}_{}_{uid}", pod.name_any()))
+                .join(&c.name),
+            restart_policy: RestartPolicy::from_spec(spec.restart_policy.as_deref()),
+            backoff: BackoffConfig::default(),
+            id_prefix: format!("pontifex://{uid}/{}", c.name),
+            restart_grace: grace,
+        });
+        let mut running = Running {
+            spec: c.clone(),
+            handle,
+            env,
+            instance: None,
+            startup: None,
+            readiness: None,
+            liveness: None,
+        };
+        running.reset_probes();
+        out.insert(c.name.clone(), running);
+    }
+    Ok(out)
+}
+
+/// Run the due probes of every container and act on what they find.
+async fn probe_all(containers: &mut BTreeMap<String, Running>, sandbox: &Sandbox) {
+    let now = tokio::time::Instant::now().into_std();
+    for r in containers.values_mut() {
+        let state = r.handle.state().borrow().clone();
+        let Phase::Running { id, started, .. } = state.phase else {
+            continue;
+        };
+        if r.instance.as_deref() != Some(id.as_str()) {
+            r.instance = Some(id);
+            r.reset_probes();
+        }
+        let startup_done = r.startup.as_ref().is_none_or(ProbeWorker::result);
+        let mut restart = false;
+        for (worker, probe) in [
+            (&mut r.startup, r.spec.startup_probe.as_ref()),
+            (&mut r.liveness, r.spec.liveness_probe.as_ref()),
+            (&mut r.readiness, r.spec.readiness_probe.as_ref()),
+        ] {
+            let (Some(worker), Some(probe)) = (worker.as_mut(), probe) else {
+                continue;
+            };
+            if !worker.due(now, started, startup_done) {
+                continue;
+            }
+            let success = match probe::check_for(
+                probe,
+                &r.spec,
+                IpAddr::V4(sandbox.ip),
+                sandbox.netns.as_deref().map(netns::path),
+                &r.env,
+            ) {
+                Ok(check) => probe::run_check(&check, worker.timings().timeout).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "probe cannot run");
+                    false
+                }
+            };
+            if worker.record(tokio::time::Instant::now().into_std(), success) == ProbeEvent::Restart
+            {
+                restart = true;
+            }
+        }
+        if restart {
+            r.handle.restart().await;
+        }
+    }
+}
+
+async fn write_status(
+    node: &Node,
+    pod: &Pod,
+    sandbox: Option<&Sandbox>,
+    containers: &BTreeMap<String, Running>,
+    last: &mut Option<PodStatus>,
+) {
+    let views = containers
+        .iter()
+        .map(|(name, r)| (name.clone(), r.view()))
+        .collect();
+    let st = status::pod_status(&StatusInput {
+        pod,
+        sandbox_ready: sandbox.is_some(),
+        containers: views,
+        pod_ips: sandbox.map(|s| vec![s.ip.to_string()]).unwrap_or_default(),
+        host_ips: vec![node.config.node_ip.to_string()],
+        now: jiff::Timestamp::now(),
+    });
+    if last.as_ref() == Some(&st) {
+        return;
+    }
+    let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"status": st});
+    match api
+        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => *last = Some(st),
+        Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "writing pod status failed"),
+    }
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+async fn worker(
+    node: Arc<Node>,
+    mut rx: watch::Receiver<Option<Arc<Pod>>>,
+    shutdown: CancellationToken,
+) {
+    let Some(first) = rx.borrow().clone() else {
+        return;
+    };
+    let phase = first.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return;
+    }
+    let name = format!("{}/{}", first.namespace().unwrap_or_default(), first.name_any());
+    let mut last_status = None;
+    // The sandbox, retried until it works or the pod goes.
+    let sandbox = loop {
+        let Some(pod) = rx.borrow().clone() else { return };
+        if pod.metadata.deletion_timestamp.is_some() {
+            finish(&node, &pod, None).await;
+            return;
+        }
+        match setup_sandbox(&node, &pod).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "creating the pod sandbox failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(pod = %name, ip = %sandbox.ip, "pod sandbox ready");
+    let mut containers = match start_containers(&node, &first, &sandbox).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(pod = %name, error = %e, "starting containers failed");
+            BTreeMap::new()
+        }
+    };
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let current = rx.borrow().clone();
+        match current {
+            None => {
+                // Deleted outright (grace 0 or forced): stop at once.
+                for (_, r) in std::mem::take(&mut containers) {
+                    r.handle.stop(Duration::ZERO).await;
+                }
+                teardown_sandbox(&node, &first, &sandbox).await;
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                let grace = grace_of(&pod);
+                tracing::info!(pod = %name, ?grace, "stopping the pod");
+                let stops = std::mem::take(&mut containers)
+                    .into_values()
+                    .map(|r| r.handle.stop(grace));
+                futures::future::join_all(stops).await;
+                finish(&node, &pod, Some(&sandbox)).await;
+                return;
+            }
+            Some(pod) => {
+                probe_all(&mut containers, &sandbox).await;
+                write_status(&node, &pod, Some(&sandbox), &containers, &mut last_status).await;
+            }
+        }
+        tokio::select! {
+            // The agent stops; the pod's processes keep running.
+            () = shutdown.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// After the containers stopped: remove the pod object (the kubelet's final, grace-0 delete, guarded
+/// by uid so a re-created pod of the same name is not touched), then release the sandbox.
+async fn finish(node: &Node, pod: &Pod, sandbox: Option<&Sandbox>) {
+    let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    if let Err(e) = api.delete(&pod.name_any(), &dp).await {
+        tracing::debug!(pod = %pod.name_any(), error = %e, "final pod delete failed");
+    }
+    if let Some(s) = sandbox {
+        teardown_sandbox(node, pod, s).await;
+    }
+}
