@@ -8,7 +8,12 @@
 //! Nothing here runs a command or touches the kernel.
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod conntrack;
 mod hash;
+pub mod health;
 pub mod iptables;
+pub mod metrics;
 pub mod model;
 pub mod nftables;
+pub mod sync;
