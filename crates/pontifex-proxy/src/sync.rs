@@ -501,7 +501,7 @@ fn trigger_time(s: &EndpointSlice) -> Option<SystemTime> {
         .as_ref()?
         .get(TRIGGER_TIME_ANNOTATION)?;
     let ts: jiff::Timestamp = v.parse().ok()?;
-    SystemTime::try_from(ts).ok()
+    Some(SystemTime::from(ts))
 }
 
 /// What `pontifex rules` prints: the ruleset a full sync of `snap` programs, in the kernel
