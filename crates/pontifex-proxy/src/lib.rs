@@ -5,7 +5,10 @@
 //! This crate's pure part: [`model`] (service ports, endpoints, change tracking),
 //! [`iptables`] (kube-proxy's `iptables-restore` input, byte for byte) and [`nftables`]
 //! (kube-proxy's nftables layout as a state, with full and incremental `nft -f` transactions).
-//! Nothing here runs a command or touches the kernel.
+//! Its thin IO shell: [`apply`] (the `Applier` trait, real `nft`/`iptables-restore`/`conntrack`
+//! runners inside a network namespace, a fake), [`conntrack`] (stale UDP entry deletion),
+//! [`sync`] (the proxier and its level-triggered loop), [`metrics`] and [`health`]
+//! (kube-proxy's metrics, `/healthz`, `/livez` and health check node ports).
 #![forbid(unsafe_code)]
 
 pub mod apply;
