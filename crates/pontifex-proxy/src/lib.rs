@@ -2,14 +2,23 @@
 //! EndpointSlices with change tracking, and the dataplanes that program it — nftables (default),
 //! iptables in kube-proxy's exact layout, and a userspace L4 proxy. Rendering is pure; appliers are thin.
 //!
-//! The pure part: [`model`] (service ports, endpoints, change tracking), [`iptables`] (kube-proxy's
-//! `iptables-restore` input, byte for byte) and [`nftables`] (kube-proxy's nftables layout as a
-//! state, with full and incremental `nft -f` transactions) run no command and touch no kernel.
+//! This crate's pure part: [`model`] (service ports, endpoints, change tracking),
+//! [`iptables`] (kube-proxy's `iptables-restore` input, byte for byte) and [`nftables`]
+//! (kube-proxy's nftables layout as a state, with full and incremental `nft -f` transactions).
+//! Its thin IO shell: [`apply`] (the `Applier` trait, real `nft`/`iptables-restore`/`conntrack`
+//! runners inside a network namespace, a fake), [`conntrack`] (stale UDP entry deletion),
+//! [`sync`] (the proxier and its level-triggered loop), [`metrics`] and [`health`]
+//! (kube-proxy's metrics, `/healthz`, `/livez` and health check node ports).
 //! [`userspace`] is the L4 proxy with IPVS's schedulers (from `pontifex-balance`).
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod conntrack;
 mod hash;
+pub mod health;
 pub mod iptables;
+pub mod metrics;
 pub mod model;
 pub mod nftables;
+pub mod sync;
 pub mod userspace;

@@ -500,6 +500,13 @@ impl ChangeTracker {
         update
     }
 
+    /// Forgets every Service and EndpointSlice (before replaying a fresh list), keeping what
+    /// the previous sync applied so the next sync's changes are still relative to it.
+    pub fn clear_objects(&mut self) {
+        self.services.clear();
+        self.slices.clear();
+    }
+
     /// The previous sync did not reach the kernel: the next one must be a full sync, and
     /// nothing is known to have been applied.
     pub fn resync_failed(&mut self) {

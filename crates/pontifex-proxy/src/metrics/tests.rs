@@ -1,0 +1,44 @@
+use super::*;
+
+#[test]
+fn exposition_has_kube_proxy_names_and_cumulative_buckets() {
+    let m = ProxyMetrics::default();
+    m.queued(2, 3, 100.0);
+    m.synced(true, Duration::from_millis(3), 101.5);
+    m.programmed(Duration::from_millis(700));
+    m.iptables_rules(7, 42);
+    let text = m.render();
+    for line in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 0",
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1",
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} 1",
+        "kubeproxy_sync_proxy_rules_duration_seconds_count 1",
+        "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0",
+        "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.5\"} 0",
+        "kubeproxy_network_programming_duration_seconds_bucket{le=\"1\"} 1",
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds 101.5",
+        "kubeproxy_sync_proxy_rules_endpoint_changes_total 3",
+        "kubeproxy_sync_proxy_rules_service_changes_total 2",
+        "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0",
+        "kubeproxy_sync_proxy_rules_iptables_total{table=\"filter\"} 7",
+        "kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} 42",
+        "# TYPE kubeproxy_network_programming_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+    }
+}
+
+#[test]
+fn bucket_layouts_match_kube_proxy() {
+    let s = sync_buckets();
+    assert_eq!(s.len(), 15);
+    assert_eq!(s[0], 0.001);
+    assert_eq!(s[14], 16.384);
+    let p = programming_buckets();
+    assert_eq!(&p[..3], [0.25, 0.5, 1.0]);
+    assert!(p.contains(&59.0) && p.contains(&60.0) && p.contains(&115.0));
+    assert!(!p.contains(&61.0));
+    assert_eq!(*p.last().unwrap(), 300.0);
+    assert!(p.windows(2).all(|w| w[0] < w[1]));
+}
