@@ -114,6 +114,21 @@ impl<K: Resource> Cache<K> {
         self.subscribe(move |_, _| wake.notify_one());
     }
 
+    /// Wake `wake` after the changes `matters(old, new)` picks: a loop that recomputes over every
+    /// object must not run on each of 100,000 pods' status writes when only a few kinds of change
+    /// concern it.
+    pub(crate) fn wake_on(
+        &self,
+        wake: Arc<Notify>,
+        matters: impl Fn(Option<&K>, Option<&K>) -> bool + Send + Sync + 'static,
+    ) {
+        self.subscribe(move |old, new| {
+            if matters(old, new) {
+                wake.notify_one();
+            }
+        });
+    }
+
     fn notify(&self, old: Option<&K>, new: Option<&K>) {
         let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
         for h in handlers.iter() {
@@ -151,8 +166,8 @@ impl<K: Resource> Cache<K> {
     where
         K: Clone,
     {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.objects.values().map(|o| (**o).clone()).collect()
+        // Clone outside the lock: the informer must not wait for a deep copy to apply an event.
+        self.all().into_iter().map(|o| (*o).clone()).collect()
     }
 
     /// Has the first complete list arrived?
@@ -504,6 +519,26 @@ pub(crate) fn status_code(e: &kube::Error) -> Option<u16> {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
     }
+}
+
+/// Whether a pod change can matter to a workload controller: a pod owned by a ReplicaSet.
+pub(crate) fn owned_by_replica_set(old: Option<&Pod>, new: Option<&Pod>) -> bool {
+    [old, new].into_iter().flatten().any(|p| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "ReplicaSet")
+    })
+}
+
+/// Whether a pod change can matter to the scheduler: a pod without a node, or one that comes or goes
+/// (which changes how loaded its node is).
+pub(crate) fn scheduling_relevant(old: Option<&Pod>, new: Option<&Pod>) -> bool {
+    let unbound = |p: Option<&Pod>| {
+        p.is_some_and(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+    };
+    old.is_none() || new.is_none() || unbound(old) || unbound(new)
 }
 
 /// Index keys for a pod: `namespace/label=value` for each label.

@@ -31,7 +31,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     let leases = ctx.informers.get::<Lease>();
     leases.wake_on_change(wake.clone());
     let pods = ctx.informers.get::<Pod>();
-    pods.wake_on_change(wake.clone());
+    // No wake-ups from pods: node and Lease changes (and the monitor period) drive this loop.
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         _ = async { tokio::join!(nodes.wait_ready(), leases.wait_ready(), pods.wait_ready()) } => {}

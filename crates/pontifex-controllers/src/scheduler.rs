@@ -28,7 +28,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     let nodes = ctx.informers.get::<Node>();
     nodes.wake_on_change(wake.clone());
     let pods = ctx.informers.get::<Pod>();
-    pods.wake_on_change(wake.clone());
+    pods.wake_on(wake.clone(), informer::scheduling_relevant);
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         _ = async { tokio::join!(nodes.wait_ready(), pods.wait_ready()) } => {}

@@ -37,8 +37,13 @@ impl TestServer {
     }
 
     /// Start `bin up` (API server and controllers) on a new temporary data directory.
+    /// Without `--nodes` in `extra`, with `--nodes 0`: no lab, so such servers can run side by side.
     pub fn start_up(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        Self::start_command(bin, "up", extra)
+        let mut extra = extra.to_vec();
+        if !extra.contains(&"--nodes") {
+            extra.extend(["--nodes", "0"]);
+        }
+        Self::start_command(bin, "up", &extra)
     }
 
     fn start_command(bin: &Path, command: &'static str, extra: &[&str]) -> anyhow::Result<Self> {

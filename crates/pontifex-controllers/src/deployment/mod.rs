@@ -32,7 +32,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     let rss = ctx.informers.get::<ReplicaSet>();
     rss.wake_on_change(notify.clone());
     let pods = ctx.informers.get::<Pod>();
-    pods.wake_on_change(notify.clone());
+    pods.wake_on(notify.clone(), informer::owned_by_replica_set);
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         () = async {

@@ -8,6 +8,7 @@ mod deployments;
 mod endpoints;
 mod fake;
 mod kubectl;
+mod lab;
 mod lifecycle;
 mod nodes;
 mod protobuf;
