@@ -61,7 +61,7 @@ pub struct Config {
     pub node_ip: Ipv4Addr,
     /// The node's network namespace (the lab's `<prefix>-node-<name>`); `None` for this namespace.
     pub netns: Option<String>,
-    /// Prefix of pod namespace names: pods live in `<prefix>-pod-<uid>`.
+    /// Prefix of pod namespace names: pods live in `<prefix>-pod-<node>-<uid>`.
     pub netns_prefix: String,
     /// Cross-node routing.
     pub backend: Backend,

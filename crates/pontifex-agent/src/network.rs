@@ -47,16 +47,19 @@ pub(crate) async fn run(client: kube::Client, config: Arc<Config>, shutdown: Can
             .reflect(writer)
     );
     let mut last: Option<Vec<NodeRoute>> = None;
+    let mut listed = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             e = stream.next() => match e {
                 None => return,
-                Some(Err(e)) => { tracing::debug!(error = %e, "node watch failed; retrying"); continue; }
+                Some(Err(e)) => { tracing::warn!(error = %e, "node watch failed; retrying"); continue; }
+                Some(Ok(watcher::Event::InitDone)) => listed = true,
                 Some(Ok(_)) => {}
             },
         }
-        if reader.wait_until_ready().await.is_err() {
+        // Only from a complete list: routes to a node missing from half a list would be removed.
+        if !listed {
             continue;
         }
         let wanted = node_routes(reader.state().iter().map(|n| &**n));
@@ -76,7 +79,9 @@ pub(crate) async fn run(client: kube::Client, config: Arc<Config>, shutdown: Can
                 tracing::info!(?report, "pod routes synced");
                 last = Some(wanted);
             }
-            Err(e) => tracing::warn!(error = %e, "syncing pod routes failed; retrying on the next change"),
+            Err(e) => {
+                tracing::warn!(error = %e, "syncing pod routes failed; retrying on the next change")
+            }
         }
     }
 }

@@ -60,7 +60,11 @@ fn kernel() -> String {
 }
 
 /// Create the Node, or refresh the status of the one that exists (an agent restart keeps its podCIDR).
-pub(crate) async fn register(client: &kube::Client, name: &str, ip: Ipv4Addr) -> Result<Node, Error> {
+pub(crate) async fn register(
+    client: &kube::Client,
+    name: &str,
+    ip: Ipv4Addr,
+) -> Result<Node, Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let since = now();
     if let Some(existing) = nodes.get_opt(name).await? {
@@ -121,7 +125,11 @@ pub(crate) async fn heartbeat(
                      "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
         });
         if let Err(e) = leases
-            .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&lease))
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&lease),
+            )
             .await
         {
             tracing::warn!(error = %e, "renewing the node lease failed");

@@ -156,14 +156,18 @@ async fn collect_orphans(node: &Node, live: &HashSet<String>) {
         }
     }
     match node.ipam.gc(live) {
-        Ok(freed) if !freed.is_empty() => tracing::info!(?freed, "released addresses of pods that are gone"),
+        Ok(freed) if !freed.is_empty() => {
+            tracing::info!(?freed, "released addresses of pods that are gone")
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "IPAM garbage collection failed"),
     }
 }
 
+/// This node's pod namespaces are `<prefix>-pod-<node>-<uid>`: lab nodes share one namespace list,
+/// and each agent must only ever collect its own.
 fn pod_netns_prefix(config: &Config) -> String {
-    format!("{}-pod-", config.netns_prefix)
+    format!("{}-pod-{}-", config.netns_prefix, config.node_name)
 }
 
 /// A pod's network: where its processes run and its addresses.
@@ -194,8 +198,7 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
     }
     let ip = node.ipam.allocate(&uid)?;
     let mtu = (node.config.backend == Backend::Vxlan).then_some(routes::VXLAN_MTU);
-    let network =
-        sandbox::setup_pod(node.config.netns.as_deref(), &ns, node.cidr, ip, mtu).await?;
+    let network = sandbox::setup_pod(node.config.netns.as_deref(), &ns, node.cidr, ip, mtu).await?;
     Ok(Sandbox {
         netns: Some(network.netns),
         ip: network.address.ip,
@@ -244,10 +247,18 @@ async fn referenced_objects(client: &kube::Client, pod: &Pod) -> Objects {
     let (mut cms, mut secrets) = (HashSet::new(), HashSet::new());
     for c in pod.spec.iter().flat_map(|s| &s.containers) {
         for e in c.env.iter().flatten() {
-            if let Some(r) = e.value_from.as_ref().and_then(|v| v.config_map_key_ref.as_ref()) {
+            if let Some(r) = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.config_map_key_ref.as_ref())
+            {
                 cms.insert(r.name.clone());
             }
-            if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+            if let Some(r) = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            {
                 secrets.insert(r.name.clone());
             }
         }
@@ -325,7 +336,12 @@ async fn start_containers(
     sandbox: &Sandbox,
 ) -> Result<BTreeMap<String, Running>, Error> {
     let objects = referenced_objects(&node.client, pod).await;
-    let services: Vec<Service> = node.services.state().iter().map(|s| (**s).clone()).collect();
+    let services: Vec<Service> = node
+        .services
+        .state()
+        .iter()
+        .map(|s| (**s).clone())
+        .collect();
     let ns = pod.namespace().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let service_env =
@@ -465,7 +481,11 @@ async fn write_status(
     let api: Api<Pod> = Api::namespaced(node.client.clone(), &pod.namespace().unwrap_or_default());
     let patch = json!({"status": st});
     match api
-        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => *last = Some(st),
@@ -494,11 +514,17 @@ async fn worker(
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return;
     }
-    let name = format!("{}/{}", first.namespace().unwrap_or_default(), first.name_any());
+    let name = format!(
+        "{}/{}",
+        first.namespace().unwrap_or_default(),
+        first.name_any()
+    );
     let mut last_status = None;
     // The sandbox, retried until it works or the pod goes.
     let sandbox = loop {
-        let Some(pod) = rx.borrow().clone() else { return };
+        let Some(pod) = rx.borrow().clone() else {
+            return;
+        };
         if pod.metadata.deletion_timestamp.is_some() {
             finish(&node, &pod, None).await;
             return;

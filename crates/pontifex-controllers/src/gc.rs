@@ -154,7 +154,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                     for r in &found {
                         let id = (r.ar.api_version.clone(), r.ar.plural.clone());
                         if watched.insert(id) {
-                            spawn_watch(&ctx, Arc::new(r.clone()), graph.clone(), &shutdown);
+                            let r = Arc::new(r.clone());
+                            if !feed_from_shared_cache(&ctx, &r, &graph) {
+                                spawn_watch(&ctx, r, graph.clone(), &shutdown);
+                            }
                         }
                     }
                     resources = found;
@@ -180,6 +183,45 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             () = tokio::time::sleep(MIN_PASS_INTERVAL) => {}
         }
     }
+}
+
+/// For the kinds the other controllers already cache (pods above all), feed the graph from that
+/// cache rather than list and watch them a second time. False for any other kind.
+fn feed_from_shared_cache(ctx: &Context, resource: &Arc<Resource>, graph: &Arc<Graph>) -> bool {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let ar = &resource.ar;
+    match (ar.group.as_str(), ar.version.as_str(), ar.kind.as_str()) {
+        ("", "v1", "Pod") => feed::<Pod>(ctx, resource, graph),
+        ("", "v1", "Service") => feed::<Service>(ctx, resource, graph),
+        ("", "v1", "Endpoints") => feed::<Endpoints>(ctx, resource, graph),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => feed::<EndpointSlice>(ctx, resource, graph),
+        ("apps", "v1", "ReplicaSet") => feed::<ReplicaSet>(ctx, resource, graph),
+        ("apps", "v1", "Deployment") => feed::<Deployment>(ctx, resource, graph),
+        _ => return false,
+    }
+    true
+}
+
+fn feed<K: crate::informer::Cached>(ctx: &Context, resource: &Arc<Resource>, graph: &Arc<Graph>) {
+    let cache = ctx.informers.get::<K>();
+    let (r, g) = (resource.clone(), graph.clone());
+    // Subscribe first, then take what is cached: nothing falls between the two (twice is harmless).
+    cache.subscribe(move |old, new| match new {
+        Some(n) => g.apply(&r, n.meta().clone()),
+        None => g.delete(old.and_then(|o| o.meta().uid.as_deref())),
+    });
+    graph.unlisted.fetch_add(1, Ordering::AcqRel);
+    let (r, g) = (resource.clone(), graph.clone());
+    tokio::spawn(async move {
+        cache.wait_ready().await;
+        for o in cache.all() {
+            g.apply(&r, o.meta().clone());
+        }
+        g.unlisted.fetch_sub(1, Ordering::AcqRel);
+        g.due.notify_one();
+    });
 }
 
 /// Watch the metadata of `resource` into `graph` until `shutdown`.

@@ -61,7 +61,8 @@ impl Lab {
         let mut agents = Vec::new();
         let mut pids = String::new();
         for n in &nodes {
-            let log = std::fs::File::create(data_dir.join("lab").join(format!("agent-{}.log", n.name)))?;
+            let log =
+                std::fs::File::create(data_dir.join("lab").join(format!("agent-{}.log", n.name)))?;
             let child = tokio::process::Command::new(&exe)
                 .arg("agent")
                 .arg("--kubeconfig")
@@ -106,7 +107,10 @@ impl Lab {
             }
         }
         for a in &mut self.agents {
-            if tokio::time::timeout(Duration::from_secs(5), a.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), a.wait())
+                .await
+                .is_err()
+            {
                 let _ = a.kill().await;
             }
         }

@@ -68,7 +68,7 @@ struct AgentArgs {
     /// The node's network namespace, when the node is a lab namespace rather than this machine.
     #[arg(long)]
     netns: Option<String>,
-    /// Prefix of pod namespace names (`<prefix>-pod-<uid>`).
+    /// Prefix of pod namespace names (`<prefix>-pod-<node>-<uid>`).
     #[arg(long, default_value = LAB_PREFIX)]
     netns_prefix: String,
 }
@@ -375,7 +375,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get svc -A");
     if let Some(lab) = &lab {
-        println!("Lab nodes (reachable from this machine): {}", lab.describe());
+        println!(
+            "Lab nodes (reachable from this machine): {}",
+            lab.describe()
+        );
     }
     println!("Press Ctrl-C to stop; `pontifex up` with the same --data-dir resumes this cluster.");
     if failures > 0 {

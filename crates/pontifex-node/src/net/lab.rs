@@ -241,7 +241,11 @@ pub fn kill_processes_in(namespaces: &[String]) -> Result<usize, NetError> {
         source,
     })?;
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {

@@ -43,7 +43,11 @@ impl Drop for Down<'_> {
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
@@ -51,12 +55,22 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 }
 
 fn links_and_namespaces(prefix: &str) -> Vec<String> {
-    let ns = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let links = std::process::Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let ns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&ns.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&links.stdout).lines())
-        .filter(|l| l.contains(&format!("{prefix}-")) || l.contains(&format!(" {prefix}0")) || l.contains(&format!(" {prefix}v")))
+        .filter(|l| {
+            l.contains(&format!("{prefix}-"))
+                || l.contains(&format!(" {prefix}0"))
+                || l.contains(&format!(" {prefix}v"))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -83,28 +97,48 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     let manifest = examples_dir().join("nginx-nodeport.yaml");
     let mut server = TestServer::start_up(
         Path::new(env!("CARGO_BIN_EXE_pontifex")),
-        &["--nodes", "2", "--lab-prefix", &prefix, "-f", manifest.to_str().unwrap()],
+        &[
+            "--nodes",
+            "2",
+            "--lab-prefix",
+            &prefix,
+            "-f",
+            manifest.to_str().unwrap(),
+        ],
     )
     .expect("pontifex up --nodes 2");
     let data_dir = server.data_dir().to_owned();
-    let down = Down { prefix: prefix.clone(), data_dir: &data_dir };
+    let down = Down {
+        prefix: prefix.clone(),
+        data_dir: &data_dir,
+    };
     let client = crate::client::client(&server).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Three Running, Ready pods with IPs, on both nodes.
     let running = until(90, "three Running, Ready nginx pods", async || {
-        let list = pods.list(&ListParams::default().labels("app=nginx")).await.ok()?;
+        let list = pods
+            .list(&ListParams::default().labels("app=nginx"))
+            .await
+            .ok()?;
         let ready: Vec<(String, String, String)> = list
             .items
             .iter()
             .filter_map(|p| {
                 let st = p.status.as_ref()?;
-                let ready = st.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+                let ready = st
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
                 (st.phase.as_deref() == Some("Running") && ready).then(|| {
                     (
                         p.metadata.name.clone().unwrap(),
                         st.pod_ip.clone().unwrap_or_default(),
-                        p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.clone())
+                            .unwrap_or_default(),
                     )
                 })
             })
@@ -115,12 +149,18 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     let nodes: BTreeSet<&str> = running.iter().map(|(_, _, n)| n.as_str()).collect();
     assert_eq!(nodes.len(), 2, "pods spread over both nodes: {running:?}");
     for (_, ip, _) in &running {
-        assert!(ip.starts_with("10.244."), "pod IP from a node podCIDR: {ip}");
+        assert!(
+            ip.starts_with("10.244."),
+            "pod IP from a node podCIDR: {ip}"
+        );
     }
 
     // Each pod answers on port 80 with its own name, reached from the host through the lab routes.
     for (name, ip, _) in &running {
-        let body = until(20, "the pod to answer /hostname", async || http_get(&format!("{ip}:80"), "/hostname")).await;
+        let body = until(20, "the pod to answer /hostname", async || {
+            http_get(&format!("{ip}:80"), "/hostname")
+        })
+        .await;
         assert_eq!(body.trim(), name);
     }
     // Pod to pod across nodes (agnhost's /dial from one pod to a pod on the other node).
@@ -131,10 +171,18 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     };
     let dial = http_get(
         &format!("{}:80", a.1),
-        &format!("/dial?request=hostname&protocol=http&host={}&port=80&tries=1", b.1),
+        &format!(
+            "/dial?request=hostname&protocol=http&host={}&port=80&tries=1",
+            b.1
+        ),
     )
     .expect("dial answers");
-    assert!(dial.contains(&b.0), "{} reached {} across nodes: {dial}", a.0, b.0);
+    assert!(
+        dial.contains(&b.0),
+        "{} reached {} across nodes: {dial}",
+        a.0,
+        b.0
+    );
 
     // kubectl shows the endpoints.
     let k = server.kubectl("1.33").unwrap();
@@ -144,7 +192,11 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     }
 
     // Stopping `up` removes the lab.
-    assert!(server.stop().expect("stopping up"), "up exits cleanly: {}", server.log());
+    assert!(
+        server.stop().expect("stopping up"),
+        "up exits cleanly: {}",
+        server.log()
+    );
     drop(down);
     assert_eq!(links_and_namespaces(&prefix), Vec::<String>::new());
 }
