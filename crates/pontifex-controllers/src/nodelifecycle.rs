@@ -47,10 +47,40 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             .filter(|l| l.metadata.namespace.as_deref() == Some(LEASE_NAMESPACE))
             .filter_map(|l| Some((l.metadata.name?, l.spec?.renew_time?.0)))
             .collect();
+        let node_list = nodes.snapshot();
+        // Only pods on a node that is not Ready can need marking; copying every pod of a big
+        // cluster each period would cost more than everything else this loop does. (A node going
+        // stale in this pass is marked now, its pods on the pass its status change wakes.)
+        let suspect: std::collections::HashSet<&str> = node_list
+            .iter()
+            .filter(|n| {
+                let ready = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+                ready.is_some_and(|c| c.status != "True")
+            })
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
+        let pod_list: Vec<Pod> = if suspect.is_empty() {
+            Vec::new()
+        } else {
+            pods.all()
+                .into_iter()
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| suspect.contains(n))
+                })
+                .map(|p| (*p).clone())
+                .collect()
+        };
         let actions = reconcile::reconcile(
-            &nodes.snapshot(),
+            &node_list,
             &renewed,
-            &pods.snapshot(),
+            &pod_list,
             jiff::Timestamp::now(),
             grace,
         );

@@ -36,12 +36,16 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     tracing::info!("scheduler started");
     let mut round: u64 = 0;
     loop {
-        let actions = reconcile::schedule(
-            &nodes.snapshot(),
-            &pods.snapshot(),
-            round,
-            Time(jiff::Timestamp::now()),
-        );
+        // A pass over every pod of a big cluster takes a while: keep it off the async workers the
+        // other loops need.
+        let actions = tokio::task::block_in_place(|| {
+            reconcile::schedule(
+                &nodes.snapshot(),
+                &pods.snapshot(),
+                round,
+                Time(jiff::Timestamp::now()),
+            )
+        });
         round = round.wrapping_add(1);
         for action in actions {
             if let Err(e) = apply(&ctx, &pods, action).await {
