@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -15,7 +14,7 @@ use kube::Api;
 use kube::api::ListParams;
 use test_support::{TestServer, examples_dir};
 
-static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
@@ -92,7 +91,7 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
         eprintln!("skipped: the lab needs root");
         return;
     }
-    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("e{}", std::process::id() % 100_000);
     let manifest = examples_dir().join("nginx-nodeport.yaml");
     let mut server = TestServer::start_up(
