@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::hash::hash_prefix;
-use crate::model::{Endpoint, IpFamily, ProxySnapshot, ServiceKey, ServicePortName, categorize};
+use crate::model::{Endpoint, FamilyView, IpFamily, ProxySnapshot, ServiceKey, ServicePortName};
 
 /// kube-proxy's `largeClusterEndpointsThreshold`: above this many endpoints, per-endpoint
 /// comments are dropped.
@@ -320,31 +320,16 @@ pub fn render(
     let mut unchanged_nat_rules = 0usize;
 
     for (spn, svc) in &snap.services {
-        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else {
+        let Some(FamilyView {
+            cluster_ip,
+            external_ips,
+            lb_ips,
+            source_ranges,
+            categorized: cat,
+        }) = snap.family_view(spn, svc, cfg.family)
+        else {
             continue;
         };
-        let in_family = |ip: &&IpAddr| IpFamily::of(ip) == cfg.family;
-        let external_ips: Vec<IpAddr> =
-            svc.external_ips.iter().filter(in_family).copied().collect();
-        let lb_ips: Vec<IpAddr> = svc
-            .load_balancer_ips
-            .iter()
-            .filter(in_family)
-            .copied()
-            .collect();
-        let source_ranges: Vec<IpNet> = svc
-            .load_balancer_source_ranges
-            .iter()
-            .filter(|n| IpFamily::of(&n.addr()) == cfg.family)
-            .copied()
-            .collect();
-        let endpoints: Vec<Endpoint> = snap
-            .endpoints_of(spn)
-            .iter()
-            .filter(|e| IpFamily::of(&e.ip) == cfg.family)
-            .cloned()
-            .collect();
-        let cat = categorize(&endpoints, svc);
         let name = spn.to_string();
         let p = spn.protocol.as_str();
         let pm = proto_pfx(p);

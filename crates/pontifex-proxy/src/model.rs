@@ -301,6 +301,56 @@ impl ProxySnapshot {
     pub fn endpoints_of(&self, name: &ServicePortName) -> &[Endpoint] {
         self.endpoints.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
+
+    /// A service port as one IP family's dataplane sees it (both renderers start from this), or
+    /// `None` when it has no cluster IP of that family.
+    pub fn family_view(
+        &self,
+        name: &ServicePortName,
+        svc: &ServicePort,
+        family: IpFamily,
+    ) -> Option<FamilyView> {
+        let cluster_ip = svc.cluster_ip(family)?;
+        let in_family = |ip: &&IpAddr| IpFamily::of(ip) == family;
+        let endpoints: Vec<Endpoint> = self
+            .endpoints_of(name)
+            .iter()
+            .filter(|e| IpFamily::of(&e.ip) == family)
+            .cloned()
+            .collect();
+        Some(FamilyView {
+            cluster_ip,
+            external_ips: svc.external_ips.iter().filter(in_family).copied().collect(),
+            lb_ips: svc
+                .load_balancer_ips
+                .iter()
+                .filter(in_family)
+                .copied()
+                .collect(),
+            source_ranges: svc
+                .load_balancer_source_ranges
+                .iter()
+                .filter(|n| IpFamily::of(&n.addr()) == family)
+                .copied()
+                .collect(),
+            categorized: categorize(&endpoints, svc),
+        })
+    }
+}
+
+/// One service port's addresses and endpoints in one IP family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyView {
+    /// The cluster IP of this family.
+    pub cluster_ip: IpAddr,
+    /// `spec.externalIPs` of this family.
+    pub external_ips: Vec<IpAddr>,
+    /// Load-balancer ingress IPs of this family.
+    pub lb_ips: Vec<IpAddr>,
+    /// `loadBalancerSourceRanges` of this family.
+    pub source_ranges: Vec<IpNet>,
+    /// The endpoints of this family, split as the traffic policies use them.
+    pub categorized: Categorized,
 }
 
 /// Where stale conntrack entries must be deleted (UDP only, as kube-proxy: TCP and SCTP

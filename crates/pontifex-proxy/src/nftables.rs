@@ -31,7 +31,7 @@ use ipnet::IpNet;
 
 use crate::hash::hash_prefix;
 use crate::iptables::{LocalDetector, safe_ifname};
-use crate::model::{Endpoint, IpFamily, ProxySnapshot, ServicePortName, categorize};
+use crate::model::{Endpoint, FamilyView, IpFamily, ProxySnapshot, ServicePortName};
 
 /// Longest chain or set name we produce (kube-proxy/knftables: 256 minus room for a prefix).
 const NAME_MAX: usize = 240;
@@ -486,31 +486,16 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
     }
 
     for (spn, svc) in &snap.services {
-        let Some(cluster_ip) = svc.cluster_ip(cfg.family) else {
+        let Some(FamilyView {
+            cluster_ip,
+            external_ips,
+            lb_ips,
+            source_ranges,
+            categorized: cat,
+        }) = snap.family_view(spn, svc, cfg.family)
+        else {
             continue;
         };
-        let in_family = |ip: &&IpAddr| IpFamily::of(ip) == cfg.family;
-        let external_ips: Vec<IpAddr> =
-            svc.external_ips.iter().filter(in_family).copied().collect();
-        let lb_ips: Vec<IpAddr> = svc
-            .load_balancer_ips
-            .iter()
-            .filter(in_family)
-            .copied()
-            .collect();
-        let source_ranges: Vec<IpNet> = svc
-            .load_balancer_source_ranges
-            .iter()
-            .filter(|n| IpFamily::of(&n.addr()) == cfg.family)
-            .copied()
-            .collect();
-        let endpoints: Vec<Endpoint> = snap
-            .endpoints_of(spn)
-            .iter()
-            .filter(|e| IpFamily::of(&e.ip) == cfg.family)
-            .cloned()
-            .collect();
-        let cat = categorize(&endpoints, svc);
         let name = spn.to_string();
         let p = spn.protocol.as_str();
         let port = svc.port;
