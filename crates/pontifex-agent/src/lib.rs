@@ -12,7 +12,7 @@
 
 mod network;
 
-pub use network::node_routes;
+pub use network::keep_routes;
 mod node;
 mod pods;
 
@@ -110,9 +110,11 @@ pub async fn run(
     };
     tracing::info!(%cidr, "pod CIDR assigned");
     pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), cidr).await?;
-    let routes = tokio::spawn(network::run(
+    let routes = tokio::spawn(network::keep_routes(
         client.clone(),
-        config.clone(),
+        config.netns.clone(),
+        config.node_name.clone(),
+        config.backend,
         shutdown.clone(),
     ));
     let result = pods::run(client, config, cidr, shutdown).await;

@@ -1,8 +1,6 @@
 //! Cross-node pod routes, kept in step with the Node list: every Node with a podCIDR and an
 //! InternalIP gets a route (host-gw) or VXLAN entries on this node.
 
-use std::sync::Arc;
-
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -10,10 +8,10 @@ use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use pontifex_node::net::routes::{self, NodeRoute};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backend, Config};
+use crate::Backend;
 
 /// The routes the Node list asks for: one per node with an InternalIP and an IPv4 podCIDR, by name.
-pub fn node_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<NodeRoute> {
+fn node_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<NodeRoute> {
     let mut out: Vec<NodeRoute> = nodes
         .into_iter()
         .filter_map(|n| {
@@ -39,7 +37,16 @@ pub fn node_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<NodeRou
     out
 }
 
-pub(crate) async fn run(client: kube::Client, config: Arc<Config>, shutdown: CancellationToken) {
+/// Keep the pod routes of namespace `netns` (`None`: this one) in step with the Node list until
+/// `shutdown`: the routes of node `self_name` to every other node. A name that is no Node (the lab's
+/// host passes `""`) gets routes to all of them; VXLAN needs `self_name` to be a Node.
+pub async fn keep_routes(
+    client: kube::Client,
+    netns: Option<String>,
+    self_name: String,
+    backend: Backend,
+    shutdown: CancellationToken,
+) {
     let (reader, writer) = reflector::store::<Node>();
     let mut stream = std::pin::pin!(
         watcher(Api::<Node>::all(client), watcher::Config::default())
@@ -66,11 +73,11 @@ pub(crate) async fn run(client: kube::Client, config: Arc<Config>, shutdown: Can
         if last.as_ref() == Some(&wanted) {
             continue;
         }
-        let ns = config.netns.as_deref();
-        let result = match config.backend {
-            Backend::HostGw => routes::sync_host_gw(ns, &config.node_name, &wanted).await,
-            Backend::Vxlan if wanted.iter().any(|r| r.name == config.node_name) => {
-                routes::sync_vxlan(ns, &config.node_name, &wanted).await
+        let ns = netns.as_deref();
+        let result = match backend {
+            Backend::HostGw => routes::sync_host_gw(ns, &self_name, &wanted).await,
+            Backend::Vxlan if wanted.iter().any(|r| r.name == self_name) => {
+                routes::sync_vxlan(ns, &self_name, &wanted).await
             }
             Backend::Vxlan => continue,
         };

@@ -9,12 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Node;
-use kube::Api;
-use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use pontifex_node::net::lab::{self as netlab, LabConfig, LabNode};
-use pontifex_node::net::routes;
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +75,14 @@ impl Lab {
             agents.push(child);
         }
         std::fs::write(pid_file(&data_dir), pids)?;
-        let routes = tokio::spawn(host_routes(client, shutdown));
+        // Routes from this machine to every node's pod CIDR: the host is no node, so it routes to all.
+        let routes = tokio::spawn(pontifex_agent::keep_routes(
+            client,
+            None,
+            String::new(),
+            pontifex_agent::Backend::HostGw,
+            shutdown,
+        ));
         Ok(Some(Lab {
             prefix: cfg.prefix,
             data_dir,
@@ -143,30 +145,4 @@ pub(crate) fn stop_agents(data_dir: &Path) {
         }
     }
     let _ = std::fs::remove_file(pid_file(data_dir));
-}
-
-/// Keep a route from this machine to every node's pod CIDR (via the node's underlay address).
-async fn host_routes(client: kube::Client, shutdown: CancellationToken) {
-    let (reader, writer) = reflector::store::<Node>();
-    let mut stream = std::pin::pin!(
-        watcher(Api::<Node>::all(client), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-    );
-    let mut last = None;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            e = stream.next() => if e.is_none() { return },
-        }
-        let wanted = pontifex_agent::node_routes(reader.state().iter().map(|n| &**n));
-        if last.as_ref() == Some(&wanted) {
-            continue;
-        }
-        // The host is no node: it routes to all of them.
-        match routes::sync_host_gw(None, "", &wanted).await {
-            Ok(_) => last = Some(wanted),
-            Err(e) => tracing::warn!(error = %e, "routing the pod CIDRs from the host failed"),
-        }
-    }
 }
