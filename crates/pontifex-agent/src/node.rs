@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
-/// The kubelet's `--node-lease-duration-seconds`... (its default, 40 s) and renew interval (a quarter).
+/// The kubelet's `--node-lease-duration-seconds` default (40 s) and its renew interval (a quarter of it).
 const LEASE_DURATION_SECONDS: i32 = 40;
 const RENEW_INTERVAL: Duration = Duration::from_secs(10);
 /// The kubelet's `--node-status-update-frequency` default.
