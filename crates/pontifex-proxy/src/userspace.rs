@@ -9,10 +9,14 @@
 //! keep refusing are ejected for a while, and each direction half-closes independently. UDP keeps a
 //! flow per client address with IPVS's idle timeout.
 //!
+//! [`to_snapshot`] turns the service model (the same `ProxySnapshot` the kernel renderers read) into
+//! the proxy's `Snapshot`; see `convert.rs` for the scheduler annotation and pod weights.
+//!
 //! Not here: making service addresses local (the node agent adds them to a dummy device), splice(2)
 //! zero-copy, source-IP preservation (impossible for a userspace proxy), and IPVS's connection
 //! thresholds. See `engine.rs` for the task layout.
 
+mod convert;
 mod engine;
 mod model;
 mod service;
@@ -20,6 +24,10 @@ mod stats;
 mod tcp;
 mod udp;
 
+pub use convert::{
+    ConvertOptions, SCHEDULER_ANNOTATION, WEIGHT_ANNOTATION, local_service_ips, pod_weights,
+    scheduler_of, to_snapshot,
+};
 pub use engine::{Binder, DefaultBinder, ProxyHandle, spawn, spawn_with_binder};
 pub use model::{Protocol, ProxyConfig, Snapshot, VirtualService};
 pub use stats::{EndpointStats, ServiceStats, StatsSnapshot, render_ipvsadm};

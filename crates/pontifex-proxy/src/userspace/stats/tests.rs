@@ -145,3 +145,53 @@ fn ipv6_addresses_are_bracketed() {
         "{out}"
     );
 }
+
+/// Seed 002's `ipvsadm -L -n` block, byte for byte. The seed's copy lost ipvsadm's trailing padding
+/// (`%-10u` after InActConn), so lines are compared with trailing blanks removed.
+const SEED_002: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.1:443 rr
+  -> 172.100.102.137:6443         Masq    1      4          0
+TCP  10.0.0.2:53 rr
+  -> 10.1.21.4:53                 Masq    1      0          0
+  -> 10.1.21.5:53                 Masq    1      0          0
+TCP  10.0.0.2:9153 rr
+  -> 10.1.21.4:9153               Masq    1      0          0
+  -> 10.1.21.5:9153               Masq    1      0          0
+UDP  10.0.0.2:53 rr
+  -> 10.1.21.4:53                 Masq    1      0          0
+  -> 10.1.21.5:53                 Masq    1      0          0
+";
+
+#[test]
+fn golden_seed_002() {
+    let dns = |port: u16| {
+        vec![
+            ep(&format!("10.1.21.5:{port}"), 1, 0, 0),
+            ep(&format!("10.1.21.4:{port}"), 1, 0, 0),
+        ]
+    };
+    let stats = StatsSnapshot {
+        services: vec![
+            svc(Protocol::Udp, "10.0.0.2:53", None, dns(53)),
+            svc(Protocol::Tcp, "10.0.0.2:9153", None, dns(9153)),
+            svc(Protocol::Tcp, "10.0.0.2:53", None, dns(53)),
+            svc(
+                Protocol::Tcp,
+                "10.0.0.1:443",
+                None,
+                vec![ep("172.100.102.137:6443", 1, 4, 0)],
+            ),
+        ],
+    };
+    let out = render_ipvsadm(&stats, true, false);
+    let trimmed: Vec<&str> = out.lines().map(str::trim_end).collect();
+    assert_eq!(trimmed, SEED_002.lines().collect::<Vec<_>>());
+    // The padding itself is ipvsadm's: every endpoint line is 2 + 3 + 28 + 1 + 7 + 1 + 6 + 1 + 10 + 1
+    // + 10 characters long.
+    for l in out.lines().filter(|l| l.starts_with("  -> 1")) {
+        assert_eq!(l.len(), 70, "{l:?}");
+    }
+}
