@@ -12,8 +12,10 @@
 //! [`to_snapshot`] turns the service model (the same `ProxySnapshot` the kernel renderers read) into
 //! the proxy's `Snapshot`; see `convert.rs` for the scheduler annotation and pod weights.
 //!
-//! Not here: making service addresses local (the node agent adds them to a dummy device), splice(2)
-//! zero-copy, source-IP preservation (impossible for a userspace proxy), and IPVS's connection
+//! Bulk TCP moves with splice(2) (zero-copy) on Linux; see `tcp.rs`.
+//!
+//! Not here: making service addresses local (the node agent adds them to a dummy device),
+//! source-IP preservation (impossible for a userspace proxy), and IPVS's connection
 //! thresholds. See `engine.rs` for the task layout.
 
 mod convert;

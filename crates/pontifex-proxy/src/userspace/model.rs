@@ -65,6 +65,10 @@ pub struct ProxyConfig {
     pub tcp_time_wait: Duration,
     /// As `tcp_time_wait` for connections that ended with an error (IPVS's CLOSE state, 10 s).
     pub tcp_close: Duration,
+    /// Move bulk TCP data with splice(2) through a pipe, without copying it through the proxy
+    /// (Linux). A direction switches to it once one read fills the copy buffer; off, every byte is
+    /// copied through userspace.
+    pub splice: bool,
 }
 
 impl Default for ProxyConfig {
@@ -78,6 +82,7 @@ impl Default for ProxyConfig {
             max_udp_flows: 65_536,
             tcp_time_wait: Duration::from_secs(120),
             tcp_close: Duration::from_secs(10),
+            splice: true,
         }
     }
 }
