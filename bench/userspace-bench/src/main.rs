@@ -105,10 +105,9 @@ async fn backend(listen: Vec<SocketAddr>, bulk_mib: u64) -> Result<()> {
             }
         }));
     }
-    for t in tasks {
-        t.await?;
-    }
-    Ok(())
+    // The accept loops run until the process is killed.
+    let _tasks = tasks;
+    std::future::pending().await
 }
 
 /// Minimal HTTP/1.1: one request at a time, keep-alive unless the client says `Connection: close`.

@@ -188,24 +188,20 @@ impl Service {
             client,
             destination: self.listen,
         };
-        let ejected = |st: &State, a: SocketAddr| {
-            st.health
+        // Split borrows: the health table is read while the balancer picks (no allocation per pick).
+        let State {
+            balancer, health, ..
+        } = &mut *st;
+        let ejected = |a: SocketAddr| {
+            health
                 .get(&a)
                 .and_then(|h| h.ejected_until)
                 .is_some_and(|t| t > now)
         };
-        let healthy: Vec<SocketAddr> = st
-            .balancer
-            .endpoints()
-            .map(|e| e.addr)
-            .filter(|&a| !ejected(&st, a))
-            .collect();
-        let mut ep = st
-            .balancer
-            .pick_avoiding(&req, now, |a| tried.contains(&a) || !healthy.contains(&a));
+        let mut ep = balancer.pick_avoiding(&req, now, |a| tried.contains(&a) || ejected(a));
         if ep.is_none() {
             // Every untried endpoint is ejected: trying one beats failing the client outright.
-            ep = st.balancer.pick_avoiding(&req, now, |a| tried.contains(&a));
+            ep = balancer.pick_avoiding(&req, now, |a| tried.contains(&a));
         }
         let ep = ep?;
         if let Some(c) = st.counters(ep) {

@@ -1,9 +1,9 @@
 //! TCP forwarding: accept, connect upstream with bounded retries, copy both ways with half-close.
 //!
-//! One task per listener, one task per client connection. Each direction copies through a buffer that
-//! exists only while data is moving: it is allocated after the socket reports readable and kept only
-//! while reads fill it, so idle connections cost no buffer memory and 10k concurrent connections stay
-//! within tens of megabytes. A read that fills the buffer marks bulk transfer: on Linux that direction
+//! One task per listener, one task per client connection. Each direction copies through a per-thread
+//! scratch buffer and writes on at once; only bytes the other side cannot take yet get a buffer of
+//! their own, so idle connections cost no buffer memory and 10k concurrent connections stay within
+//! tens of megabytes. A read that fills the buffer marks bulk transfer: on Linux that direction
 //! then moves its data with splice(2) through a pipe of its own (zero-copy; the pipe lives as long as
 //! the connection), falling back to the copy loop if no pipe can be created.
 
@@ -107,9 +107,12 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<Service>, config: 
 
 /// Copy one direction until EOF, then shut down the writing side (half-close) and return.
 ///
-/// Starts by copying through a userspace buffer (cheap for small request/response exchanges: no pipe
-/// to create). A read that fills the buffer means bulk data: the direction then switches to splice(2)
-/// when `splice` allows it and a pipe can be had, for the rest of the connection.
+/// Reads go to a per-thread scratch buffer and are written on at once, without waiting (the other
+/// socket is nearly always writable): a request/response exchange then costs two syscalls and no
+/// allocation, and an idle connection holds no buffer at all. Only bytes the other side cannot take
+/// yet are copied into a buffer of their own while the direction waits. A read that fills the
+/// scratch buffer means bulk data: the direction then switches to splice(2) when `splice` allows it
+/// and a pipe can be had, for the rest of the connection.
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
@@ -117,32 +120,69 @@ async fn pump(
     count: impl Fn(usize),
     on_eof: &impl Fn(),
 ) -> io::Result<()> {
-    let mut kept: Option<Vec<u8>> = None;
     loop {
         from.readable().await?;
-        let mut buf = kept.take().unwrap_or_else(|| Vec::with_capacity(BUF_SIZE));
-        buf.clear();
-        match from.try_read_buf(&mut buf) {
-            Ok(0) => {
+        let step = SCRATCH.with_borrow_mut(|buf| -> io::Result<Step> {
+            let n = match from.try_read(buf) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+                Err(e) => return Err(e),
+            };
+            count(n);
+            let mut off = 0;
+            while off < n {
+                match to.try_write(&buf[off..n]) {
+                    Ok(m) => off += m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(Step::Pending(buf[off..n].to_vec(), n == buf.len()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Step::Done(n == buf.len()))
+        })?;
+        let full = match step {
+            Step::Eof => {
                 on_eof();
                 shutdown_write(to);
                 return Ok(());
             }
-            Ok(n) => {
-                count(n);
-                write_all(to, &buf[..n]).await?;
-                if n == buf.capacity() {
-                    #[cfg(target_os = "linux")]
-                    if splice && let Some(pipe) = zero_copy::Pipe::new() {
-                        return zero_copy::pump(from, to, pipe, count, on_eof).await;
-                    }
-                    kept = Some(buf);
-                }
+            Step::Again => continue,
+            Step::Done(full) => full,
+            Step::Pending(rest, full) => {
+                write_all(to, &rest).await?;
+                full
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        };
+        #[cfg(target_os = "linux")]
+        if full
+            && splice
+            && let Some(pipe) = zero_copy::Pipe::new()
+        {
+            return zero_copy::pump(from, to, pipe, count, on_eof).await;
         }
+        let _ = (full, splice);
     }
+}
+
+/// What one read-and-forward attempt did.
+enum Step {
+    /// The peer sent FIN.
+    Eof,
+    /// Spurious readiness: nothing to read.
+    Again,
+    /// Everything read was written on; `true` if the read filled the buffer.
+    Done(bool),
+    /// These bytes still wait for the other socket; `true` if the read filled the buffer.
+    Pending(Vec<u8>, bool),
+}
+
+thread_local! {
+    /// One copy buffer per runtime thread, shared by every connection it serves: a read is written
+    /// on before the thread moves to another task, so nothing is left in it across an await.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; BUF_SIZE].into_boxed_slice());
 }
 
 /// Write all of `data`, trying first (the socket is usually writable) and waiting only when full.
