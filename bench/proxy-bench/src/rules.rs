@@ -138,13 +138,13 @@ pub(crate) fn full_and_change(
         let tx = nftables::full_transaction(&state, &NftObjects::default());
         let render = t.elapsed();
         let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&tx))?;
-        out.push(Sample {
+        out.push(progress(&Sample {
             what: format!("nftables full, {n} svc"),
             render,
             apply,
             bytes: tx.len(),
             lines: lines(&tx),
-        });
+        }));
         if with_change {
             let t = Instant::now();
             let new_state = nftables::render(&cfg, &changed);
@@ -152,13 +152,13 @@ pub(crate) fn full_and_change(
                 .expect("same table and family");
             let render = t.elapsed();
             let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&inc.transaction))?;
-            out.push(Sample {
+            out.push(progress(&Sample {
                 what: format!("nftables one endpoint changed, {n} svc"),
                 render,
                 apply,
                 bytes: inc.transaction.len(),
                 lines: lines(&inc.transaction),
-            });
+            }));
         }
     }
 
@@ -170,13 +170,13 @@ pub(crate) fn full_and_change(
         let r = iptables::render(&cfg, &snap, SyncKind::Full, &BTreeSet::new());
         let render = t.elapsed();
         let (_, apply) = ns.run(&[prog, "-w", "--noflush"], Some(&r.text))?;
-        out.push(Sample {
+        out.push(progress(&Sample {
             what: format!("{label} full, {n} svc"),
             render,
             apply,
             bytes: r.text.len(),
             lines: lines(&r.text),
-        });
+        }));
         if with_change {
             let t = Instant::now();
             let set: BTreeSet<ServiceKey> = [first.service.clone()].into();
@@ -188,16 +188,29 @@ pub(crate) fn full_and_change(
             );
             let render = t.elapsed();
             let (_, apply) = ns.run(&[prog, "-w", "--noflush"], Some(&p.text))?;
-            out.push(Sample {
+            out.push(progress(&Sample {
                 what: format!("{label} partial (one endpoint changed), {n} svc"),
                 render,
                 apply,
                 bytes: p.text.len(),
                 lines: lines(&p.text),
-            });
+            }));
         }
     }
     Ok(out)
+}
+
+/// Prints a sample to stderr as soon as it is measured (a 30k-Service run takes minutes).
+fn progress(s: &Sample) -> Sample {
+    eprintln!(
+        "{}: render {:.1} ms, apply {:.1} ms, {} bytes, {} lines",
+        s.what,
+        ms(s.render),
+        ms(s.apply),
+        s.bytes,
+        s.lines
+    );
+    s.clone()
 }
 
 /// A markdown table of samples.
