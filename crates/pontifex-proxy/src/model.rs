@@ -175,9 +175,11 @@ impl ServicePort {
         self.node_port != 0 || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
     }
 
-    /// Some traffic uses the cluster-wide endpoint set.
+    /// Some traffic uses the cluster-wide endpoint set: internal traffic under Cluster policy,
+    /// or any external traffic — even under `externalTrafficPolicy: Local`, pods and the node
+    /// itself are short-circuited to the cluster set (kube-proxy's `UsesClusterEndpoints`).
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
+        !self.internal_policy_local || self.externally_accessible()
     }
 
     /// Some traffic uses the node-local endpoint set.

@@ -208,6 +208,21 @@ fn categorize_internal_local_uses_only_local_set() {
 }
 
 #[test]
+fn both_policies_local_still_keep_the_cluster_set_for_short_circuits() {
+    // iTP=Local and eTP=Local on a NodePort: pods and the node reach the NodePort through the
+    // cluster chain (short-circuit), so the cluster set must exist (found by the
+    // nftables/iptables equivalence property: the rules jumped to a chain never written).
+    let svc = sp(true, true, 30000);
+    assert!(svc.uses_cluster_endpoints() && svc.uses_local_endpoints());
+    let eps = [ep("10.0.0.2", false, true, true, false)];
+    let c = categorize(&eps, &svc);
+    assert_eq!(c.cluster, vec![eps[0].clone()]);
+    assert!(c.local.is_empty());
+    // Without external access, iTP=Local uses only the local set.
+    assert!(!sp(true, true, 0).uses_cluster_endpoints());
+}
+
+#[test]
 fn sync_reports_changed_services_and_udp_conntrack() {
     let mut t = ChangeTracker::new("n1");
     t.update_service(&svc("a", "ClusterIP", "10.96.0.5", &[("dns", 53, "UDP")]))

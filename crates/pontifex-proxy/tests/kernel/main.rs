@@ -417,3 +417,128 @@ fn nftables_cluster_ip_reject_nodeport_update_restart() {
 fn iptables_cluster_ip_reject_nodeport_update_restart() {
     cluster_ip_scenario(ProxyMode::Iptables);
 }
+
+fn udp_service(name: &str, ip: &str, port: u16) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {
+            "clusterIP": ip, "clusterIPs": [ip], "type": "ClusterIP",
+            "ports": [{"name": "dns", "port": port, "protocol": "UDP", "targetPort": 8080}],
+        },
+    }))
+    .unwrap()
+}
+
+fn udp_slice(svc: &str, ips: &[&str]) -> EndpointSlice {
+    let mut s = slice(svc, ips);
+    s.ports = Some(vec![
+        serde_json::from_value(serde_json::json!({"name": "dns", "port": 8080, "protocol": "UDP"}))
+            .unwrap(),
+    ]);
+    s
+}
+
+/// The classic kube-proxy UDP blackhole: a UDP "stream" (one 5-tuple, one conntrack entry,
+/// kept alive by its own packets) whose endpoint is removed stays pinned to it until the
+/// proxier deletes the entry. With the deletion it moves to the remaining endpoint within a
+/// second of the sync.
+fn udp_stream_moves_scenario(mode: ProxyMode) {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut p = proxier(&lab, mode);
+    replace(
+        &mut p,
+        vec![udp_service("dns", "10.96.0.12", 53)],
+        vec![udp_slice("dns", &["10.244.0.2", "10.244.0.3"])],
+    );
+    // The client runs in the node namespace from one fixed source port, 20 packets a second.
+    let answers: Arc<std::sync::Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a2, s2) = (answers.clone(), stop.clone());
+    let client = in_ns(&lab.node, move || {
+        let u = UdpSocket::bind("0.0.0.0:40053").unwrap();
+        u.connect("10.96.0.12:53").unwrap();
+        u.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 64];
+        while !s2.load(Ordering::Relaxed) {
+            let _ = u.send(b"q");
+            if let Ok(n) = u.recv(&mut buf) {
+                let who = String::from_utf8_lossy(&buf[..n]).into_owned();
+                a2.lock().unwrap().push((Instant::now(), who));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let first = {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            if let Some((_, w)) = answers.lock().unwrap().first() {
+                break w.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no UDP answer through the ClusterIP"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // One 5-tuple, one entry: every answer so far came from the same pod.
+    assert!(
+        answers.lock().unwrap().iter().all(|(_, w)| *w == first),
+        "{mode:?}: the stream changed endpoint on its own"
+    );
+    let (gone_ip, other) = if first == "p1" {
+        ("10.244.0.2", "p2")
+    } else {
+        ("10.244.0.3", "p1")
+    };
+    let keep = if gone_ip == "10.244.0.2" {
+        "10.244.0.3"
+    } else {
+        "10.244.0.2"
+    };
+    p.handle(
+        ProxyEvent::SlicesUpdated(vec![udp_slice("dns", &[keep])]),
+        SystemTime::now(),
+    );
+    let synced = Instant::now();
+    let report = p.sync(synced).unwrap();
+    assert!(report.conntrack_flushes > 0, "{mode:?}: {report:?}");
+    assert_eq!(report.conntrack_error, None, "{mode:?}");
+    std::thread::sleep(Duration::from_millis(1200));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let answers = answers.lock().unwrap();
+    let moved_at = answers
+        .iter()
+        .find(|(t, w)| *t > synced && w == other)
+        .map(|(t, _)| t.duration_since(synced));
+    let moved_at = moved_at.unwrap_or_else(|| {
+        panic!("{mode:?}: the stream never moved to {other} (stale conntrack entry)")
+    });
+    assert!(
+        moved_at < Duration::from_secs(1),
+        "{mode:?}: moved after {moved_at:?}"
+    );
+    // And it stays moved: nothing after the move came from the removed pod.
+    assert!(
+        answers
+            .iter()
+            .filter(|(t, _)| t.duration_since(synced) > moved_at)
+            .all(|(_, w)| w == other),
+        "{mode:?}: answers from the removed endpoint after the move"
+    );
+}
+
+#[test]
+fn nftables_udp_stream_moves_when_its_endpoint_goes() {
+    udp_stream_moves_scenario(ProxyMode::Nftables);
+}
+
+#[test]
+fn iptables_udp_stream_moves_when_its_endpoint_goes() {
+    udp_stream_moves_scenario(ProxyMode::Iptables);
+}

@@ -1,0 +1,238 @@
+//! Rule programming: full sync of N Services × E endpoints and one changed endpoint, our
+//! nftables transaction (`nft -f`) next to kube-proxy's iptables layout (our byte-exact
+//! renderer) through `iptables-restore` (nf_tables backend) and `iptables-legacy-restore`.
+//! Render (pure, in process) and apply (the kernel tool, spawn to exit) are timed separately.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use pontifex_proxy::iptables::{self, IptablesConfig, LocalDetector, SyncKind};
+use pontifex_proxy::model::{
+    Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort, ServicePortName,
+};
+use pontifex_proxy::nftables::{self, NftConfig, NftObjects};
+
+use crate::netns::Netns;
+
+/// The i-th cluster IP: 10.96.0.0/12 from .1 on (i < 1M).
+pub(crate) fn cluster_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 1)) + i as u32)
+}
+
+/// The k-th fake endpoint address: 10.128.0.0/9 (never routed; only rules refer to it).
+fn fake_endpoint(k: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 2)) + k as u32)
+}
+
+pub(crate) fn port_name(i: usize) -> ServicePortName {
+    ServicePortName {
+        service: ServiceKey::new("bench", format!("svc-{i:06}")),
+        port: "http".into(),
+        protocol: Protocol::Tcp,
+    }
+}
+
+/// `n` ClusterIP Services with `e` endpoints each (ready, on other nodes).
+pub(crate) fn snapshot(n: usize, e: usize) -> ProxySnapshot {
+    let mut snap = ProxySnapshot::default();
+    for i in 0..n {
+        let name = port_name(i);
+        snap.services.insert(
+            name.clone(),
+            ServicePort {
+                name: name.clone(),
+                cluster_ips: vec![IpAddr::V4(cluster_ip(i))],
+                port: 80,
+                node_port: 0,
+                external_ips: vec![],
+                load_balancer_ips: vec![],
+                load_balancer_source_ranges: vec![],
+                external_policy_local: false,
+                internal_policy_local: false,
+                affinity_timeout: None,
+                health_check_node_port: 0,
+            },
+        );
+        let mut eps: Vec<Endpoint> = (0..e)
+            .map(|j| endpoint(IpAddr::V4(fake_endpoint(i * e + j)), 8080))
+            .collect();
+        eps.sort_by_key(|x| x.addr().to_string());
+        snap.endpoints.insert(name, eps);
+    }
+    snap
+}
+
+pub(crate) fn endpoint(ip: IpAddr, port: u16) -> Endpoint {
+    Endpoint {
+        ip,
+        port,
+        is_local: false,
+        ready: true,
+        serving: true,
+        terminating: false,
+    }
+}
+
+pub(crate) fn nft_config() -> NftConfig {
+    NftConfig {
+        local_detector: LocalDetector::Cidr("10.0.0.0/8".parse().expect("cidr")),
+        service_cidrs: vec!["10.96.0.0/12".parse().expect("cidr")],
+        ..NftConfig::default()
+    }
+}
+
+pub(crate) fn ipt_config() -> IptablesConfig {
+    IptablesConfig {
+        family: IpFamily::V4,
+        local_detector: LocalDetector::Cidr("10.0.0.0/8".parse().expect("cidr")),
+        ..IptablesConfig::default()
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct Sample {
+    pub(crate) what: String,
+    pub(crate) render: Duration,
+    pub(crate) apply: Duration,
+    pub(crate) bytes: usize,
+    pub(crate) lines: usize,
+}
+
+fn lines(s: &str) -> usize {
+    s.lines().count()
+}
+
+/// iptables-restore flavours: (label, program).
+pub(crate) const RESTORES: [(&str, &str); 2] = [
+    ("iptables-restore (nft backend)", "iptables-restore"),
+    ("iptables-legacy-restore", "iptables-legacy-restore"),
+];
+
+/// Full sync into an empty namespace, then (at `change_at` services) one endpoint changed.
+pub(crate) fn full_and_change(
+    ns_prefix: &str,
+    n: usize,
+    e: usize,
+    with_change: bool,
+) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    let snap = snapshot(n, e);
+    // The change: the first Service's first endpoint gets another address.
+    let mut changed = snap.clone();
+    let first = port_name(0);
+    if let Some(eps) = changed.endpoints.get_mut(&first) {
+        eps[0] = endpoint(IpAddr::V4(Ipv4Addr::new(10, 127, 255, 250)), 8080);
+        eps.sort_by_key(|x| x.addr().to_string());
+    }
+
+    // nftables.
+    {
+        let ns = Netns::new(format!("{ns_prefix}-nft"))?;
+        let cfg = nft_config();
+        let t = Instant::now();
+        let state = nftables::render(&cfg, &snap);
+        let tx = nftables::full_transaction(&state, &NftObjects::default());
+        let render = t.elapsed();
+        let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&tx))?;
+        out.push(progress(&Sample {
+            what: format!("nftables full, {n} svc"),
+            render,
+            apply,
+            bytes: tx.len(),
+            lines: lines(&tx),
+        }));
+        if with_change {
+            let t = Instant::now();
+            let new_state = nftables::render(&cfg, &changed);
+            let inc = nftables::incremental_transaction(&state, &new_state)
+                .expect("same table and family");
+            let render = t.elapsed();
+            let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&inc.transaction))?;
+            out.push(progress(&Sample {
+                what: format!("nftables one endpoint changed, {n} svc"),
+                render,
+                apply,
+                bytes: inc.transaction.len(),
+                lines: lines(&inc.transaction),
+            }));
+        }
+    }
+
+    // iptables, kube-proxy's layout.
+    for (label, prog) in RESTORES {
+        let ns = Netns::new(format!("{ns_prefix}-ipt{}", prog.len()))?;
+        let cfg = ipt_config();
+        let t = Instant::now();
+        let r = iptables::render(&cfg, &snap, SyncKind::Full, &BTreeSet::new());
+        let render = t.elapsed();
+        let (_, apply) = ns.run(&[prog, "-w", "--noflush"], Some(&r.text))?;
+        out.push(progress(&Sample {
+            what: format!("{label} full, {n} svc"),
+            render,
+            apply,
+            bytes: r.text.len(),
+            lines: lines(&r.text),
+        }));
+        if with_change {
+            let t = Instant::now();
+            let set: BTreeSet<ServiceKey> = [first.service.clone()].into();
+            let p = iptables::render(
+                &cfg,
+                &changed,
+                SyncKind::Partial(&set),
+                &r.active_nat_chains,
+            );
+            let render = t.elapsed();
+            let (_, apply) = ns.run(&[prog, "-w", "--noflush"], Some(&p.text))?;
+            out.push(progress(&Sample {
+                what: format!("{label} partial (one endpoint changed), {n} svc"),
+                render,
+                apply,
+                bytes: p.text.len(),
+                lines: lines(&p.text),
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Prints a sample to stderr as soon as it is measured (a 30k-Service run takes minutes).
+fn progress(s: &Sample) -> Sample {
+    eprintln!(
+        "{}: render {:.1} ms, apply {:.1} ms, {} bytes, {} lines",
+        s.what,
+        ms(s.render),
+        ms(s.apply),
+        s.bytes,
+        s.lines
+    );
+    s.clone()
+}
+
+/// A markdown table of samples.
+pub(crate) fn table(samples: &[Sample]) -> String {
+    let mut s = String::from(
+        "| sync | render | apply | total | bytes to the kernel tool | lines |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for x in samples {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} |",
+            x.what,
+            ms(x.render),
+            ms(x.apply),
+            ms(x.render + x.apply),
+            x.bytes,
+            x.lines
+        );
+    }
+    s
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
