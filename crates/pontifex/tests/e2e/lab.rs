@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -14,9 +14,9 @@ use kube::Api;
 use kube::api::ListParams;
 use test_support::{TestServer, examples_dir};
 
-static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
@@ -24,22 +24,22 @@ fn is_root() -> bool {
 }
 
 /// Runs `pontifex down` for the lab when dropped, so a failing test leaves nothing behind.
-struct Down<'a> {
-    prefix: String,
-    data_dir: &'a Path,
+pub(crate) struct Down {
+    pub(crate) prefix: String,
+    pub(crate) data_dir: PathBuf,
 }
 
-impl Drop for Down<'_> {
+impl Drop for Down {
     fn drop(&mut self) {
         let _ = std::process::Command::new(env!("CARGO_BIN_EXE_pontifex"))
             .args(["down", "--lab-prefix", &self.prefix, "--data-dir"])
-            .arg(self.data_dir)
+            .arg(&self.data_dir)
             .output();
     }
 }
 
 /// `GET http://addr/path` with a plain socket: status line and body.
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -53,7 +53,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
-fn links_and_namespaces(prefix: &str) -> Vec<String> {
+pub(crate) fn links_and_namespaces(prefix: &str) -> Vec<String> {
     let ns = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -74,7 +74,7 @@ fn links_and_namespaces(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f().await {
@@ -109,7 +109,7 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     let data_dir = server.data_dir().to_owned();
     let down = Down {
         prefix: prefix.clone(),
-        data_dir: &data_dir,
+        data_dir: data_dir.clone(),
     };
     let client = crate::client::client(&server).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

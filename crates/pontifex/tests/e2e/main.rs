@@ -11,6 +11,7 @@ mod kubectl;
 mod lab;
 mod lifecycle;
 mod nodes;
+mod pods;
 mod protobuf;
 mod seed;
 mod up;
