@@ -33,8 +33,8 @@ use pontifex_proxy::iptables::{IptablesConfig, LocalDetector};
 use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::nftables::NftConfig;
-use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent};
 pub use pontifex_proxy::sync::ProxyMode;
+use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -490,10 +490,18 @@ async fn watch(
     shutdown: CancellationToken,
 ) {
     let mut svcs = std::pin::pin!(
-        watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff()
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default()
+        )
+        .default_backoff()
     );
     let mut slices = std::pin::pin!(
-        watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()).default_backoff()
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default()
+        )
+        .default_backoff()
     );
     let mut informers = Informers::new();
     loop {

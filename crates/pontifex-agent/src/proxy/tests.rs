@@ -31,7 +31,10 @@ fn names<K: Resource>(v: &[K]) -> Vec<String> {
 
 #[test]
 fn nodeport_addresses_flag_parses_like_kube_proxy() {
-    assert_eq!(NodePortAddresses::parse(&[]), Ok(NodePortAddresses::Default));
+    assert_eq!(
+        NodePortAddresses::parse(&[]),
+        Ok(NodePortAddresses::Default)
+    );
     assert_eq!(
         NodePortAddresses::parse(&["primary".into()]),
         Ok(NodePortAddresses::Primary)
@@ -57,13 +60,21 @@ fn nodeport_addresses_default_depends_on_the_mode() {
         "10.244.1.1".parse().unwrap(),
     ];
     let d = NodePortAddresses::Default;
-    assert_eq!(node_port_addresses(ProxyMode::Iptables, &d, Some(ip), &local), None);
+    assert_eq!(
+        node_port_addresses(ProxyMode::Iptables, &d, Some(ip), &local),
+        None
+    );
     assert_eq!(
         node_port_addresses(ProxyMode::Nftables, &d, Some(ip), &local),
         Some(vec![ip])
     );
     assert_eq!(
-        node_port_addresses(ProxyMode::Iptables, &NodePortAddresses::Primary, Some(ip), &local),
+        node_port_addresses(
+            ProxyMode::Iptables,
+            &NodePortAddresses::Primary,
+            Some(ip),
+            &local
+        ),
         Some(vec![ip])
     );
     let cidrs = NodePortAddresses::Cidrs(vec!["10.0.0.0/8".parse().unwrap()]);
@@ -72,7 +83,10 @@ fn nodeport_addresses_default_depends_on_the_mode() {
         Some(vec!["10.244.1.1".parse().unwrap()])
     );
     let all = NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap()]);
-    assert_eq!(node_port_addresses(ProxyMode::Nftables, &all, Some(ip), &local), None);
+    assert_eq!(
+        node_port_addresses(ProxyMode::Nftables, &all, Some(ip), &local),
+        None
+    );
 }
 
 #[test]
@@ -91,10 +105,20 @@ fn route_localnet_only_for_iptables_localhost_nodeports() {
     );
     assert_eq!(p.nftables.node_ip, Some(ip));
     cfg.nodeport_addresses = NodePortAddresses::Primary;
-    assert!(!wants_route_localnet(&proxier_config(&cfg, "n", Some(ip), &[])));
+    assert!(!wants_route_localnet(&proxier_config(
+        &cfg,
+        "n",
+        Some(ip),
+        &[]
+    )));
     cfg.nodeport_addresses = NodePortAddresses::Default;
     cfg.mode = ProxyMode::Nftables;
-    assert!(!wants_route_localnet(&proxier_config(&cfg, "n", Some(ip), &[])));
+    assert!(!wants_route_localnet(&proxier_config(
+        &cfg,
+        "n",
+        Some(ip),
+        &[]
+    )));
 }
 
 #[test]
@@ -169,7 +193,10 @@ fn ip_addr_show_output_is_parsed() {
 #[test]
 fn rules_without_a_node_serve_node_ports_everywhere() {
     let d = NodePortAddresses::Default;
-    assert_eq!(node_port_addresses(ProxyMode::Nftables, &d, None, &[]), None);
+    assert_eq!(
+        node_port_addresses(ProxyMode::Nftables, &d, None, &[]),
+        None
+    );
     let out = render_rules(&ProxyConfig::default(), "", None, &[], &[]);
     assert!(out.contains("table ip pontifex"), "{out}");
 }

@@ -236,7 +236,11 @@ pub async fn route_in_node(node: &LabNode, cidr: Ipv4Net) -> Result<(), NetError
 
 /// Route `cidr` from the root namespace via `via` (a lab node's underlay address, which must be on the
 /// lab bridge). The route lives on the lab bridge and goes when the lab does. Idempotent.
-pub async fn route_from_host(cfg: &LabConfig, cidr: Ipv4Net, via: Ipv4Addr) -> Result<(), NetError> {
+pub async fn route_from_host(
+    cfg: &LabConfig,
+    cidr: Ipv4Net,
+    via: Ipv4Addr,
+) -> Result<(), NetError> {
     check_prefix(&cfg.prefix)?;
     if !cfg.underlay.contains(&via) {
         return Err(NetError::Invalid(format!(

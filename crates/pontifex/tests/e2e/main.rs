@@ -12,5 +12,6 @@ mod lab;
 mod lifecycle;
 mod nodes;
 mod protobuf;
+mod proxy;
 mod seed;
 mod up;
