@@ -7,7 +7,10 @@
 //! (`pontifex up --nodes N` starts one per lab node, in the root namespace, working on its node's
 //! namespace by name) and on a real machine (no namespace: the machine's own).
 //!
-//! Not here yet: the service proxy, cluster DNS, ingress and network policy (later issues).
+//! It also runs the service proxy ([`ProxyConfig`]: kube-proxy's nftables or iptables dataplane,
+//! programmed in the node's namespace, with kube-proxy's metrics and health ports there).
+//!
+//! Not here yet: cluster DNS, ingress and network policy (later issues).
 #![forbid(unsafe_code)]
 
 mod network;
@@ -15,6 +18,9 @@ mod network;
 pub use network::keep_routes;
 mod node;
 mod pods;
+mod proxy;
+
+pub use proxy::{NodePortAddresses, ProxyConfig, ProxyError, ProxyMode, render_rules};
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -69,6 +75,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The `pontifex` executable, which runs the built-in test server (`pontifex agnhost ...`).
     pub pontifex_bin: PathBuf,
+    /// The service proxy's settings; `None` runs no proxy (another one serves this node).
+    pub proxy: Option<ProxyConfig>,
 }
 
 /// Why the agent stopped.
@@ -87,6 +95,9 @@ pub enum Error {
     /// An object could not be built or read.
     #[error("invalid object: {0}")]
     Json(#[from] serde_json::Error),
+    /// The service proxy could not start.
+    #[error("service proxy: {0}")]
+    Proxy(#[from] ProxyError),
 }
 
 /// Run the agent until `shutdown`. Pods keep running when it stops (a restarted agent finds their
@@ -105,6 +116,11 @@ pub async fn run(
         config.node_ip,
         shutdown.clone(),
     ));
+    // The proxy needs no podCIDR: start it first, so Services work as early as they can.
+    let proxy = match config.proxy.clone() {
+        Some(p) => Some(proxy::start(client.clone(), config.clone(), p, shutdown.clone()).await?),
+        None => None,
+    };
     let Some(cidr) = node::pod_cidr(&client, &config.node_name, &shutdown).await? else {
         return Ok(());
     };
@@ -120,5 +136,8 @@ pub async fn run(
     let result = pods::run(client, config, cidr, shutdown).await;
     let _ = heartbeat.await;
     let _ = routes.await;
+    if let Some(p) = proxy {
+        let _ = p.await;
+    }
     result
 }

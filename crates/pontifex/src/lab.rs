@@ -1,6 +1,8 @@
 //! `up --nodes N`: the lab (an underlay bridge, a namespace per node, built by `pontifex-node`), one
 //! `pontifex agent` process per node, and routes from this machine to every node's pod CIDR, so the
-//! host reaches pods and NodePorts like a machine on the nodes' network would.
+//! host reaches pods and NodePorts like a machine on the nodes' network would. Each agent runs the
+//! service proxy (`--proxy-mode`) in its node's namespace; the host routes the LoadBalancer pool to the
+//! first node.
 //!
 //! The agents are separate processes so that one can be killed and restarted like a real node's; their
 //! pids are kept in `<data-dir>/lab/agents.pid` so `pontifex down` finds them after a crash of `up`.
@@ -50,6 +52,19 @@ impl Lab {
         let nodes = netlab::up(&cfg, &refs)
             .await
             .context("building the lab network")?;
+        // A node's own connections to ClusterIPs need a route before the nat hooks see them (the
+        // lab has no default route); LoadBalancer and external IPs are routed from the host to the
+        // first node, like a router in front of the cluster would.
+        for n in &nodes {
+            netlab::route_in_node(n, args.server.service_cluster_ip_range)
+                .await
+                .context("routing the Service CIDR in a lab node")?;
+        }
+        if let Some(first) = nodes.first() {
+            netlab::route_from_host(&cfg, args.controllers.lb_pool, first.ip)
+                .await
+                .context("routing the LoadBalancer pool to the lab")?;
+        }
         let exe = std::env::current_exe().context("finding the pontifex executable")?;
         let kubeconfig = data_dir.join("kubeconfig");
         std::fs::create_dir_all(data_dir.join("lab"))?;
@@ -65,6 +80,9 @@ impl Lab {
                 .args(["--node", &n.name, "--node-ip", &n.ip.to_string()])
                 .args(["--netns", &n.netns, "--netns-prefix", &cfg.prefix])
                 .args(["--backend", args.backend.as_str()])
+                .args(["--proxy-mode", args.proxy_mode.as_str()])
+                .arg("--cluster-cidr")
+                .arg(args.controllers.cluster_cidr.to_string())
                 .arg("--data-dir")
                 .arg(data_dir.join("nodes").join(&n.name))
                 .stdout(log.try_clone()?)

@@ -37,6 +37,8 @@ enum Command {
     Agent(AgentArgs),
     /// Remove the lab `up --nodes` made: its pods, node namespaces, links and routes.
     Down(DownArgs),
+    /// Print the service proxy's rules for the cluster's Services, as a node's agent programs them.
+    Rules(RulesArgs),
     /// The built-in test server that stands in for agnhost (netexec, serve-hostname, pause).
     #[command(hide = true)]
     Agnhost {
@@ -71,6 +73,88 @@ struct AgentArgs {
     /// Prefix of pod namespace names (`<prefix>-pod-<node>-<uid>`).
     #[arg(long, default_value = LAB_PREFIX)]
     netns_prefix: String,
+    #[command(flatten)]
+    proxy: ProxyFlags,
+}
+
+/// The service proxy's flags; names and defaults are kube-proxy's.
+#[derive(Args)]
+struct ProxyFlags {
+    /// The dataplane: nftables or iptables.
+    #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
+    proxy_mode: pontifex_agent::ProxyMode,
+    /// The pods' CIDR: traffic from inside it is pod traffic (local-traffic detection).
+    #[arg(long)]
+    cluster_cidr: Option<ipnet::IpNet>,
+    /// Where NodePorts are served: CIDRs, or `primary` (default: every local address for iptables,
+    /// `primary` for nftables).
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<String>,
+    /// SNAT all traffic sent to Services.
+    #[arg(long)]
+    masquerade_all: bool,
+    /// Least time between two rule syncs (`1s`, `500ms`, `0`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    min_sync_period: std::time::Duration,
+    /// A full rule sync at least this often.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    sync_period: std::time::Duration,
+    /// Where the metrics server listens (`IP:port`, or an IP for port 10249), in the node namespace.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = |s: &str| parse_bind(s, 10249))]
+    metrics_bind_address: std::net::SocketAddr,
+    /// Where `/healthz` and `/livez` listen (`IP:port`, or an IP for port 10256), in the node namespace.
+    #[arg(long, default_value = "0.0.0.0:10256", value_parser = |s: &str| parse_bind(s, 10256))]
+    healthz_bind_address: std::net::SocketAddr,
+}
+
+impl ProxyFlags {
+    fn config(&self) -> anyhow::Result<pontifex_agent::ProxyConfig> {
+        Ok(pontifex_agent::ProxyConfig {
+            mode: self.proxy_mode,
+            cluster_cidr: self.cluster_cidr,
+            nodeport_addresses: pontifex_agent::NodePortAddresses::parse(&self.nodeport_addresses)
+                .map_err(anyhow::Error::msg)?,
+            masquerade_all: self.masquerade_all,
+            min_sync_period: self.min_sync_period,
+            sync_period: self.sync_period,
+            metrics_bind_address: self.metrics_bind_address,
+            healthz_bind_address: self.healthz_bind_address,
+        })
+    }
+}
+
+fn parse_proxy_mode(s: &str) -> Result<pontifex_agent::ProxyMode, String> {
+    match s {
+        "nftables" => Ok(pontifex_agent::ProxyMode::Nftables),
+        "iptables" => Ok(pontifex_agent::ProxyMode::Iptables),
+        _ => Err(format!("unknown proxy mode {s:?} (nftables or iptables)")),
+    }
+}
+
+/// kube-proxy's bind address flags: `IP:port`, or a bare IP with the default port.
+fn parse_bind(s: &str, default_port: u16) -> Result<std::net::SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:10256"))
+}
+
+#[derive(Args)]
+struct RulesArgs {
+    /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Which dataplane's rules: nftables or iptables.
+    #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
+    mode: pontifex_agent::ProxyMode,
+    /// The node whose view to print (its endpoints are local, its InternalIP serves NodePorts).
+    #[arg(long)]
+    node: Option<String>,
+    /// The pods' CIDR (local-traffic detection), as given to the agents.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: Option<ipnet::IpNet>,
 }
 
 #[derive(Args)]
@@ -137,7 +221,7 @@ struct ControllersArgs {
     leader_elect_retry_period: std::time::Duration,
 }
 
-/// `50s`, `2m`, `1h`, or a bare number of seconds.
+/// `500ms`, `50s`, `2m`, `1h`, or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.trim().split_at(
         s.trim()
@@ -148,6 +232,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 50s"))?;
     let secs = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
@@ -208,6 +293,9 @@ pub(crate) struct UpArgs {
     /// Cross-node pod routing in the lab: host-gw or vxlan.
     #[arg(long, default_value = "host-gw")]
     backend: pontifex_agent::Backend,
+    /// The lab agents' service proxy: nftables or iptables.
+    #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
+    proxy_mode: pontifex_agent::ProxyMode,
     /// The lab's name prefix (hidden: tests run labs side by side).
     #[arg(long, default_value = LAB_PREFIX, hide = true)]
     lab_prefix: String,
@@ -241,6 +329,7 @@ fn main() -> anyhow::Result<()> {
             Command::Controllers(args) => controllers(args).await,
             Command::Agent(args) => agent(args).await,
             Command::Down(args) => down(args).await,
+            Command::Rules(args) => rules(args).await,
             Command::Agnhost { args } => {
                 let code = pontifex_node::workload::agnhost::run_until_signal(args).await?;
                 std::process::exit(code);
@@ -411,8 +500,57 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         backend: args.backend,
         data_dir: args.data_dir,
         pontifex_bin: std::env::current_exe().context("finding the pontifex executable")?,
+        proxy: Some(args.proxy.config()?),
     };
     pontifex_agent::run(client, config, shutdown).await?;
+    Ok(())
+}
+
+/// `pontifex rules`: the rules a full sync would program for the cluster's Services right now.
+async fn rules(args: RulesArgs) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Node, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let client = match &args.kubeconfig {
+        Some(path) => client_for(path).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("finding a kubeconfig")?,
+    };
+    let lp = kube::api::ListParams::default();
+    let services = kube::Api::<Service>::all(client.clone())
+        .list(&lp)
+        .await
+        .context("listing Services")?;
+    let slices = kube::Api::<EndpointSlice>::all(client.clone())
+        .list(&lp)
+        .await
+        .context("listing EndpointSlices")?;
+    let (node_name, node_ip) = match &args.node {
+        Some(name) => {
+            let node = kube::Api::<Node>::all(client)
+                .get(name)
+                .await
+                .with_context(|| format!("reading Node {name}"))?;
+            let ip = node
+                .status
+                .and_then(|s| s.addresses)
+                .into_iter()
+                .flatten()
+                .find(|a| a.type_ == "InternalIP")
+                .and_then(|a| a.address.parse::<std::net::Ipv4Addr>().ok());
+            (name.clone(), ip)
+        }
+        None => (String::new(), None),
+    };
+    let proxy = pontifex_agent::ProxyConfig {
+        mode: args.mode,
+        cluster_cidr: args.cluster_cidr,
+        ..pontifex_agent::ProxyConfig::default()
+    };
+    print!(
+        "{}",
+        pontifex_agent::render_rules(&proxy, &node_name, node_ip, &services.items, &slices.items)
+    );
     Ok(())
 }
 

@@ -16,15 +16,21 @@
 //! `nf_call_iptables` is off on the bridge, but where br_netfilter is loaded the root namespace's
 //! `net.bridge.bridge-nf-call-iptables=1` still sends bridged lab frames through the host's FORWARD chain.
 //!
-//! What it does not do: routing the LoadBalancer pool (172.31.255.0/24) from the host; NAT to outside.
+//! For the service proxy: [`route_in_node`] gives a node namespace a route for the Service CIDR (the lab
+//! has no default route, and a connect to a ClusterIP fails before the nat hooks unless some route
+//! covers it), and [`route_from_host`] routes the LoadBalancer pool (172.31.255.0/24) from the host to
+//! one node, so LoadBalancer and external IPs are reachable from the host like from outside. Both are
+//! routes on lab links only: they go away with the lab.
+//!
+//! What it does not do: NAT to outside.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use ipnet::Ipv4Net;
-use rtnetlink::{LinkUnspec, LinkVeth};
+use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use super::nl::{self, connect, link_name, nl_err};
+use super::nl::{self, connect, link_name, nl_err, ok_if_exists};
 use super::sandbox::ensure_bridge_link;
 use super::{NetError, netns};
 
@@ -211,6 +217,48 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
         netns: ns,
         ip,
     })
+}
+
+/// Route `cidr` out of the node's `eth0` in its namespace (a device route, no gateway: a ClusterIP is
+/// DNATed in the output hook long before any neighbour lookup). Idempotent.
+pub async fn route_in_node(node: &LabNode, cidr: Ipv4Net) -> Result<(), NetError> {
+    let nl = connect(Some(&node.netns)).await?;
+    let eth = nl.index("eth0").await?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.network(), cidr.prefix_len())
+        .output_interface(eth)
+        .build();
+    ok_if_exists(
+        nl.h.route().add(route).execute().await,
+        format!("add route {cidr} dev eth0 in {}", node.netns),
+    )
+}
+
+/// Route `cidr` from the root namespace via `via` (a lab node's underlay address, which must be on the
+/// lab bridge). The route lives on the lab bridge and goes when the lab does. Idempotent.
+pub async fn route_from_host(
+    cfg: &LabConfig,
+    cidr: Ipv4Net,
+    via: Ipv4Addr,
+) -> Result<(), NetError> {
+    check_prefix(&cfg.prefix)?;
+    if !cfg.underlay.contains(&via) {
+        return Err(NetError::Invalid(format!(
+            "{via} is not on the lab underlay {}",
+            cfg.underlay
+        )));
+    }
+    let root = connect(None).await?;
+    let bridge = root.index(&bridge_name(&cfg.prefix)).await?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.network(), cidr.prefix_len())
+        .gateway(via)
+        .output_interface(bridge)
+        .build();
+    ok_if_exists(
+        root.h.route().add(route).execute().await,
+        format!("add route {cidr} via {via} on the lab bridge"),
+    )
 }
 
 /// SIGKILL every process living in one of the lab's namespaces (pods' containers, and what runs in a

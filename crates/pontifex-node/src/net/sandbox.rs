@@ -3,7 +3,8 @@
 //! - The node bridge [`BRIDGE`] (`cni0`) holds the podCIDR's gateway (`.1`), e.g. `10.244.1.1/24`, and the
 //!   node forwards IPv4 (`net.ipv4.ip_forward=1` in the node namespace).
 //! - Per pod: a named namespace (the caller chooses the name, e.g. `pfx-pod-<uid>`), a veth pair whose host
-//!   end `veth<hash8 of the namespace name>` is a port of `cni0` and whose pod end is `eth0`, the pod
+//!   end `veth<hash8 of the namespace name>` is a port of `cni0` (in hairpin mode, as the kubelet sets
+//!   it, so a pod reaches itself through its Service) and whose pod end is `eth0`, the pod
 //!   address on `eth0`, `lo` up, and a default route via the gateway.
 //!
 //! Nothing here relies on `br_netfilter`: the bridge is created with `nf_call_iptables` off. (When
@@ -18,7 +19,7 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::AddressAttribute;
-use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::nl::{self, Nl, connect, nl_err, ok_if_exists};
 use super::{NetError, ipam, netns};
@@ -178,6 +179,15 @@ pub async fn setup_pod(
         .execute()
         .await
         .map_err(nl_err(format!("attach {host} to {BRIDGE}")))?;
+    // Hairpin mode, as the kubelet sets it on every pod's port: a pod that reaches itself through
+    // its Service is DNATed back to its own address while the frame is still being bridged
+    // (br_netfilter), so the bridge must be allowed to send it out of the port it came in on.
+    node.h
+        .link()
+        .set_port(LinkBridgePort::new(host_index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(nl_err(format!("hairpin mode on {host}")))?;
 
     // In the pod: rename while down (a running link cannot be renamed), then up.
     let eth = pod.index(&peer).await?;

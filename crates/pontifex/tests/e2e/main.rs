@@ -13,5 +13,6 @@ mod lifecycle;
 mod nodes;
 mod pods;
 mod protobuf;
+mod proxy;
 mod seed;
 mod up;

@@ -1,0 +1,530 @@
+//! The agent's service proxy (kube-proxy's job on this node): watches Services and EndpointSlices,
+//! feeds them to `pontifex-proxy`'s proxier, which programs the kernel (nftables or iptables) in the
+//! node's namespace, and serves kube-proxy's HTTP ports there: metrics on `--metrics-bind-address`
+//! (127.0.0.1:10249), `/healthz` and `/livez` on `--healthz-bind-address` (0.0.0.0:10256), and the
+//! `healthCheckNodePort` servers of `externalTrafficPolicy: Local` Services.
+//!
+//! Sockets are bound by a thread that entered the node namespace (a socket stays in the namespace
+//! it was made in), then handed to tokio; so in the lab a probe of `172.31.0.10:10256` reaches this
+//! node's proxy, as it would reach kube-proxy on a real node.
+//!
+//! Nothing is synced before both informers have listed: the proxier's first sync replaces the
+//! table a previous agent left in one transaction, so a restart never blackholes traffic.
+//!
+//! What it does not do: IPv6 (one proxier, IPv4), ServiceCIDR objects (unallocated ClusterIPs
+//! are not dropped), node eligibility for `/healthz` (a Node being deleted still answers 200),
+//! conntrack tuning sysctls, the userspace mode (another dataplane behind the same `match mode`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Resource, ResourceExt as _};
+use pontifex_proxy::apply::KernelApplier;
+use pontifex_proxy::health::{HealthCheckServers, ProxyHealth};
+use pontifex_proxy::iptables::{IptablesConfig, LocalDetector};
+use pontifex_proxy::metrics::ProxyMetrics;
+use pontifex_proxy::model::ServiceKey;
+use pontifex_proxy::nftables::NftConfig;
+pub use pontifex_proxy::sync::ProxyMode;
+use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+
+/// `--nodeport-addresses`: where NodePorts are served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodePortAddresses {
+    /// Unset: the mode's default (iptables: every local address; nftables: `primary`).
+    Default,
+    /// `primary`: the node's primary IP (its InternalIP).
+    Primary,
+    /// The node's local addresses inside these CIDRs.
+    Cidrs(Vec<IpNet>),
+}
+
+impl NodePortAddresses {
+    /// Parses the flag's values (kube-proxy: a list of CIDRs, or the single word `primary`).
+    pub fn parse(values: &[String]) -> Result<Self, String> {
+        let values: Vec<&str> = values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        match values.as_slice() {
+            [] => Ok(NodePortAddresses::Default),
+            ["primary"] => Ok(NodePortAddresses::Primary),
+            _ => values
+                .iter()
+                .map(|v| {
+                    v.parse::<IpNet>()
+                        .map_err(|_| format!("--nodeport-addresses: {v:?} must be a valid CIDR"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(NodePortAddresses::Cidrs),
+        }
+    }
+}
+
+/// The proxy's settings (kube-proxy's flags).
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// `--proxy-mode`.
+    pub mode: ProxyMode,
+    /// `--cluster-cidr`: sources inside it are pods (local-traffic detection); `None`: no detector.
+    pub cluster_cidr: Option<IpNet>,
+    /// `--nodeport-addresses`.
+    pub nodeport_addresses: NodePortAddresses,
+    /// `--masquerade-all`: SNAT everything sent to a Service.
+    pub masquerade_all: bool,
+    /// `--min-sync-period`.
+    pub min_sync_period: Duration,
+    /// `--sync-period`.
+    pub sync_period: Duration,
+    /// `--metrics-bind-address` (in the node's namespace).
+    pub metrics_bind_address: SocketAddr,
+    /// `--healthz-bind-address` (in the node's namespace).
+    pub healthz_bind_address: SocketAddr,
+}
+
+impl Default for ProxyConfig {
+    /// kube-proxy's defaults, with nftables as the mode.
+    fn default() -> Self {
+        ProxyConfig {
+            mode: ProxyMode::Nftables,
+            cluster_cidr: None,
+            nodeport_addresses: NodePortAddresses::Default,
+            masquerade_all: false,
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+            metrics_bind_address: SocketAddr::from(([127, 0, 0, 1], 10249)),
+            healthz_bind_address: SocketAddr::from(([0, 0, 0, 0], 10256)),
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The node's namespace could not be entered.
+    #[error("entering the node namespace: {0}")]
+    Netns(#[from] pontifex_node::net::netns::NetnsError),
+    /// A listening port could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The kernel applier refused its settings.
+    #[error("kernel applier: {0}")]
+    Apply(#[from] pontifex_proxy::apply::ApplyError),
+}
+
+/// The addresses NodePorts are served on: `None` = every local address (the renderers' meaning).
+/// `local` lists the node's addresses (only used for CIDRs).
+pub(crate) fn node_port_addresses(
+    mode: ProxyMode,
+    spec: &NodePortAddresses,
+    node_ip: Option<IpAddr>,
+    local: &[IpAddr],
+) -> Option<Vec<IpAddr>> {
+    match (spec, mode) {
+        (NodePortAddresses::Default, ProxyMode::Iptables) => None,
+        (NodePortAddresses::Default, ProxyMode::Nftables) | (NodePortAddresses::Primary, _) => {
+            // Without a node (`pontifex rules` with no --node): every address.
+            node_ip.map(|ip| vec![ip])
+        }
+        (NodePortAddresses::Cidrs(nets), _) => {
+            // kube-proxy: a CIDR containing 0.0.0.0/0 means every address.
+            if nets.iter().any(|n| n.prefix_len() == 0) {
+                return None;
+            }
+            let mut out: Vec<IpAddr> = local
+                .iter()
+                .filter(|a| nets.iter().any(|n| n.contains(*a)))
+                .copied()
+                .collect();
+            out.sort();
+            out.dedup();
+            Some(out)
+        }
+    }
+}
+
+/// The proxier's settings for this node.
+pub(crate) fn proxier_config(
+    cfg: &ProxyConfig,
+    node_name: &str,
+    node_ip: Option<IpAddr>,
+    local: &[IpAddr],
+) -> ProxierConfig {
+    let detector = match cfg.cluster_cidr {
+        Some(net) => LocalDetector::Cidr(net),
+        None => LocalDetector::None,
+    };
+    let addresses = node_port_addresses(cfg.mode, &cfg.nodeport_addresses, node_ip, local);
+    let mut p = ProxierConfig::new(cfg.mode, node_name);
+    p.nftables = NftConfig {
+        node_ip,
+        local_detector: detector.clone(),
+        masquerade_all: cfg.masquerade_all,
+        node_port_addresses: addresses.clone(),
+        ..NftConfig::default()
+    };
+    p.iptables = IptablesConfig {
+        node_ip,
+        local_detector: detector,
+        masquerade_all: cfg.masquerade_all,
+        node_port_addresses: addresses,
+        ..IptablesConfig::default()
+    };
+    p.min_sync_period = cfg.min_sync_period;
+    p.sync_period = cfg.sync_period;
+    p
+}
+
+/// Whether `route_localnet` must be on: kube-proxy's iptables mode serves NodePorts on 127.0.0.1
+/// when NodePorts are on every address (`localhostNodePorts`), which needs it; nftables never does.
+pub(crate) fn wants_route_localnet(cfg: &ProxierConfig) -> bool {
+    cfg.mode == ProxyMode::Iptables
+        && cfg.iptables.localhost_node_ports
+        && cfg.iptables.node_port_addresses.is_none()
+}
+
+/// What `pontifex rules` prints: the rules a full sync on node `node_name` (InternalIP `node_ip`)
+/// programs for these objects, in the kernel tool's syntax. An empty `node_name` is no node: no
+/// endpoint is local, NodePorts are on every address.
+pub fn render_rules(
+    cfg: &ProxyConfig,
+    node_name: &str,
+    node_ip: Option<std::net::Ipv4Addr>,
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> String {
+    let pcfg = proxier_config(cfg, node_name, node_ip.map(IpAddr::V4), &[]);
+    let mut tracker = pontifex_proxy::model::ChangeTracker::new(node_name);
+    for s in services {
+        if let Err(e) = tracker.update_service(s) {
+            tracing::warn!(error = %e, "Service (partly) skipped");
+        }
+    }
+    for s in slices {
+        if let Err(e) = tracker.update_endpoint_slice(s) {
+            tracing::warn!(error = %e, "EndpointSlice skipped");
+        }
+    }
+    pontifex_proxy::sync::render_rules(
+        pcfg.mode,
+        &pcfg.nftables,
+        &pcfg.iptables,
+        &tracker.current(),
+    )
+}
+
+type Key = (String, String);
+
+fn key_of<K: Resource>(o: &K) -> Key {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// One informer's objects, kept from watcher events, with relists buffered until complete.
+#[derive(Debug)]
+pub(crate) struct Cache<K> {
+    objects: BTreeMap<Key, K>,
+    relist: Option<BTreeMap<Key, K>>,
+    listed: bool,
+}
+
+/// What one watcher event changed in a [`Cache`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Change<K> {
+    /// Nothing visible yet (a relist in progress).
+    None,
+    /// A complete list replaced the objects.
+    Listed,
+    /// An object was added or changed.
+    Upsert(K),
+    /// An object was deleted.
+    Delete(Key),
+}
+
+impl<K: Resource + Clone> Cache<K> {
+    pub(crate) fn new() -> Self {
+        Cache {
+            objects: BTreeMap::new(),
+            relist: None,
+            listed: false,
+        }
+    }
+
+    pub(crate) fn apply(&mut self, ev: watcher::Event<K>) -> Change<K> {
+        match ev {
+            watcher::Event::Init => {
+                self.relist = Some(BTreeMap::new());
+                Change::None
+            }
+            watcher::Event::InitApply(o) => {
+                self.relist
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key_of(&o), o);
+                Change::None
+            }
+            watcher::Event::InitDone => {
+                self.objects = self.relist.take().unwrap_or_default();
+                self.listed = true;
+                Change::Listed
+            }
+            watcher::Event::Apply(o) => {
+                self.objects.insert(key_of(&o), o.clone());
+                Change::Upsert(o)
+            }
+            watcher::Event::Delete(o) => {
+                let k = key_of(&o);
+                self.objects.remove(&k);
+                Change::Delete(k)
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<K> {
+        self.objects.values().cloned().collect()
+    }
+}
+
+/// Services and EndpointSlices merged into proxier events: nothing until both have listed, then
+/// one `Replace`, then updates; a relist of either sends a fresh `Replace`.
+#[derive(Debug)]
+pub(crate) struct Informers {
+    pub(crate) services: Cache<Service>,
+    pub(crate) slices: Cache<EndpointSlice>,
+}
+
+impl Informers {
+    pub(crate) fn new() -> Self {
+        Informers {
+            services: Cache::new(),
+            slices: Cache::new(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.services.listed && self.slices.listed
+    }
+
+    fn replace(&self) -> ProxyEvent {
+        ProxyEvent::Replace {
+            services: self.services.all(),
+            slices: self.slices.all(),
+        }
+    }
+
+    pub(crate) fn service(&mut self, ev: watcher::Event<Service>) -> Option<ProxyEvent> {
+        let change = self.services.apply(ev);
+        if !self.ready() {
+            return None;
+        }
+        match change {
+            Change::None => None,
+            Change::Listed => Some(self.replace()),
+            Change::Upsert(s) => Some(ProxyEvent::ServicesUpdated(vec![s])),
+            Change::Delete((ns, name)) => {
+                Some(ProxyEvent::ServicesDeleted(vec![ServiceKey::new(ns, name)]))
+            }
+        }
+    }
+
+    pub(crate) fn slice(&mut self, ev: watcher::Event<EndpointSlice>) -> Option<ProxyEvent> {
+        let change = self.slices.apply(ev);
+        if !self.ready() {
+            return None;
+        }
+        match change {
+            Change::None => None,
+            Change::Listed => Some(self.replace()),
+            Change::Upsert(s) => Some(ProxyEvent::SlicesUpdated(vec![s])),
+            Change::Delete(k) => Some(ProxyEvent::SlicesDeleted(vec![k])),
+        }
+    }
+}
+
+/// Runs `f` in the node namespace (or here, with `None`).
+fn in_node<T: Send>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, pontifex_node::net::netns::NetnsError> {
+    match netns {
+        Some(ns) => pontifex_node::net::netns::run_in(ns, f),
+        None => Ok(f()),
+    }
+}
+
+/// Binds a TCP listener in the node namespace and hands it to tokio.
+fn bind_tcp(netns: Option<&str>, addr: SocketAddr) -> Result<tokio::net::TcpListener, ProxyError> {
+    let l = in_node(netns, || std::net::TcpListener::bind(addr))?
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        })
+        .map_err(|source| ProxyError::Bind { addr, source })?;
+    Ok(l)
+}
+
+/// Writes sysctl `path` (under /proc/sys) in the node namespace; failures are logged (a missing
+/// br_netfilter is the node administrator's business, as for kube-proxy).
+fn sysctl(netns: Option<&str>, path: &str, value: &str) {
+    let full = format!("/proc/sys/{path}");
+    match in_node(netns, || std::fs::write(&full, value)) {
+        Ok(Ok(())) => tracing::debug!(sysctl = path, value, "set"),
+        Ok(Err(e)) => tracing::warn!(sysctl = path, error = %e, "cannot set sysctl"),
+        Err(e) => tracing::warn!(sysctl = path, error = %e, "cannot enter the node namespace"),
+    }
+}
+
+/// The node's addresses (`ip -o addr show` in its namespace); empty when it cannot be read.
+async fn local_addresses(netns: Option<&str>) -> Vec<IpAddr> {
+    let mut cmd = tokio::process::Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let Ok(out) = cmd.args(["-o", "addr", "show"]).output().await else {
+        return Vec::new();
+    };
+    parse_ip_addr_show(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The addresses in `ip -o addr show` output (`2: eth0    inet 172.31.0.10/24 brd ...`).
+pub(crate) fn parse_ip_addr_show(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|t| *t == "inet" || *t == "inet6")?;
+            w.next()?.split('/').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Starts the proxy: sysctls, listeners, the proxier loop and the informers. Returns once the
+/// sockets are bound; the loop runs until `shutdown`.
+pub(crate) async fn start(
+    client: kube::Client,
+    config: Arc<Config>,
+    proxy: ProxyConfig,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
+    let ns = config.netns.as_deref();
+    let node_ip = IpAddr::V4(config.node_ip);
+    let local = match proxy.nodeport_addresses {
+        NodePortAddresses::Cidrs(_) => local_addresses(ns).await,
+        _ => Vec::new(),
+    };
+    let pcfg = proxier_config(&proxy, &config.node_name, Some(node_ip), &local);
+    // What a node needs for kube-proxy: forwarding, bridged pod traffic through the nat hooks
+    // (replies from a pod to a pod on the same bridge must be un-DNATed), and, for iptables'
+    // localhost NodePorts, 127.0.0.1 routable.
+    sysctl(ns, "net/ipv4/ip_forward", "1");
+    sysctl(ns, "net/bridge/bridge-nf-call-iptables", "1");
+    if wants_route_localnet(&pcfg) {
+        sysctl(ns, "net/ipv4/conf/all/route_localnet", "1");
+    }
+    let metrics = Arc::new(ProxyMetrics::default());
+    let health = Arc::new(ProxyHealth::new(pcfg.sync_period));
+    let metrics_l = bind_tcp(ns, proxy.metrics_bind_address)?;
+    let healthz_l = bind_tcp(ns, proxy.healthz_bind_address)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mode = pcfg.mode;
+    let proxier_task = match mode {
+        // The userspace dataplane, when it lands, is another arm here.
+        ProxyMode::Nftables | ProxyMode::Iptables => {
+            let applier = KernelApplier::new(ns)?;
+            let netns_owned = config.netns.clone();
+            let binder: pontifex_proxy::health::Binder = Arc::new(move |port| {
+                let addr = SocketAddr::from(([0, 0, 0, 0], port));
+                in_node(netns_owned.as_deref(), || std::net::TcpListener::bind(addr))
+                    .map_err(std::io::Error::other)?
+            });
+            let hc = HealthCheckServers::new(binder, health.clone());
+            let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
+            tokio::spawn(pontifex_proxy::sync::run(
+                proxier,
+                rx,
+                Some(hc),
+                shutdown.clone(),
+            ))
+        }
+    };
+    tokio::spawn(pontifex_proxy::health::serve_metrics(
+        metrics_l,
+        metrics,
+        health.clone(),
+        mode.as_str(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(pontifex_proxy::health::serve_healthz(
+        healthz_l,
+        health,
+        shutdown.clone(),
+    ));
+    tracing::info!(mode = mode.as_str(), "service proxy started");
+    Ok(tokio::spawn(async move {
+        watch(client, tx, shutdown).await;
+        let _ = proxier_task.await;
+    }))
+}
+
+/// Feeds the proxier from the Service and EndpointSlice watches until `shutdown`.
+async fn watch(
+    client: kube::Client,
+    tx: mpsc::UnboundedSender<ProxyEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut svcs = std::pin::pin!(
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default()
+        )
+        .default_backoff()
+    );
+    let mut slices = std::pin::pin!(
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default()
+        )
+        .default_backoff()
+    );
+    let mut informers = Informers::new();
+    loop {
+        let ev = tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = svcs.next() => match e {
+                None => return,
+                Some(Err(e)) => { tracing::warn!(error = %e, "service watch failed; retrying"); continue; }
+                Some(Ok(e)) => informers.service(e),
+            },
+            e = slices.next() => match e {
+                None => return,
+                Some(Err(e)) => { tracing::warn!(error = %e, "endpointslice watch failed; retrying"); continue; }
+                Some(Ok(e)) => informers.slice(e),
+            },
+        };
+        if let Some(ev) = ev
+            && tx.send(ev).is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
