@@ -15,6 +15,7 @@
 //! the agent feeds it pods, Services and a ConfigMap/Secret lookup, and writes the status it computes.
 
 pub mod agnhost;
+pub mod dns;
 pub mod envvars;
 mod httpc;
 pub mod logs;
