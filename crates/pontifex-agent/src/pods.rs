@@ -22,11 +22,11 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use pontifex_node::net::{ipam::Ipam, lab, netns, routes, sandbox};
 use pontifex_node::workload::dns::{self, NodeDns};
-use pontifex_node::workload::state::{self, ContainerRecord};
 use pontifex_node::workload::envvars::{self, ObjectLookup, PodAddresses};
 use pontifex_node::workload::plan;
 use pontifex_node::workload::probe::{self, ProbeEvent, ProbeKind, ProbeWorker};
 use pontifex_node::workload::process::{BindMount, SpawnSpec};
+use pontifex_node::workload::state::{self, ContainerRecord};
 use pontifex_node::workload::status::{self, ContainerView, StatusInput};
 use pontifex_node::workload::supervisor::{
     BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
@@ -159,7 +159,11 @@ async fn collect_orphans(node: &Node, live: &HashSet<String>) {
             continue;
         }
         tracing::info!(pod = %name, "stopping the containers of a pod that is gone");
-        for c in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+        for c in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(Some(rec)) = state::read::<ContainerRecord>(&state::state_path(&c.path()))
                 && let Some(running) = rec.running
                 && running.process.alive()
@@ -462,7 +466,12 @@ fn pod_dir(config: &Config, pod: &Pod) -> PathBuf {
 /// bind mounts that show them to its containers. On failure the containers see the node's files.
 fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -> Vec<BindMount> {
     let node_dns = NodeDns {
-        cluster_dns: node.config.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_dns: node
+            .config
+            .cluster_dns
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         cluster_domain: node.config.cluster_domain.clone(),
         host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
@@ -489,7 +498,9 @@ fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -
                 target: target.into(),
             }),
             Ok(()) => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "writing a pod file failed"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "writing a pod file failed")
+            }
         }
     }
     mounts

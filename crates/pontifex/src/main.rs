@@ -303,17 +303,27 @@ fn main() -> anyhow::Result<()> {
             Command::Exec(args) => {
                 let client = pod_client(&args.target).await?;
                 let t = &args.target;
-                let target =
-                    podcmd::find(client, &t.data_dir, &t.namespace, &t.pod, t.container.as_deref())
-                        .await?;
+                let target = podcmd::find(
+                    client,
+                    &t.data_dir,
+                    &t.namespace,
+                    &t.pod,
+                    t.container.as_deref(),
+                )
+                .await?;
                 std::process::exit(podcmd::exec(&target, &args.command)?);
             }
             Command::Logs(args) => {
                 let client = pod_client(&args.target).await?;
                 let t = &args.target;
-                let target =
-                    podcmd::find(client, &t.data_dir, &t.namespace, &t.pod, t.container.as_deref())
-                        .await?;
+                let target = podcmd::find(
+                    client,
+                    &t.data_dir,
+                    &t.namespace,
+                    &t.pod,
+                    t.container.as_deref(),
+                )
+                .await?;
                 podcmd::logs(&target, args.follow, args.previous).await
             }
             Command::ContainerShim => unreachable!("handled before the runtime starts"),

@@ -47,10 +47,17 @@ pub(crate) async fn find(
             .map(|c| c.name.clone())
             .context("the pod has no containers")?,
     };
-    let node = spec.node_name.clone().context("the pod is not scheduled yet")?;
+    let node = spec
+        .node_name
+        .clone()
+        .context("the pod is not scheduled yet")?;
     let pod_dir = format!("{namespace}_{name}_{uid}");
     let candidates = [
-        data_dir.join("nodes").join(&node).join("pods").join(&pod_dir),
+        data_dir
+            .join("nodes")
+            .join(&node)
+            .join("pods")
+            .join(&pod_dir),
         data_dir.join("pods").join(&pod_dir),
     ];
     let Some(dir) = candidates.iter().find(|d| d.is_dir()) else {
@@ -87,12 +94,15 @@ pub(crate) fn exec(target: &Target, argv: &[OsString]) -> anyhow::Result<i32> {
 pub(crate) async fn logs(target: &Target, follow: bool, previous: bool) -> anyhow::Result<()> {
     let n = target.record.restart_count;
     let n = if previous {
-        if target.record.last_termination.is_none() || (n == 0 && target.record.running.is_some())
-        {
+        if target.record.last_termination.is_none() || (n == 0 && target.record.running.is_some()) {
             bail!("previous terminated container not found");
         }
         // While an instance runs (or waits to), the previous one is the last that ended.
-        if target.record.running.is_some() { n - 1 } else { n }
+        if target.record.running.is_some() {
+            n - 1
+        } else {
+            n
+        }
     } else {
         n
     };

@@ -41,7 +41,9 @@ impl ResolvConf {
             match words.next() {
                 Some("nameserver") => out.nameservers.extend(words.next().map(str::to_owned)),
                 Some("search") => out.searches = words.map(str::to_owned).collect(),
-                Some("domain") => out.searches = words.next().map(str::to_owned).into_iter().collect(),
+                Some("domain") => {
+                    out.searches = words.next().map(str::to_owned).into_iter().collect()
+                }
                 Some("options") => out.options.extend(words.map(str::to_owned)),
                 _ => {}
             }
@@ -101,12 +103,16 @@ pub fn resolv_conf(pod: &Pod, node: &NodeDns) -> ResolvConf {
         host
     };
     if let Some(cfg) = &spec.dns_config {
-        push_unique(&mut out.nameservers, cfg.nameservers.clone().unwrap_or_default());
+        push_unique(
+            &mut out.nameservers,
+            cfg.nameservers.clone().unwrap_or_default(),
+        );
         push_unique(&mut out.searches, cfg.searches.clone().unwrap_or_default());
         for o in cfg.options.iter().flatten() {
             let Some(name) = &o.name else { continue };
             // A pod option replaces one of the same name.
-            out.options.retain(|x| x.split(':').next() != Some(name.as_str()));
+            out.options
+                .retain(|x| x.split(':').next() != Some(name.as_str()));
             out.options.push(match &o.value {
                 Some(v) => format!("{name}:{v}"),
                 None => name.clone(),
@@ -146,7 +152,11 @@ pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
     for alias in spec.host_aliases.iter().flatten() {
         let names = alias.hostnames.clone().unwrap_or_default();
         if !names.is_empty() {
-            s.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", alias.ip, names.join("\t")));
+            s.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                alias.ip,
+                names.join("\t")
+            ));
         }
     }
     s

@@ -270,7 +270,10 @@ pub fn command_in_process(
             );
         }
     }
-    let fds: Vec<(i32, i32)> = files.iter().map(|(f, flag)| (f.as_raw_fd(), *flag)).collect();
+    let fds: Vec<(i32, i32)> = files
+        .iter()
+        .map(|(f, flag)| (f.as_raw_fd(), *flag))
+        .collect();
     let cwd = path_cstring(&cwd).map_err(err)?;
     // The files must outlive the fork: the closure owns them (closed in the parent when the command
     // is dropped, in the child by exec's close-on-exec).

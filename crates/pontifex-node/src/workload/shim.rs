@@ -128,7 +128,9 @@ pub async fn start(
     .map_err(|_| ShimError::Protocol("no report within 30 s".into()))??;
     let Some(report) = report else {
         let _ = child.wait().await;
-        return Err(ShimError::Protocol("the shim ended without a report".into()));
+        return Err(ShimError::Protocol(
+            "the shim ended without a report".into(),
+        ));
     };
     if let Some(msg) = report.strip_prefix("failed ") {
         let _ = child.wait().await;

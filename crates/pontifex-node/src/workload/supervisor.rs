@@ -370,9 +370,10 @@ fn resume(config: &ContainerConfig, record: &ContainerRecord) -> Next {
                 child: None,
             });
         }
-        let exit = state::read::<ExitRecord>(&state::exit_path(&config.log_dir, record.restart_count))
-            .ok()
-            .flatten();
+        let exit =
+            state::read::<ExitRecord>(&state::exit_path(&config.log_dir, record.restart_count))
+                .ok()
+                .flatten();
         return Next::Ended(ended_from(&instance, exit));
     }
     let current = format!("{}-{}", config.id_prefix, record.restart_count);

@@ -175,7 +175,12 @@ async fn a_crashing_command_is_restarted_with_backoff() {
                 starts.push(t0.elapsed())
             }
             Phase::BackOff { delay } => {
-                assert_eq!(s.last_termination.as_ref().unwrap().exit_code, 2, "{:?}", s.last_termination);
+                assert_eq!(
+                    s.last_termination.as_ref().unwrap().exit_code,
+                    2,
+                    "{:?}",
+                    s.last_termination
+                );
                 assert_eq!(s.last_termination.as_ref().unwrap().reason, "Error");
                 if seen_backoff.last() != Some(&delay) {
                     seen_backoff.push(delay);
@@ -308,7 +313,10 @@ async fn a_restarted_supervisor_adopts_the_running_container_and_its_logs_go_on(
     let cfg = config(dir.path(), script, RestartPolicy::Always);
     let before = agent_that_dies(cfg.clone(), |s| matches!(s.phase, Phase::Running { .. }));
     let (pid, started_at, id) = running(&before).unwrap();
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container outlived its agent");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container outlived its agent"
+    );
     let log = logs::log_path(dir.path(), 0);
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -349,9 +357,11 @@ async fn a_restarted_supervisor_adopts_the_running_container_and_its_logs_go_on(
     let end = c.stop(Duration::from_secs(1)).await;
     assert_eq!(end.phase, Phase::Exited);
     // Stopped for good: nothing is left running.
-    assert!(!std::path::Path::new(&format!("/proc/{}", running(&s).unwrap().0)).exists()
-        || std::fs::read_to_string(format!("/proc/{}/stat", running(&s).unwrap().0))
-            .is_ok_and(|st| st.contains(") Z ")));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", running(&s).unwrap().0)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", running(&s).unwrap().0))
+                .is_ok_and(|st| st.contains(") Z "))
+    );
 }
 
 #[tokio::test]
@@ -380,6 +390,10 @@ async fn a_container_that_ended_while_no_agent_ran_is_judged_by_its_exit_record(
     drop(c);
     let c = Container::start(cfg);
     let mut rx = c.state();
-    let s = rx.wait_for(|s| s.phase == Phase::Exited).await.unwrap().clone();
+    let s = rx
+        .wait_for(|s| s.phase == Phase::Exited)
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(s.last_termination.unwrap().exit_code, 3);
 }

@@ -14,9 +14,9 @@ use kube::Api;
 use kube::api::ListParams;
 use test_support::{TestServer, examples_dir};
 
-static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
@@ -24,9 +24,9 @@ fn is_root() -> bool {
 }
 
 /// Runs `pontifex down` for the lab when dropped, so a failing test leaves nothing behind.
-struct Down<'a> {
-    prefix: String,
-    data_dir: &'a Path,
+pub(crate) struct Down<'a> {
+    pub(crate) prefix: String,
+    pub(crate) data_dir: &'a Path,
 }
 
 impl Drop for Down<'_> {
@@ -39,7 +39,7 @@ impl Drop for Down<'_> {
 }
 
 /// `GET http://addr/path` with a plain socket: status line and body.
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -53,7 +53,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
-fn links_and_namespaces(prefix: &str) -> Vec<String> {
+pub(crate) fn links_and_namespaces(prefix: &str) -> Vec<String> {
     let ns = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -74,7 +74,7 @@ fn links_and_namespaces(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f().await {

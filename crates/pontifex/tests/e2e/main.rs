@@ -12,5 +12,6 @@ mod lab;
 mod lifecycle;
 mod nodes;
 mod protobuf;
+mod runtime;
 mod seed;
 mod up;

@@ -64,9 +64,16 @@ fn records_round_trip_through_an_atomic_write() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     // An older file without `finished` still reads.
-    std::fs::write(&path, r#"{"restart_count":1,"running":null,"last_termination":null}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"restart_count":1,"running":null,"last_termination":null}"#,
+    )
+    .unwrap();
     assert_eq!(
-        read::<ContainerRecord>(&path).unwrap().unwrap().restart_count,
+        read::<ContainerRecord>(&path)
+            .unwrap()
+            .unwrap()
+            .restart_count,
         1
     );
     std::fs::write(&path, "not json").unwrap();
