@@ -52,11 +52,13 @@ fn record(data_dir: &Path, pod: &Pod, container: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join(container).join("state.json")).unwrap()).unwrap()
 }
 
-fn pontifex(data_dir: &Path, args: &[&str]) -> std::process::Output {
+fn pontifex(server: &TestServer, args: &[&str]) -> std::process::Output {
+    // The flags go right after the subcommand: what follows `--` is the command to run.
     Command::new(env!("CARGO_BIN_EXE_pontifex"))
-        .args(args)
+        .arg(args[0])
         .arg("--data-dir")
-        .arg(data_dir)
+        .arg(server.data_dir())
+        .args(&args[1..])
         .output()
         .unwrap()
 }
@@ -107,7 +109,7 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
 
     // exec sees the pod's resolv.conf, hostname and network; logs show the command's output.
     let out = pontifex(
-        &data_dir,
+        &server,
         &["exec", "keep", "-c", "cmd", "--", "cat", "/etc/resolv.conf"],
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -119,13 +121,13 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
     );
     assert!(text.contains("options ndots:5"), "{text}");
     let out = pontifex(
-        &data_dir,
+        &server,
         &["exec", "keep", "--", "sh", "-c", "hostname; exit 7"],
     );
     assert_eq!(out.status.code(), Some(7), "the exit code passes through");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "keep");
     let logs = until(20, "the command's output in its log", async || {
-        let out = pontifex(&data_dir, &["logs", "keep", "-c", "cmd"]);
+        let out = pontifex(&server, &["logs", "keep", "-c", "cmd"]);
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
         t.contains("hello-from-keep").then_some(t)
     })
