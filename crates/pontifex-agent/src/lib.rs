@@ -73,10 +73,16 @@ pub struct Config {
     pub backend: Backend,
     /// State that must survive a restart: the IPAM allocations, container logs.
     pub data_dir: PathBuf,
-    /// The `pontifex` executable, which runs the built-in test server (`pontifex agnhost ...`).
+    /// The `pontifex` executable, which runs the built-in test server (`pontifex agnhost ...`) and the
+    /// container shims (`pontifex container-shim`).
     pub pontifex_bin: PathBuf,
     /// The service proxy's settings; `None` runs no proxy (another one serves this node).
     pub proxy: Option<ProxyConfig>,
+    /// The cluster DNS addresses pods' resolv.conf names (kubelet's `--cluster-dns`); empty:
+    /// `ClusterFirst` pods get the node's resolv.conf.
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain (kubelet's `--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 /// Why the agent stopped.

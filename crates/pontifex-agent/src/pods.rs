@@ -21,10 +21,12 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use pontifex_node::net::{ipam::Ipam, lab, netns, routes, sandbox};
+use pontifex_node::workload::dns::{self, NodeDns};
 use pontifex_node::workload::envvars::{self, ObjectLookup, PodAddresses};
 use pontifex_node::workload::plan;
 use pontifex_node::workload::probe::{self, ProbeEvent, ProbeKind, ProbeWorker};
-use pontifex_node::workload::process::SpawnSpec;
+use pontifex_node::workload::process::{BindMount, SpawnSpec};
+use pontifex_node::workload::state::{self, ContainerRecord};
 use pontifex_node::workload::status::{self, ContainerView, StatusInput};
 use pontifex_node::workload::supervisor::{
     BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
@@ -142,15 +144,48 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// At start: the sandboxes and addresses of pods that no longer exist (deleted while the agent was
-/// down) are released.
+/// At start: the containers, sandboxes, files and addresses of pods that no longer exist (deleted
+/// while the agent was down) are removed.
 async fn collect_orphans(node: &Node, live: &HashSet<String>) {
+    // Containers first, by their records (this also finds hostNetwork pods' containers, which have
+    // no namespace of their own).
+    let pods_dir = node.config.data_dir.join("pods");
+    for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(uid) = name.rsplit('_').next() else {
+            continue;
+        };
+        if live.contains(uid) {
+            continue;
+        }
+        tracing::info!(pod = %name, "stopping the containers of a pod that is gone");
+        for c in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(Some(rec)) = state::read::<ContainerRecord>(&state::state_path(&c.path()))
+                && let Some(running) = rec.running
+                && running.process.alive()
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(running.process.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(pod = %name, error = %e, "removing the files of a pod that is gone");
+        }
+    }
     let prefix = pod_netns_prefix(&node.config);
     if let Ok(existing) = netns::list(&prefix) {
         for ns in existing {
             let uid = &ns[prefix.len()..];
             if !live.contains(uid) {
                 tracing::info!(netns = %ns, "removing the sandbox of a pod that is gone");
+                // Whatever still runs inside would keep the namespace alive.
+                let _ = lab::kill_processes_in(std::slice::from_ref(&ns));
                 let _ = sandbox::teardown_pod(node.config.netns.as_deref(), &ns).await;
             }
         }
@@ -190,13 +225,19 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = format!("{}{uid}", pod_netns_prefix(&node.config));
-    if netns::exists(&ns).unwrap_or(false) {
-        // A pod from before an agent restart. Its processes are not adopted yet: they are ended and
-        // started again in the same sandbox, with the same address.
-        let killed = lab::kill_processes_in(std::slice::from_ref(&ns))?;
-        tracing::info!(netns = %ns, killed, "restarting the containers of a pod found running");
-    }
     let ip = node.ipam.allocate(&uid)?;
+    // A pod from before an agent restart: its namespace, veth and address are still there and its
+    // containers still run in it; rebuilding would cut their connections, so it is adopted as it is.
+    if let Ok(Some(addr)) = sandbox::inspect_pod(&ns).await
+        && addr.ip == ip
+    {
+        tracing::info!(netns = %ns, %ip, "adopting the sandbox of a running pod");
+        return Ok(Sandbox {
+            netns: Some(ns),
+            ip,
+            owned: true,
+        });
+    }
     let mtu = (node.config.backend == Backend::Vxlan).then_some(routes::VXLAN_MTU);
     let network = sandbox::setup_pod(node.config.netns.as_deref(), &ns, node.cidr, ip, mtu).await?;
     Ok(Sandbox {
@@ -356,6 +397,8 @@ async fn start_containers(
         spec.hostname.clone().unwrap_or_else(|| pod.name_any())
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = pod_dir(&node.config, pod);
+    let mounts = pod_files(node, pod, sandbox, &dir);
     let grace = Duration::from_secs(
         spec.termination_grace_period_seconds
             .unwrap_or(DEFAULT_GRACE)
@@ -378,15 +421,15 @@ async fn start_containers(
             netns: sandbox.netns.as_deref().map(netns::path),
             hostname: Some(hostname.clone()),
             log_path: None,
+            mounts: mounts.clone(),
         };
         let handle = Container::start(ContainerConfig {
             spawn,
-            log_dir: node
-                .config
-                .data_dir
-                .join("pods")
-                .join(format!("{ns}_{}_{uid}", pod.name_any()))
-                .join(&c.name),
+            log_dir: dir.join(&c.name),
+            shim: vec![
+                node.config.pontifex_bin.clone().into(),
+                "container-shim".into(),
+            ],
             restart_policy: RestartPolicy::from_spec(spec.restart_policy.as_deref()),
             backoff: BackoffConfig::default(),
             id_prefix: format!("pontifex://{uid}/{}", c.name),
@@ -405,6 +448,62 @@ async fn start_containers(
         out.insert(c.name.clone(), running);
     }
     Ok(out)
+}
+
+/// Where a pod's files live: `<data dir>/pods/<namespace>_<name>_<uid>/` (the kubelet's
+/// `/var/log/pods` naming), with a directory per container (logs, state) and the pod's resolv.conf and
+/// hosts. `pontifex logs` and `pontifex exec` find pods by this name.
+fn pod_dir(config: &Config, pod: &Pod) -> PathBuf {
+    config.data_dir.join("pods").join(format!(
+        "{}_{}_{}",
+        pod.namespace().unwrap_or_default(),
+        pod.name_any(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    ))
+}
+
+/// Writes the pod's resolv.conf (and, with a network of its own, its hosts file) and returns the
+/// bind mounts that show them to its containers. On failure the containers see the node's files.
+fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -> Vec<BindMount> {
+    let node_dns = NodeDns {
+        cluster_dns: node
+            .config
+            .cluster_dns
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        cluster_domain: node.config.cluster_domain.clone(),
+        host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    let mut files = vec![(
+        "resolv.conf",
+        dns::resolv_conf(pod, &node_dns).render(),
+        "/etc/resolv.conf",
+    )];
+    if !host_network {
+        files.push((
+            "hosts",
+            dns::hosts_file(pod, &sandbox.ip.to_string(), &node.config.cluster_domain),
+            "/etc/hosts",
+        ));
+    }
+    let mut mounts = Vec::new();
+    for (name, content, target) in files {
+        let path = dir.join(name);
+        let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, content));
+        match written {
+            Ok(()) if std::path::Path::new(target).exists() => mounts.push(BindMount {
+                source: path,
+                target: target.into(),
+            }),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "writing a pod file failed")
+            }
+        }
+    }
+    mounts
 }
 
 /// Run the due probes of every container and act on what they find.
@@ -558,6 +657,7 @@ async fn worker(
                     r.handle.stop(Duration::ZERO).await;
                 }
                 teardown_sandbox(&node, &first, &sandbox).await;
+                let _ = std::fs::remove_dir_all(pod_dir(&node.config, &first));
                 return;
             }
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
@@ -602,4 +702,7 @@ async fn finish(node: &Node, pod: &Pod, sandbox: Option<&Sandbox>) {
     if let Some(s) = sandbox {
         teardown_sandbox(node, pod, s).await;
     }
+    // Its logs and state go with it (the kubelet keeps logs a while; nothing here reads them once
+    // the pod object is gone).
+    let _ = std::fs::remove_dir_all(pod_dir(&node.config, pod));
 }

@@ -1,7 +1,10 @@
 //! Workloads inside pods: what a container runs ([`plan`]), the built-in test server ([`agnhost`]),
 //! processes in a pod's network namespace ([`process`]) with kubelet-format logs ([`logs`]) and
 //! restarts ([`supervisor`]), the environment a container starts with ([`envvars`]), probes ([`probe`])
-//! and the pod status they add up to ([`status`]).
+//! and the pod status they add up to ([`status`]). Container processes run under a per-instance
+//! [`shim`] that owns their output and exit status, and what the agent must remember of them across its
+//! own restarts is in [`state`], so a restarted agent re-adopts running containers instead of
+//! restarting them.
 //!
 //! Images are never pulled: a container either runs its `command`/`args` as a program of this machine,
 //! or the built-in server that stands in for `agnhost` (and for any image started without a command).
@@ -12,11 +15,14 @@
 //! the agent feeds it pods, Services and a ConfigMap/Secret lookup, and writes the status it computes.
 
 pub mod agnhost;
+pub mod dns;
 pub mod envvars;
 mod httpc;
 pub mod logs;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod shim;
+pub mod state;
 pub mod status;
 pub mod supervisor;

@@ -25,6 +25,11 @@ pub(crate) struct Lab {
     routes: tokio::task::JoinHandle<()>,
 }
 
+/// The cluster DNS Service's address: the 10th of the Service range, kubeadm's convention.
+fn cluster_dns(range: ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(range.network()).saturating_add(10))
+}
+
 fn pid_file(data_dir: &Path) -> PathBuf {
     data_dir.join("lab").join("agents.pid")
 }
@@ -83,6 +88,8 @@ impl Lab {
                 .args(["--proxy-mode", args.proxy_mode.as_str()])
                 .arg("--cluster-cidr")
                 .arg(args.controllers.cluster_cidr.to_string())
+                .arg("--cluster-dns")
+                .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
                 .arg("--data-dir")
                 .arg(data_dir.join("nodes").join(&n.name))
                 .stdout(log.try_clone()?)

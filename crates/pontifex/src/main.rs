@@ -13,6 +13,7 @@ use pontifex_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 mod lab;
+mod podcmd;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,13 @@ enum Command {
     Down(DownArgs),
     /// Print the service proxy's rules for the cluster's Services, as a node's agent programs them.
     Rules(RulesArgs),
+    /// Run a command inside a pod's container (its network, UTS and mount namespaces, its environment).
+    Exec(ExecArgs),
+    /// Print a container's logs.
+    Logs(LogsArgs),
+    /// The per-container shim the agent runs (owns the container's output and exit status).
+    #[command(hide = true)]
+    ContainerShim,
     /// The built-in test server that stands in for agnhost (netexec, serve-hostname, pause).
     #[command(hide = true)]
     Agnhost {
@@ -73,6 +81,13 @@ struct AgentArgs {
     /// Prefix of pod namespace names (`<prefix>-pod-<node>-<uid>`).
     #[arg(long, default_value = LAB_PREFIX)]
     netns_prefix: String,
+    /// The cluster DNS address pods' resolv.conf names (kubelet's flag; the 10th address of the
+    /// Service range). Empty: ClusterFirst pods get this machine's resolv.conf.
+    #[arg(long, default_value = "10.96.0.10", value_delimiter = ',')]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster domain (kubelet's flag).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     #[command(flatten)]
     proxy: ProxyFlags,
 }
@@ -155,6 +170,46 @@ struct RulesArgs {
     /// The pods' CIDR (local-traffic detection), as given to the agents.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: Option<ipnet::IpNet>,
+}
+
+// Where `exec` and `logs` find the pod.
+#[derive(Args)]
+struct PodTarget {
+    /// The pod.
+    pod: String,
+    /// Its namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// The container (default: the first).
+    #[arg(short = 'c', long)]
+    container: Option<String>,
+    /// The kubeconfig (default: <data-dir>/kubeconfig when it exists, then $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The `up` data dir (its lab agents' files are under nodes/), or an agent's --data-dir.
+    #[arg(long, default_value = ".pontifex")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    target: PodTarget,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    #[command(flatten)]
+    target: PodTarget,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// The previous instance's logs (after a restart).
+    #[arg(short = 'p', long)]
+    previous: bool,
 }
 
 #[derive(Args)]
@@ -315,6 +370,10 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::ContainerShim = cli.command {
+        // No runtime, no logging set-up: the shim is a plain process that must stay small.
+        std::process::exit(pontifex_node::workload::shim::main());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -330,6 +389,33 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent(args).await,
             Command::Down(args) => down(args).await,
             Command::Rules(args) => rules(args).await,
+            Command::Exec(args) => {
+                let client = pod_client(&args.target).await?;
+                let t = &args.target;
+                let target = podcmd::find(
+                    client,
+                    &t.data_dir,
+                    &t.namespace,
+                    &t.pod,
+                    t.container.as_deref(),
+                )
+                .await?;
+                std::process::exit(podcmd::exec(&target, &args.command)?);
+            }
+            Command::Logs(args) => {
+                let client = pod_client(&args.target).await?;
+                let t = &args.target;
+                let target = podcmd::find(
+                    client,
+                    &t.data_dir,
+                    &t.namespace,
+                    &t.pod,
+                    t.container.as_deref(),
+                )
+                .await?;
+                podcmd::logs(&target, args.follow, args.previous).await
+            }
+            Command::ContainerShim => unreachable!("handled before the runtime starts"),
             Command::Agnhost { args } => {
                 let code = pontifex_node::workload::agnhost::run_until_signal(args).await?;
                 std::process::exit(code);
@@ -501,6 +587,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         pontifex_bin: std::env::current_exe().context("finding the pontifex executable")?,
         proxy: Some(args.proxy.config()?),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain,
     };
     pontifex_agent::run(client, config, shutdown).await?;
     Ok(())
@@ -561,6 +649,18 @@ async fn down(args: DownArgs) -> anyhow::Result<()> {
         .context("removing the lab")?;
     println!("lab {} removed", args.lab_prefix);
     Ok(())
+}
+
+/// The client `exec` and `logs` use: --kubeconfig, else the data dir's, else the default.
+async fn pod_client(t: &PodTarget) -> anyhow::Result<kube::Client> {
+    let local = t.data_dir.join("kubeconfig");
+    match &t.kubeconfig {
+        Some(path) => client_for(path).await,
+        None if local.exists() => client_for(&local).await,
+        None => kube::Client::try_default()
+            .await
+            .context("finding a kubeconfig"),
+    }
 }
 
 /// A kube client for the cluster a kubeconfig file names.

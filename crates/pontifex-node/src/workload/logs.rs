@@ -131,6 +131,48 @@ pub(crate) async fn copy_stream(pipe: impl AsyncRead + Unpin, file: std::fs::Fil
     }
 }
 
+/// [`copy_stream`] for a thread of its own (the container shim has no runtime): copies `pipe` into
+/// `file` as log entries until the pipe closes.
+pub(crate) fn copy_stream_blocking(
+    pipe: impl std::io::Read,
+    mut file: std::fs::File,
+    stream: Stream,
+) {
+    use std::io::{BufRead as _, Write as _};
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        // One write per entry on an O_APPEND file: stdout's and stderr's entries never interleave
+        // inside a line, and a reader sees whole entries only.
+        for entry in entries(jiff::Timestamp::now(), stream, &line) {
+            if file.write_all(&entry).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The entries of one output line: several (all but the last partial) when it is longer than
+/// [`MAX_ENTRY`], one empty entry for an empty line.
+pub fn entries(time: jiff::Timestamp, stream: Stream, line: &[u8]) -> Vec<Vec<u8>> {
+    if line.is_empty() {
+        return vec![format_entry(time, stream, false, b"")];
+    }
+    let n = line.len().div_ceil(MAX_ENTRY);
+    line.chunks(MAX_ENTRY)
+        .enumerate()
+        .map(|(i, chunk)| format_entry(time, stream, i + 1 < n, chunk))
+        .collect()
+}
+
 /// Writes the content of the log at `path` to `out` (partial entries joined, one line per full entry).
 /// With `follow`, keeps waiting for new entries until `stop` is cancelled; without, returns at the end.
 pub async fn read_logs(

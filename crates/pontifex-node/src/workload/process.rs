@@ -21,8 +21,8 @@ use super::logs;
 /// The PATH a container gets when its environment has none (an image would normally set it).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What to start.
-#[derive(Debug, Clone, Default)]
+/// What to start. Serializable: the agent hands it to the container shim (see [`super::shim`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpawnSpec {
     /// The program and its arguments; `argv[0]` is looked up in the `PATH` of `env`.
     pub argv: Vec<OsString>,
@@ -37,6 +37,19 @@ pub struct SpawnSpec {
     pub hostname: Option<String>,
     /// Where stdout and stderr go, as kubelet-format lines; `None` discards them.
     pub log_path: Option<PathBuf>,
+    /// Files bind-mounted over paths of this machine in a private mount namespace of the process (the
+    /// pod's `/etc/resolv.conf` and `/etc/hosts`); empty: the caller's mount namespace.
+    #[serde(default)]
+    pub mounts: Vec<BindMount>,
+}
+
+/// One file bind-mounted over another inside the process's own mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BindMount {
+    /// The file shown (e.g. `<pod dir>/resolv.conf`).
+    pub source: PathBuf,
+    /// Where it is shown (e.g. `/etc/resolv.conf`); must exist.
+    pub target: PathBuf,
 }
 
 /// Why a process could not be started or signalled.
@@ -116,11 +129,20 @@ impl From<ExitStatus> for Exit {
     }
 }
 
-fn build_command(
+fn path_cstring(p: &std::path::Path) -> Result<std::ffi::CString, std::io::Error> {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other(format!("{} has a NUL byte", p.display())))
+}
+
+/// Builds the command for `spec`. The returned files (namespace handles) must stay open until the
+/// command is spawned: the child enters them by descriptor.
+pub(crate) fn build_command(
     spec: &SpawnSpec,
-) -> Result<(tokio::process::Command, Option<std::fs::File>), ProcessError> {
+) -> Result<(std::process::Command, Vec<std::fs::File>), ProcessError> {
+    use std::os::unix::process::CommandExt as _;
     let program = spec.argv.first().ok_or(ProcessError::EmptyCommand)?;
-    let mut cmd = tokio::process::Command::new(program);
+    let mut cmd = std::process::Command::new(program);
     cmd.args(&spec.argv[1..]).env_clear();
     // std looks argv[0] up in the child's PATH once one is set, so a container's PATH decides.
     if !spec.env.iter().any(|(k, _)| k == "PATH") {
@@ -141,10 +163,21 @@ fn build_command(
     };
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let hostname = spec.hostname.clone().map(String::into_bytes);
+    let spawn_err = |source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut mounts = Vec::with_capacity(spec.mounts.len());
+    for m in &spec.mounts {
+        mounts.push((
+            path_cstring(&m.source).map_err(spawn_err)?,
+            path_cstring(&m.target).map_err(spawn_err)?,
+        ));
+    }
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe calls are
-    // allowed. It calls only raw system calls (setns, unshare, sethostname, setsid) on data prepared
-    // before the fork (an fd kept open by `netns` until spawn returns, and an owned byte buffer), and
-    // allocates nothing.
+    // allowed. It calls only raw system calls (setns, unshare, mount, sethostname, setsid) on data
+    // prepared before the fork (an fd kept open by the returned files until spawn returns, owned
+    // C strings and byte buffers), and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if let Some(fd) = netns_fd
@@ -160,20 +193,117 @@ fn build_command(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            if !mounts.is_empty() {
+                // A mount namespace of its own whose mounts do not propagate back to the machine's.
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for (source, target) in &mounts {
+                    if libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    cmd.stdin(Stdio::null()).kill_on_drop(false);
-    Ok((cmd, netns))
+    cmd.stdin(Stdio::null());
+    Ok((cmd, netns.into_iter().collect()))
+}
+
+/// A command that runs `argv` inside the namespaces (network, UTS, mount) of the running process
+/// `pid`, with its environment and working directory: what `pontifex exec` runs. Standard input and
+/// outputs are inherited; the command gets no session of its own (it stays in the caller's, so the
+/// terminal's Ctrl-C reaches it).
+pub fn command_in_process(
+    pid: u32,
+    argv: &[OsString],
+) -> Result<std::process::Command, ProcessError> {
+    use std::os::unix::process::CommandExt as _;
+    let program = argv.first().ok_or(ProcessError::EmptyCommand)?.clone();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let err = |source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let environ = std::fs::read(proc_dir.join("environ")).map_err(err)?;
+    let cwd = std::fs::read_link(proc_dir.join("cwd")).map_err(err)?;
+    let mut files = Vec::new();
+    for (ns, flag) in [
+        ("net", libc::CLONE_NEWNET),
+        ("uts", libc::CLONE_NEWUTS),
+        ("mnt", libc::CLONE_NEWNS),
+    ] {
+        let f = std::fs::File::open(proc_dir.join("ns").join(ns)).map_err(err)?;
+        files.push((f, flag));
+    }
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&argv[1..]).env_clear();
+    for var in environ.split(|b| *b == 0).filter(|v| !v.is_empty()) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let var = std::ffi::OsStr::from_bytes(var);
+        let bytes = var.as_bytes();
+        if let Some(eq) = bytes.iter().position(|b| *b == b'=') {
+            cmd.env(
+                std::ffi::OsStr::from_bytes(&bytes[..eq]),
+                std::ffi::OsStr::from_bytes(&bytes[eq + 1..]),
+            );
+        }
+    }
+    let fds: Vec<(i32, i32)> = files
+        .iter()
+        .map(|(f, flag)| (f.as_raw_fd(), *flag))
+        .collect();
+    let cwd = path_cstring(&cwd).map_err(err)?;
+    // The files must outlive the fork: the closure owns them (closed in the parent when the command
+    // is dropped, in the child by exec's close-on-exec).
+    let keep = files;
+    // SAFETY: runs in the forked child before exec; only setns and chdir system calls on descriptors
+    // and a C string prepared before the fork; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _ = &keep;
+            for (fd, flag) in &fds {
+                if libc::setns(*fd, *flag) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Entering a mount namespace resets the working directory to its root.
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
 }
 
 /// Starts `spec`. Its output is copied to `spec.log_path` (appended) until the process and everything
 /// holding its pipes has exited.
 pub fn spawn(spec: &SpawnSpec) -> Result<Process, ProcessError> {
-    let (mut cmd, netns) = build_command(spec)?;
+    let (cmd, netns) = build_command(spec)?;
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(false);
     let log = match &spec.log_path {
         Some(path) => {
             if let Some(dir) = path.parent() {
@@ -277,7 +407,7 @@ impl Process {
     }
 }
 
-fn signal_group(pid: u32, signal: i32) {
+pub(crate) fn signal_group(pid: u32, signal: i32) {
     let Ok(pgid) = libc::pid_t::try_from(pid) else {
         return;
     };
@@ -305,7 +435,8 @@ pub struct Output {
 /// Runs `spec` (its `log_path` is ignored) to completion with a time limit, capturing its output; on
 /// timeout the group is killed. Used by exec probes and `pontifex exec`.
 pub async fn run(spec: &SpawnSpec, timeout: Duration) -> Result<Output, ProcessError> {
-    let (mut cmd, netns) = build_command(spec)?;
+    let (cmd, netns) = build_command(spec)?;
+    let mut cmd = tokio::process::Command::from(cmd);
     let (reader, writer) = std::io::pipe().map_err(|source| ProcessError::Spawn {
         program: spec.argv[0].clone(),
         source,

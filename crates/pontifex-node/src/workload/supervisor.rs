@@ -4,14 +4,25 @@
 //! The decisions — restart or not, how long to back off — are the pure [`should_restart`] and [`Backoff`];
 //! [`Container`] is a thin task around them that publishes a [`ContainerState`] on a `watch` channel for
 //! the status computation. Probes are not run here: the agent runs them and calls [`Container::restart`].
+//!
+//! Each instance runs under a [`shim`] and every change is recorded in the container's state file
+//! ([`state`]). A supervisor started where a record already exists (the agent restarted) adopts the
+//! instance still running — same pid, same `startedAt`, same restart count — or, when it ended
+//! meanwhile, reads its exit record and lets the restart policy decide, as if it had been watching.
+//! The back-off history is not recorded: after an agent restart the next restart is immediate (the
+//! kubelet's back-off is in memory too).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::ffi::OsString;
+
 use super::logs;
-use super::process::{self, Exit, SpawnSpec};
+use super::process::{self, SpawnSpec};
+use super::shim::{self, ShimRequest};
+use super::state::{self, ContainerRecord, Ended, ExitRecord, Instance};
 
 /// A pod's `spec.restartPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,8 +175,12 @@ pub struct ContainerState {
 pub struct ContainerConfig {
     /// Process settings; `log_path` is replaced by `<log_dir>/<restart count>.log`.
     pub spawn: SpawnSpec,
-    /// Directory of this container's logs (see [`logs::log_path`]).
+    /// Directory of this container's logs (see [`logs::log_path`]), state file and exit records (see
+    /// [`state`]); what a restarted agent adopts from.
     pub log_dir: PathBuf,
+    /// The program and arguments that run the container shim ([`shim::main`]), e.g.
+    /// `[pontifex, container-shim]`.
+    pub shim: Vec<OsString>,
     /// The pod's restart policy.
     pub restart_policy: RestartPolicy,
     /// Back-off timings.
@@ -234,15 +249,149 @@ impl Container {
     }
 }
 
-fn termination(id: String, exit: Exit, started_at: jiff::Timestamp) -> Termination {
-    Termination {
-        id,
-        exit_code: exit.code,
-        signal: exit.signal,
-        reason: if exit.code == 0 { "Completed" } else { "Error" }.into(),
-        message: None,
-        started_at,
-        finished_at: jiff::Timestamp::now(),
+impl From<Ended> for Termination {
+    fn from(e: Ended) -> Self {
+        Termination {
+            id: e.id,
+            exit_code: e.exit_code,
+            signal: e.signal,
+            reason: e.reason,
+            message: e.message,
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+        }
+    }
+}
+
+/// What an instance's exit record (or its absence) says about how it ended.
+fn ended_from(instance: &Instance, exit: Option<ExitRecord>) -> Ended {
+    match exit {
+        Some(x) => Ended {
+            id: instance.id.clone(),
+            exit_code: x.code,
+            signal: x.signal,
+            reason: if x.code == 0 { "Completed" } else { "Error" }.into(),
+            message: None,
+            started_at: instance.started_at,
+            finished_at: x.finished_at,
+        },
+        // The shim was killed before it could record the exit (the kubelet's ContainerStatusUnknown).
+        None => Ended {
+            id: instance.id.clone(),
+            exit_code: 137,
+            signal: None,
+            reason: "ContainerStatusUnknown".into(),
+            message: Some("the container's exit status could not be learnt".into()),
+            started_at: instance.started_at,
+            finished_at: jiff::Timestamp::now(),
+        },
+    }
+}
+
+/// The monotonic instant that lies as far back as the wall-clock `at` (for adopted instances).
+fn instant_of(at: jiff::Timestamp) -> Instant {
+    let ago = Duration::try_from(jiff::Timestamp::now().duration_since(at)).unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+/// A watched instance: our child (reaped by waiting), or adopted from an earlier agent (polled).
+struct Watched {
+    instance: Instance,
+    restart_count: i32,
+    child: Option<tokio::process::Child>,
+}
+
+impl Watched {
+    /// Waits for the shim to exit, then reads how the container ended.
+    async fn ended(&mut self, dir: &std::path::Path) -> Ended {
+        match &mut self.child {
+            Some(c) => {
+                let _ = c.wait().await;
+            }
+            None => {
+                while self.instance.shim.alive() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let exit = state::read::<ExitRecord>(&state::exit_path(dir, self.restart_count))
+            .ok()
+            .flatten();
+        if exit.is_none() && self.instance.process.alive() {
+            // No shim any more to collect its output or exit: end the orphaned container.
+            process::signal_group(self.instance.process.pid, libc::SIGKILL);
+        }
+        ended_from(&self.instance, exit)
+    }
+
+    /// SIGTERM to the container's group, SIGKILL after `grace`; returns how it ended.
+    async fn stop(&mut self, dir: &std::path::Path, grace: Duration) -> Ended {
+        if self.instance.process.alive() {
+            process::signal_group(self.instance.process.pid, libc::SIGTERM);
+        }
+        match tokio::time::timeout(grace, self.ended(dir)).await {
+            Ok(e) => e,
+            Err(_) => {
+                tracing::info!(container = %self.instance.id, ?grace, "grace period over, sending SIGKILL");
+                if self.instance.process.alive() {
+                    process::signal_group(self.instance.process.pid, libc::SIGKILL);
+                }
+                self.ended(dir).await
+            }
+        }
+    }
+}
+
+enum Next {
+    /// Start instance number `record.restart_count`.
+    Start,
+    /// Watch a running instance.
+    Watch(Watched),
+    /// An instance ended: record it, and restart or not.
+    Ended(Ended),
+    /// Nothing runs any more; wait for the stop.
+    Finished,
+}
+
+fn save(dir: &std::path::Path, record: &ContainerRecord) {
+    if let Err(e) = state::write(&state::state_path(dir), record) {
+        tracing::warn!(error = %e, "recording container state failed");
+    }
+}
+
+/// Where to begin from what an earlier agent recorded.
+fn resume(config: &ContainerConfig, record: &ContainerRecord) -> Next {
+    if let Some(instance) = record.running.clone() {
+        if instance.shim.alive() {
+            tracing::info!(container = %instance.id, pid = instance.process.pid, "adopting a running container");
+            return Next::Watch(Watched {
+                instance,
+                restart_count: record.restart_count,
+                child: None,
+            });
+        }
+        let exit =
+            state::read::<ExitRecord>(&state::exit_path(&config.log_dir, record.restart_count))
+                .ok()
+                .flatten();
+        return Next::Ended(ended_from(&instance, exit));
+    }
+    let current = format!("{}-{}", config.id_prefix, record.restart_count);
+    match &record.last_termination {
+        _ if record.finished => Next::Finished,
+        // The agent went away during a back-off: decide (and wait) again.
+        Some(last) if last.id == current => Next::Ended(last.clone()),
+        // Never started, or the count was raised but the instance not started yet.
+        _ => Next::Start,
+    }
+}
+
+async fn wait_for_stop(commands: &mut mpsc::Receiver<Command>) {
+    while let Some(cmd) = commands.recv().await {
+        if let Command::Stop { done, .. } = cmd {
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
@@ -251,97 +400,138 @@ async fn supervise(
     state: watch::Sender<ContainerState>,
     mut commands: mpsc::Receiver<Command>,
 ) {
+    let dir = config.log_dir.clone();
+    let mut record: ContainerRecord = match state::read(&state::state_path(&dir)) {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable container state; starting afresh");
+            ContainerRecord::default()
+        }
+    };
+    state.send_modify(|s| {
+        s.restart_count = record.restart_count;
+        s.last_termination = record.last_termination.clone().map(Termination::from);
+    });
     let mut backoff = Backoff::new(config.backoff);
-    let mut restart_count = 0;
+    let mut next = resume(&config, &record);
     loop {
-        let id = format!("{}-{restart_count}", config.id_prefix);
-        let mut spec = config.spawn.clone();
-        spec.log_path = Some(logs::log_path(&config.log_dir, restart_count));
-        let started_at = jiff::Timestamp::now();
-        let started = Instant::now();
-        let ended = match process::spawn(&spec) {
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "container failed to start");
-                let mut t = termination(
-                    id,
-                    Exit {
-                        code: 128,
-                        signal: None,
-                    },
-                    started_at,
-                );
-                t.reason = "StartError".into();
-                t.message = Some(e.to_string());
-                t
+        next = match next {
+            Next::Start => {
+                let n = record.restart_count;
+                let id = format!("{}-{n}", config.id_prefix);
+                let mut spec = config.spawn.clone();
+                spec.log_path = Some(logs::log_path(&dir, n));
+                let request = ShimRequest {
+                    spawn: spec,
+                    exit_path: state::exit_path(&dir, n),
+                };
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::remove_file(&request.exit_path);
+                let started_at = jiff::Timestamp::now();
+                match shim::start(&config.shim, &request, &dir.join("shim.log")).await {
+                    Ok(started) => {
+                        let instance = Instance {
+                            id,
+                            shim: started.shim,
+                            process: started.process,
+                            started_at,
+                        };
+                        record.running = Some(instance.clone());
+                        save(&dir, &record);
+                        Next::Watch(Watched {
+                            instance,
+                            restart_count: n,
+                            child: Some(started.child),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(container = %id, error = %e, "container failed to start");
+                        Next::Ended(Ended {
+                            id,
+                            exit_code: 128,
+                            signal: None,
+                            reason: "StartError".into(),
+                            message: Some(e.to_string()),
+                            started_at,
+                            finished_at: jiff::Timestamp::now(),
+                        })
+                    }
+                }
             }
-            Ok(mut proc) => {
-                let pid = proc.pid();
+            Next::Watch(mut w) => {
+                let instance = w.instance.clone();
                 state.send_modify(|s| {
                     s.phase = Phase::Running {
-                        id: id.clone(),
-                        pid,
-                        started_at,
-                        started,
+                        id: instance.id.clone(),
+                        pid: instance.process.pid,
+                        started_at: instance.started_at,
+                        started: instant_of(instance.started_at),
                     };
-                    s.restart_count = restart_count;
+                    s.restart_count = record.restart_count;
                 });
-                let exit = tokio::select! {
-                    r = proc.wait() => r,
+                let ended = tokio::select! {
+                    e = w.ended(&dir) => e,
                     cmd = commands.recv() => match cmd {
-                        Some(Command::Restart) => proc.stop(config.restart_grace).await,
+                        Some(Command::Restart) => w.stop(&dir, config.restart_grace).await,
                         Some(Command::Stop { grace, done }) => {
-                            let r = proc.stop(grace).await;
-                            let exit = r.unwrap_or(Exit { code: 137, signal: Some(libc::SIGKILL) });
+                            let ended = w.stop(&dir, grace).await;
+                            record.running = None;
+                            record.last_termination = Some(ended.clone());
+                            record.finished = true;
+                            save(&dir, &record);
                             state.send_modify(|s| {
                                 s.phase = Phase::Exited;
-                                s.last_termination = Some(termination(id.clone(), exit, started_at));
+                                s.last_termination = Some(ended.into());
                             });
                             let _ = done.send(());
                             return;
                         }
-                        None => proc.wait().await,
+                        None => w.ended(&dir).await,
                     },
                 };
-                let exit = exit.unwrap_or(Exit {
-                    code: 255,
-                    signal: None,
-                });
-                termination(id, exit, started_at)
+                Next::Ended(ended)
             }
-        };
-        let finished = Instant::now();
-        let code = ended.exit_code;
-        state.send_modify(|s| s.last_termination = Some(ended));
-        if !should_restart(config.restart_policy, code) {
-            state.send_modify(|s| s.phase = Phase::Exited);
-            // Wait for the stop that removes the pod.
-            while let Some(cmd) = commands.recv().await {
-                if let Command::Stop { done, .. } = cmd {
-                    let _ = done.send(());
-                    return;
+            Next::Ended(ended) => {
+                let finished = instant_of(ended.finished_at);
+                let code = ended.exit_code;
+                record.running = None;
+                record.last_termination = Some(ended.clone());
+                state.send_modify(|s| s.last_termination = Some(ended.into()));
+                if !should_restart(config.restart_policy, code) {
+                    record.finished = true;
+                    save(&dir, &record);
+                    Next::Finished
+                } else {
+                    save(&dir, &record);
+                    let delay = backoff.delay(finished);
+                    state.send_modify(|s| s.phase = Phase::BackOff { delay });
+                    let wake = tokio::time::Instant::from_std(finished + delay);
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(wake) => break,
+                            cmd = commands.recv() => match cmd {
+                                Some(Command::Restart) => continue,
+                                Some(Command::Stop { done, .. }) => {
+                                    state.send_modify(|s| s.phase = Phase::Exited);
+                                    let _ = done.send(());
+                                    return;
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                    backoff.record_restart(Instant::now());
+                    record.restart_count += 1;
+                    save(&dir, &record);
+                    Next::Start
                 }
             }
-            return;
-        }
-        let delay = backoff.delay(finished);
-        state.send_modify(|s| s.phase = Phase::BackOff { delay });
-        let wake = tokio::time::Instant::from_std(finished + delay);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => break,
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Restart) => continue,
-                    Some(Command::Stop { done, .. }) => {
-                        state.send_modify(|s| s.phase = Phase::Exited);
-                        let _ = done.send(());
-                        return;
-                    }
-                    None => break,
-                },
+            Next::Finished => {
+                state.send_modify(|s| s.phase = Phase::Exited);
+                wait_for_stop(&mut commands).await;
+                return;
             }
-        }
-        backoff.record_restart(Instant::now());
-        restart_count += 1;
+        };
     }
 }
 

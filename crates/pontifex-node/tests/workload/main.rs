@@ -5,6 +5,7 @@ mod agnhost;
 mod probe;
 mod process;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -43,4 +44,26 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// The container shim, when this test binary is re-executed as one (see [`shim_argv`]).
+#[test]
+fn container_shim_entry() {
+    if std::env::var_os("PONTIFEX_TEST_SHIM").is_some() {
+        std::process::exit(pontifex_node::workload::shim::main());
+    }
+}
+
+/// How tests run the container shim: this test binary, running only [`container_shim_entry`] (the
+/// `pontifex` binary is not built for this crate's tests). `env` execs, so the pid is the shim's.
+pub(crate) fn shim_argv() -> Vec<OsString> {
+    vec![
+        "env".into(),
+        "PONTIFEX_TEST_SHIM=1".into(),
+        std::env::current_exe().unwrap().into(),
+        "container_shim_entry".into(),
+        "--exact".into(),
+        "--nocapture".into(),
+        "--test-threads=1".into(),
+    ]
 }

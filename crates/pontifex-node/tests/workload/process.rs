@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use pontifex_node::workload::logs::{self, LogLine, Stream};
 use pontifex_node::workload::process::{self, SpawnSpec};
 use pontifex_node::workload::supervisor::{
-    BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
+    BackoffConfig, Container, ContainerConfig, ContainerState, Phase, RestartPolicy,
 };
 
 use super::Netns;
@@ -26,6 +26,7 @@ async fn a_command_runs_in_the_pod_netns_with_the_pod_hostname_and_logs() {
         netns: Some(ns.path()),
         hostname: Some("web-7d4b9-abcde".into()),
         log_path: Some(log.clone()),
+        mounts: Vec::new(),
     };
     let mut p = process::spawn(&spec).unwrap();
     let exit = p.wait().await.unwrap();
@@ -150,6 +151,7 @@ fn config(dir: &std::path::Path, script: &str, policy: RestartPolicy) -> Contain
         },
         id_prefix: "pontifex://uid/c".into(),
         restart_grace: Duration::from_secs(1),
+        shim: super::shim_argv(),
     }
 }
 
@@ -173,7 +175,12 @@ async fn a_crashing_command_is_restarted_with_backoff() {
                 starts.push(t0.elapsed())
             }
             Phase::BackOff { delay } => {
-                assert_eq!(s.last_termination.as_ref().unwrap().exit_code, 2);
+                assert_eq!(
+                    s.last_termination.as_ref().unwrap().exit_code,
+                    2,
+                    "{:?}",
+                    s.last_termination
+                );
                 assert_eq!(s.last_termination.as_ref().unwrap().reason, "Error");
                 if seen_backoff.last() != Some(&delay) {
                     seen_backoff.push(delay);
@@ -198,12 +205,15 @@ async fn a_crashing_command_is_restarted_with_backoff() {
 #[tokio::test]
 async fn restart_policies_on_success_and_failure() {
     let dir = tempfile::tempdir().unwrap();
-    for (policy, script, restarts) in [
+    for (i, (policy, script, restarts)) in [
         (RestartPolicy::OnFailure, "exit 0", false),
         (RestartPolicy::Never, "exit 1", false),
         (RestartPolicy::OnFailure, "exit 1", true),
-    ] {
-        let c = Container::start(config(dir.path(), script, policy));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Container::start(config(&dir.path().join(i.to_string()), script, policy));
         let mut rx = c.state();
         let s = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -254,4 +264,136 @@ async fn a_liveness_restart_kills_and_starts_again() {
     assert_eq!(s.last_termination.unwrap().exit_code, 143);
     let end = c.stop(Duration::from_secs(1)).await;
     assert_eq!(end.phase, Phase::Exited);
+}
+
+/// Runs a supervisor in a runtime of its own on a thread until `until` holds, then drops the runtime
+/// with the task in it: what an agent killed with SIGKILL leaves behind (the shim's child handle is
+/// dropped, nothing is stopped).
+fn agent_that_dies(
+    config: ContainerConfig,
+    until: impl Fn(&ContainerState) -> bool + Send + 'static,
+) -> ContainerState {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let c = Container::start(config);
+            let mut rx = c.state();
+            let s = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| until(s)))
+                .await
+                .expect("state reached")
+                .unwrap()
+                .clone();
+            std::mem::forget(c);
+            s
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+fn running(s: &ContainerState) -> Option<(u32, jiff::Timestamp, String)> {
+    match &s.phase {
+        Phase::Running {
+            pid,
+            started_at,
+            id,
+            ..
+        } => Some((*pid, *started_at, id.clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_supervisor_adopts_the_running_container_and_its_logs_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "while true; do echo tick; sleep 0.05; done";
+    let cfg = config(dir.path(), script, RestartPolicy::Always);
+    let before = agent_that_dies(cfg.clone(), |s| matches!(s.phase, Phase::Running { .. }));
+    let (pid, started_at, id) = running(&before).unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container outlived its agent"
+    );
+    let log = logs::log_path(dir.path(), 0);
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > size,
+        "the shim keeps logging while no agent runs"
+    );
+
+    // A new agent adopts it: same pid, start time, id and restart count; nothing was restarted.
+    let c = Container::start(cfg);
+    let mut rx = c.state();
+    let s = rx
+        .wait_for(|s| matches!(s.phase, Phase::Running { .. }))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(running(&s).unwrap(), (pid, started_at, id));
+    assert_eq!(s.restart_count, 0);
+
+    // It keeps supervising: the adopted process dies, the exit is read from the shim's record and the
+    // container restarts.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| s.restart_count == 1 && matches!(s.phase, Phase::Running { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    let t = s.last_termination.clone().unwrap();
+    assert_eq!((t.exit_code, t.signal), (137, Some(9)));
+    assert_ne!(running(&s).unwrap().0, pid);
+    let end = c.stop(Duration::from_secs(1)).await;
+    assert_eq!(end.phase, Phase::Exited);
+    // Stopped for good: nothing is left running.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", running(&s).unwrap().0)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", running(&s).unwrap().0))
+                .is_ok_and(|st| st.contains(") Z "))
+    );
+}
+
+#[tokio::test]
+async fn a_container_that_ended_while_no_agent_ran_is_judged_by_its_exit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // Never: an exit while the agent is away must not start it again, and must not be lost.
+    let cfg = config(dir.path(), "sleep 0.3; exit 3", RestartPolicy::Never);
+    let before = agent_that_dies(cfg.clone(), |s| matches!(s.phase, Phase::Running { .. }));
+    let (_, started_at, id) = running(&before).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let c = Container::start(cfg.clone());
+    let mut rx = c.state();
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| s.phase == Phase::Exited),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    let t = s.last_termination.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_str()), (3, "Error"));
+    assert_eq!((t.id, t.started_at), (id, started_at));
+    assert_eq!(s.restart_count, 0);
+    // And a third agent still knows it finished.
+    drop(c);
+    let c = Container::start(cfg);
+    let mut rx = c.state();
+    let s = rx
+        .wait_for(|s| s.phase == Phase::Exited)
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(s.last_termination.unwrap().exit_code, 3);
 }

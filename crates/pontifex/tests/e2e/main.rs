@@ -14,5 +14,6 @@ mod nodes;
 mod pods;
 mod protobuf;
 mod proxy;
+mod runtime;
 mod seed;
 mod up;

@@ -58,3 +58,27 @@ async fn copy_splits_long_lines_and_read_joins_them() {
         format!("first\n\n{long}\nlast-without-newline\n")
     );
 }
+
+#[test]
+fn the_shims_blocking_copy_writes_the_same_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(dir.path(), 3);
+    let long = "z".repeat(2 * MAX_ENTRY + 1);
+    let input = format!("one\n{long}\n\ntail");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    copy_stream_blocking(input.as_bytes(), file, Stream::Stderr);
+    let raw = std::fs::read_to_string(&path).unwrap();
+    let parsed: Vec<LogLine> = raw.lines().map(|l| parse_entry(l).unwrap()).collect();
+    let tags: Vec<bool> = parsed.iter().map(|l| l.partial).collect();
+    // "one", the long line in three pieces (two partial), the empty line, the unterminated tail.
+    assert_eq!(tags, [false, true, true, false, false, false]);
+    assert!(parsed.iter().all(|l| l.stream == Stream::Stderr));
+    assert_eq!(parsed[1].content.len(), MAX_ENTRY);
+    assert_eq!(parsed[3].content.len(), 1);
+    assert_eq!(parsed[4].content, "");
+    assert_eq!(parsed[5].content, "tail");
+}

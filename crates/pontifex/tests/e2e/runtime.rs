@@ -1,0 +1,229 @@
+//! The pod runtime across agent restarts (root, a one-node lab): an agent killed with SIGKILL and
+//! started again re-adopts its pods — same container process, same IP, same restartCount — tears down
+//! a pod deleted while it was down, and hands a new pod another address. `pontifex exec` sees the pod's
+//! resolv.conf; `pontifex logs` shows a command container's output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use test_support::TestServer;
+
+use crate::lab::{Down, ONE_LAB_AT_A_TIME, http_get, is_root, until};
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"containers": [
+            {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+            {"name": "cmd", "image": "busybox", "command": ["sh", "-c", "echo hello-from-$HOSTNAME; exec sleep 3600"]}
+        ]}
+    }))
+    .unwrap()
+}
+
+/// (pod IP, restartCount of `web`, ready) once the pod runs.
+async fn running(pods: &Api<Pod>, name: &str) -> Option<(String, i32)> {
+    let p = pods.get(name).await.ok()?;
+    let st = p.status?;
+    let ready = st
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let web = st
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "web")?;
+    let ip = st.pod_ip.clone()?;
+    (ready && st.phase.as_deref() == Some("Running")).then_some((ip, web.restart_count))
+}
+
+fn record(data_dir: &Path, pod: &Pod, container: &str) -> serde_json::Value {
+    let dir = data_dir.join("nodes/node-1/pods").join(format!(
+        "default_{}_{}",
+        pod.metadata.name.as_deref().unwrap(),
+        pod.metadata.uid.as_deref().unwrap()
+    ));
+    serde_json::from_slice(&std::fs::read(dir.join(container).join("state.json")).unwrap()).unwrap()
+}
+
+fn pontifex(server: &TestServer, args: &[&str]) -> std::process::Output {
+    // The flags go right after the subcommand: what follows `--` is the command to run.
+    Command::new(env!("CARGO_BIN_EXE_pontifex"))
+        .arg(args[0])
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(&args[1..])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_comes_back_to_its_running_pods() {
+    if !is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let prefix = format!("r{}", std::process::id() % 1000);
+    let mut server = TestServer::start_up(
+        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+        &["--nodes", "1", "--lab-prefix", &prefix],
+    )
+    .expect("pontifex up --nodes 1");
+    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
+    let _down = Down {
+        prefix: prefix.clone(),
+        data_dir: data_dir.clone(),
+    };
+    let client = crate::client::client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let keep = pods
+        .create(&PostParams::default(), &pod("keep"))
+        .await
+        .unwrap();
+    let gone = pods
+        .create(&PostParams::default(), &pod("gone"))
+        .await
+        .unwrap();
+    let (ip, restarts) = until(90, "pod keep running", async || {
+        running(&pods, "keep").await
+    })
+    .await;
+    let (gone_ip, _) = until(60, "pod gone running", async || {
+        running(&pods, "gone").await
+    })
+    .await;
+    assert_eq!(restarts, 0);
+    let pid = record(&data_dir, &keep, "web")["running"]["process"]["pid"]
+        .as_u64()
+        .unwrap();
+    let gone_pid = record(&data_dir, &gone, "cmd")["running"]["process"]["pid"]
+        .as_u64()
+        .unwrap();
+
+    // exec sees the pod's resolv.conf, hostname and network; logs show the command's output.
+    let out = pontifex(
+        &server,
+        &["exec", "keep", "-c", "cmd", "--", "cat", "/etc/resolv.conf"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("nameserver 10.96.0.10"), "{text}");
+    assert!(
+        text.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{text}"
+    );
+    assert!(text.contains("options ndots:5"), "{text}");
+    let out = pontifex(
+        &server,
+        &["exec", "keep", "--", "sh", "-c", "hostname; exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7), "the exit code passes through");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "keep");
+    let logs = until(20, "the command's output in its log", async || {
+        let out = pontifex(&server, &["logs", "keep", "-c", "cmd"]);
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        t.contains("hello-from-keep").then_some(t)
+    })
+    .await;
+    assert_eq!(logs.trim(), "hello-from-keep");
+
+    // kill -9 the agent; its pods keep running.
+    let pid_file = data_dir.join("lab/agents.pid");
+    let agent: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{agent}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container outlived its agent"
+    );
+    assert!(http_get(&format!("{ip}:80"), "/hostname").is_some_and(|b| b.trim() == "keep"));
+
+    // Meanwhile one pod is deleted for good.
+    pods.delete(
+        "gone",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    until(20, "pod gone removed", async || {
+        pods.get_opt("gone").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // The agent comes back.
+    let log = std::fs::File::create(data_dir.join("lab/agent-restarted.log")).unwrap();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // `down` (the Drop guard) stops agents by this file.
+    std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+
+    // The orphan goes: its processes and its namespace.
+    until(30, "the deleted pod's container killed", async || {
+        let stat = std::fs::read_to_string(format!("/proc/{gone_pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    })
+    .await;
+    until(30, "the deleted pod's namespace removed", async || {
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let uid = gone.metadata.uid.as_deref().unwrap();
+        (!String::from_utf8_lossy(&list.stdout).contains(uid)).then_some(())
+    })
+    .await;
+
+    // The kept pod: same process, same IP, same restart count, still answering.
+    let new = pods
+        .create(&PostParams::default(), &pod("new"))
+        .await
+        .unwrap();
+    let (new_ip, _) = until(60, "pod new running", async || running(&pods, "new").await).await;
+    let (ip2, restarts2) = until(30, "pod keep still running", async || {
+        running(&pods, "keep").await
+    })
+    .await;
+    assert_eq!((ip2.as_str(), restarts2), (ip.as_str(), 0));
+    let rec = record(&data_dir, &keep, "web");
+    assert_eq!(
+        rec["running"]["process"]["pid"].as_u64(),
+        Some(pid),
+        "not restarted"
+    );
+    assert_eq!(rec["restart_count"].as_i64(), Some(0));
+    assert!(http_get(&format!("{ip}:80"), "/hostname").is_some_and(|b| b.trim() == "keep"));
+    assert_ne!(new_ip, ip, "a new pod gets another address");
+    let _ = (new, gone_ip);
+    let _ = server.stop();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+}
