@@ -57,13 +57,17 @@ impl Lab {
         let nodes = netlab::up(&cfg, &refs)
             .await
             .context("building the lab network")?;
-        // A node's own connections to ClusterIPs need a route before the nat hooks see them (the
-        // lab has no default route); LoadBalancer and external IPs are routed from the host to the
-        // first node, like a router in front of the cluster would.
+        // A node's own connections to ClusterIPs, LoadBalancer and external IPs need a route before
+        // the nat hooks see them (the lab has no default route, a real node would); LoadBalancer
+        // and external IPs are routed from the host to the first node, like a router in front of
+        // the cluster would.
         for n in &nodes {
             netlab::route_in_node(n, args.server.service_cluster_ip_range)
                 .await
                 .context("routing the Service CIDR in a lab node")?;
+            netlab::route_in_node(n, args.controllers.lb_pool)
+                .await
+                .context("routing the LoadBalancer pool in a lab node")?;
         }
         if let Some(first) = nodes.first() {
             netlab::route_from_host(&cfg, args.controllers.lb_pool, first.ip)

@@ -9,9 +9,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
 use test_support::{TestServer, examples_dir};
 
 pub(crate) static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -85,66 +85,189 @@ pub(crate) async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> 
     }
 }
 
+/// A running lab; dropping it stops `up`, runs `pontifex down` and, when a test is failing, prints
+/// the logs first.
+pub(crate) struct LabRun {
+    // Field order is drop order: `down` needs the data directory `server` deletes, and the lock is
+    // released only once the lab is gone.
+    _down: Down,
+    pub(crate) server: TestServer,
+    pub(crate) client: Client,
+    _one: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl LabRun {
+    /// `pontifex up --lab-prefix <prefix> <extra>`; `None` (test skipped) without root.
+    pub(crate) async fn start(prefix: &str, extra: &[&str]) -> Option<LabRun> {
+        if !is_root() {
+            eprintln!("skipped: the lab needs root");
+            return None;
+        }
+        let one = ONE_LAB_AT_A_TIME.lock().await;
+        let mut args = vec!["--lab-prefix", prefix];
+        args.extend_from_slice(extra);
+        let server = TestServer::start_up(Path::new(env!("CARGO_BIN_EXE_pontifex")), &args)
+            .expect("pontifex up");
+        let down = Down {
+            prefix: prefix.to_owned(),
+            data_dir: server.data_dir().to_owned(),
+        };
+        let client = crate::client::client(&server).await;
+        Some(LabRun {
+            _down: down,
+            server,
+            client,
+            _one: one,
+        })
+    }
+
+    pub(crate) fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.server.data_dir().to_owned()
+    }
+
+    pub(crate) async fn create_pod(&self, manifest: serde_json::Value) -> Pod {
+        let pod: Pod = serde_json::from_value(manifest).expect("a pod manifest");
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("creating the pod")
+    }
+
+    pub(crate) async fn create_service(&self, manifest: serde_json::Value) -> Service {
+        let svc: Service = serde_json::from_value(manifest).expect("a service manifest");
+        Api::<Service>::namespaced(self.client.clone(), "default")
+            .create(&PostParams::default(), &svc)
+            .await
+            .expect("creating the service")
+    }
+
+    pub(crate) fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Every pod matching `selector` that is Running and Ready: (name, IP, node).
+    pub(crate) async fn ready_pods(&self, selector: &str) -> Vec<(String, String, String)> {
+        let Ok(list) = self
+            .pods()
+            .list(&ListParams::default().labels(selector))
+            .await
+        else {
+            return Vec::new();
+        };
+        list.items
+            .iter()
+            .filter(|p| is_ready(p))
+            .map(|p| {
+                let (ip, node) = ip_and_node(p);
+                (p.metadata.name.clone().unwrap_or_default(), ip, node)
+            })
+            .collect()
+    }
+
+    /// Waits for exactly `n` ready pods matching `selector`.
+    pub(crate) async fn ready_n(&self, selector: &str, n: usize) -> Vec<(String, String, String)> {
+        until(90, &format!("{n} ready pods {selector}"), async || {
+            let p = self.ready_pods(selector).await;
+            (p.len() == n).then_some(p)
+        })
+        .await
+    }
+
+    /// Stops `up` gracefully; whether it exited cleanly. `pontifex down` still runs on drop.
+    pub(crate) fn stop(&mut self) -> bool {
+        self.server.stop().expect("stopping up")
+    }
+
+    /// Waits until pod `name` is Running and Ready; its IP and node.
+    pub(crate) async fn ready(&self, name: &str) -> (String, String) {
+        let pods = self.pods();
+        until(60, &format!("pod {name} Running and Ready"), async || {
+            let p = pods.get_opt(name).await.ok()??;
+            is_ready(&p).then(|| ip_and_node(&p))
+        })
+        .await
+    }
+}
+
+impl Drop for LabRun {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- pontifex up log ----\n{}", self.server.log());
+            print_agent_logs(self.server.data_dir());
+        }
+        // SIGKILL, then `down` (the field's Drop) removes agents, pods and links: quick, and the same
+        // path a crashed `up` takes.
+        self.server.kill();
+    }
+}
+
+/// Every `*.log` under `dir`, depth first.
+fn log_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            log_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "log") {
+            out.push(p);
+        }
+    }
+}
+
+/// The agents' logs and every container log (`<data>/nodes/<node>/pods/...`).
+pub(crate) fn print_agent_logs(data_dir: &Path) {
+    let mut logs = Vec::new();
+    log_files(&data_dir.join("lab"), &mut logs);
+    log_files(&data_dir.join("nodes"), &mut logs);
+    logs.sort();
+    for p in logs {
+        eprintln!(
+            "---- {} ----\n{}",
+            p.display(),
+            std::fs::read_to_string(&p).unwrap_or_default()
+        );
+    }
+}
+
+pub(crate) fn is_ready(p: &Pod) -> bool {
+    let Some(st) = p.status.as_ref() else {
+        return false;
+    };
+    st.phase.as_deref() == Some("Running")
+        && st
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+pub(crate) fn ip_and_node(p: &Pod) -> (String, String) {
+    (
+        p.status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default(),
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("e{}", std::process::id() % 100_000);
     let manifest = examples_dir().join("nginx-nodeport.yaml");
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
-        &[
-            "--nodes",
-            "2",
-            "--lab-prefix",
-            &prefix,
-            "-f",
-            manifest.to_str().unwrap(),
-        ],
-    )
-    .expect("pontifex up --nodes 2");
-    let data_dir = server.data_dir().to_owned();
-    let down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    let Some(mut lab) =
+        LabRun::start(&prefix, &["--nodes", "2", "-f", manifest.to_str().unwrap()]).await
+    else {
+        return;
     };
-    let client = crate::client::client(&server).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-
     // Three Running, Ready pods with IPs, on both nodes.
-    let running = until(90, "three Running, Ready nginx pods", async || {
-        let list = pods
-            .list(&ListParams::default().labels("app=nginx"))
-            .await
-            .ok()?;
-        let ready: Vec<(String, String, String)> = list
-            .items
-            .iter()
-            .filter_map(|p| {
-                let st = p.status.as_ref()?;
-                let ready = st
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (st.phase.as_deref() == Some("Running") && ready).then(|| {
-                    (
-                        p.metadata.name.clone().unwrap(),
-                        st.pod_ip.clone().unwrap_or_default(),
-                        p.spec
-                            .as_ref()
-                            .and_then(|s| s.node_name.clone())
-                            .unwrap_or_default(),
-                    )
-                })
-            })
-            .collect();
-        (ready.len() == 3).then_some(ready)
-    })
-    .await;
+    let running = lab.ready_n("app=nginx", 3).await;
     let nodes: BTreeSet<&str> = running.iter().map(|(_, _, n)| n.as_str()).collect();
     assert_eq!(nodes.len(), 2, "pods spread over both nodes: {running:?}");
     for (_, ip, _) in &running {
@@ -184,18 +307,14 @@ async fn seed_deployment_runs_on_two_lab_nodes_and_the_lab_goes_away() {
     );
 
     // kubectl shows the endpoints.
-    let k = server.kubectl("1.33").unwrap();
+    let k = lab.server.kubectl("1.33").unwrap();
     let out = k.run(&["get", "endpoints", "nginx", "--no-headers"]);
     for (_, ip, _) in &running {
         assert!(out.stdout.contains(&format!("{ip}:80")), "{}", out.stdout);
     }
 
     // Stopping `up` removes the lab.
-    assert!(
-        server.stop().expect("stopping up"),
-        "up exits cleanly: {}",
-        server.log()
-    );
-    drop(down);
+    assert!(lab.stop(), "up exits cleanly");
+    drop(lab);
     assert_eq!(links_and_namespaces(&prefix), Vec::<String>::new());
 }

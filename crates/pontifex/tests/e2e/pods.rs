@@ -13,134 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::json;
-use test_support::{TestServer, examples_dir};
+use test_support::examples_dir;
 
-use crate::lab::{Down, ONE_LAB_AT_A_TIME, http_get, is_root, links_and_namespaces, until};
-
-/// A running lab; dropping it stops `up`, runs `pontifex down` and, when a test is failing, prints
-/// the logs first.
-struct LabRun {
-    // Field order is drop order: `down` needs the data directory `server` deletes, and the lock is
-    // released only once the lab is gone.
-    _down: Down,
-    server: TestServer,
-    client: Client,
-    _one: tokio::sync::MutexGuard<'static, ()>,
-}
-
-impl LabRun {
-    /// `pontifex up --lab-prefix <prefix> <extra>`; `None` (test skipped) without root.
-    async fn start(prefix: &str, extra: &[&str]) -> Option<LabRun> {
-        if !is_root() {
-            eprintln!("skipped: the lab needs root");
-            return None;
-        }
-        let one = ONE_LAB_AT_A_TIME.lock().await;
-        let mut args = vec!["--lab-prefix", prefix];
-        args.extend_from_slice(extra);
-        let server = TestServer::start_up(Path::new(env!("CARGO_BIN_EXE_pontifex")), &args)
-            .expect("pontifex up");
-        let down = Down {
-            prefix: prefix.to_owned(),
-            data_dir: server.data_dir().to_owned(),
-        };
-        let client = crate::client::client(&server).await;
-        Some(LabRun {
-            _down: down,
-            server,
-            client,
-            _one: one,
-        })
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.server.data_dir().to_owned()
-    }
-
-    async fn create_pod(&self, manifest: serde_json::Value) -> Pod {
-        let pod: Pod = serde_json::from_value(manifest).expect("a pod manifest");
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .expect("creating the pod")
-    }
-
-    async fn create_service(&self, manifest: serde_json::Value) -> Service {
-        let svc: Service = serde_json::from_value(manifest).expect("a service manifest");
-        Api::<Service>::namespaced(self.client.clone(), "default")
-            .create(&PostParams::default(), &svc)
-            .await
-            .expect("creating the service")
-    }
-
-    /// Waits until pod `name` is Running and Ready; its IP and node.
-    async fn ready(&self, name: &str) -> (String, String) {
-        let pods = self.pods();
-        until(60, &format!("pod {name} Running and Ready"), async || {
-            let p = pods.get_opt(name).await.ok()??;
-            is_ready(&p).then(|| ip_and_node(&p))
-        })
-        .await
-    }
-}
-
-impl Drop for LabRun {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- pontifex up log ----\n{}", self.server.log());
-            print_agent_logs(self.server.data_dir());
-        }
-        // SIGKILL, then `down` (the field's Drop) removes agents, pods and links: quick, and the same
-        // path a crashed `up` takes.
-        self.server.kill();
-    }
-}
-
-/// Every `*.log` under `dir`, depth first.
-fn log_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            log_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "log") {
-            out.push(p);
-        }
-    }
-}
-
-/// The agents' logs and every container log (`<data>/nodes/<node>/pods/...`).
-fn print_agent_logs(data_dir: &Path) {
-    let mut logs = Vec::new();
-    log_files(&data_dir.join("lab"), &mut logs);
-    log_files(&data_dir.join("nodes"), &mut logs);
-    logs.sort();
-    for p in logs {
-        eprintln!(
-            "---- {} ----\n{}",
-            p.display(),
-            std::fs::read_to_string(&p).unwrap_or_default()
-        );
-    }
-}
-
-fn is_ready(p: &Pod) -> bool {
-    let Some(st) = p.status.as_ref() else {
-        return false;
-    };
-    st.phase.as_deref() == Some("Running")
-        && st
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-}
+use crate::lab::{LabRun, http_get, ip_and_node, is_ready, links_and_namespaces, until};
 
 fn condition(p: &Pod, type_: &str) -> Option<String> {
     p.status
@@ -150,19 +28,6 @@ fn condition(p: &Pod, type_: &str) -> Option<String> {
         .flatten()
         .find(|c| c.type_ == type_)
         .map(|c| c.status.clone())
-}
-
-fn ip_and_node(p: &Pod) -> (String, String) {
-    (
-        p.status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .unwrap_or_default(),
-        p.spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default(),
-    )
 }
 
 fn container_status(p: &Pod) -> Option<ContainerStatus> {

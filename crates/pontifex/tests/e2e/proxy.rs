@@ -13,12 +13,13 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::Api;
-use kube::api::ListParams;
 use test_support::{TestServer, examples_dir};
 
-use crate::lab::{Down, ONE_LAB_AT_A_TIME, http_get, is_root, links_and_namespaces, until};
+use crate::lab::{LabRun, http_get, links_and_namespaces, until};
+
+mod semantics;
+
+use semantics::{MATRIX, Matrix};
 
 const HOST_IP: &str = "172.31.0.1";
 
@@ -126,37 +127,6 @@ fn rules_prints_both_modes_for_kubectl_made_services() {
     server.stop().unwrap();
 }
 
-/// Every pod labelled `app=<app>` that is Running and Ready: (name, IP, node).
-async fn ready_pods(pods: &Api<Pod>, app: &str) -> Vec<(String, String, String)> {
-    let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-    else {
-        return Vec::new();
-    };
-    list.items
-        .iter()
-        .filter_map(|p| {
-            let st = p.status.as_ref()?;
-            let ready = st
-                .conditions
-                .iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            (st.phase.as_deref() == Some("Running") && ready).then(|| {
-                (
-                    p.metadata.name.clone().unwrap_or_default(),
-                    st.pod_ip.clone().unwrap_or_default(),
-                    p.spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .unwrap_or_default(),
-                )
-            })
-        })
-        .collect()
-}
-
 const NODE_IPS: [&str; 2] = ["172.31.0.10", "172.31.0.11"];
 
 const EXTRA: &str = r#"
@@ -206,45 +176,32 @@ spec:
       containers: [{name: solo, image: nginx:1.19, ports: [{containerPort: 80}]}]
 "#;
 
-/// The whole scenario in one lab (labs are slow to build and must run one at a time).
-async fn lab_scenario(mode: &str, prefix: &str, full: bool) {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
+/// The whole scenario in one lab per mode (labs are slow to build and must run one at a time).
+async fn lab_scenario(mode: &str, prefix: &str) {
     let prefix = format!("{prefix}{}", std::process::id() % 100);
     let manifest = examples_dir().join("nginx-nodeport.yaml");
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+    let Some(lab) = LabRun::start(
+        &prefix,
         &[
             "--nodes",
             "2",
-            "--lab-prefix",
-            &prefix,
             "--proxy-mode",
             mode,
             "-f",
             manifest.to_str().unwrap(),
         ],
     )
-    .expect("pontifex up --nodes 2");
-    let data_dir = server.data_dir().to_owned();
-    let down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    .await
+    else {
+        return;
     };
-    let client = crate::client::client(&server).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let k = server.kubectl("1.33").unwrap();
+    let data_dir = lab.data_dir();
+    let services = lab.services();
+    let k = lab.server.kubectl("1.33").unwrap();
     k.run_stdin(&["apply", "-f", "-"], EXTRA).ok();
+    k.run_stdin(&["apply", "-f", "-"], MATRIX).ok();
 
-    let nginx = until(90, "three ready nginx pods", async || {
-        let p = ready_pods(&pods, "nginx").await;
-        (p.len() == 3).then_some(p)
-    })
-    .await;
+    let nginx = lab.ready_n("app=nginx", 3).await;
     let names: BTreeSet<String> = nginx.iter().map(|p| p.0.clone()).collect();
 
     // The seed: NodePort 30002 on either node reaches all three pods from the host.
@@ -329,7 +286,7 @@ async fn lab_scenario(mode: &str, prefix: &str, full: bool) {
     let (code, _) = http_any(&format!("{}:10256", NODE_IPS[0]), "/healthz").expect("healthz");
     assert_eq!(code, 200);
 
-    if full {
+    {
         // Session affinity ClientIP: every request from the host lands on one pod.
         let addr = format!("{}:30011", NODE_IPS[0]);
         let mut sticky = BTreeSet::new();
@@ -339,11 +296,7 @@ async fn lab_scenario(mode: &str, prefix: &str, full: bool) {
         assert_eq!(sticky.len(), 1, "{sticky:?}");
 
         // externalTrafficPolicy: Local with one endpoint.
-        let solo = until(60, "the solo pod", async || {
-            let p = ready_pods(&pods, "solo").await;
-            (p.len() == 1).then(|| p[0].clone())
-        })
-        .await;
+        let solo = lab.ready_n("app=solo", 1).await.remove(0);
         let (with, without) = if solo.2 == "node-1" {
             (NODE_IPS[0], NODE_IPS[1])
         } else {
@@ -390,6 +343,12 @@ async fn lab_scenario(mode: &str, prefix: &str, full: bool) {
         .await;
         assert!(names.contains(body.trim()), "{body}");
     }
+
+    let m = Matrix::new(&lab, &prefix).await;
+    m.external_ips_and_source_ranges(&lab).await;
+    m.hairpin_and_internal_traffic_policy().await;
+    m.masquerade_matrix(mode).await;
+    m.udp_stream_moves_when_its_endpoint_goes(&lab).await;
 
     // kill -9 node-1's agent under load, then restart it: the rules stay in the kernel.
     let pids = std::fs::read_to_string(data_dir.join("lab").join("agents.pid")).unwrap();
@@ -471,17 +430,18 @@ async fn lab_scenario(mode: &str, prefix: &str, full: bool) {
     assert!(http_get(&format!("{}:30002", NODE_IPS[0]), "/hostname").is_some());
 
     drop(restarted);
-    assert!(server.stop().expect("stopping up"), "up exits cleanly");
-    drop(down);
+    let mut lab = lab;
+    assert!(lab.stop(), "up exits cleanly");
+    drop(lab);
     assert_eq!(links_and_namespaces(&prefix), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_lab_nftables() {
-    lab_scenario("nftables", "pxn", true).await;
+    lab_scenario("nftables", "pxn").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_lab_iptables() {
-    lab_scenario("iptables", "pxi", false).await;
+    lab_scenario("iptables", "pxi").await;
 }
