@@ -1,10 +1,12 @@
 //! The service proxy, black box. `pontifex rules` (no root) prints the rules for kubectl-made
-//! Services. In the lab (root): the seed scenario through NodePorts from the host, ClusterIPs from a
-//! pod and from a node, REJECT for Services without endpoints, `externalTrafficPolicy: Local`
-//! (source preserved, drop on a node without endpoints, the health check node port), SNAT for
-//! Cluster policy, session affinity, a LoadBalancer IP from the host, kube-proxy's metrics in the
-//! node namespace, and an agent killed with -9 and restarted under load without one failed request;
-//! the core of it in both proxy modes.
+//! Services. In the lab (root), one lab per proxy mode (nftables, iptables) with the same checks: the
+//! seed scenario through NodePorts from the host, ClusterIPs from a pod and from a node, REJECT for
+//! Services without endpoints, `externalTrafficPolicy: Local` (source preserved, drop on a node
+//! without endpoints, the health check node port), SNAT for Cluster policy, session affinity, a
+//! LoadBalancer IP from the host, kube-proxy's metrics in the node namespace, the semantics of
+//! [`semantics`] (externalIPs, source ranges, hairpin, `internalTrafficPolicy: Local`, the
+//! masquerade matrix, a UDP stream across an endpoint's deletion), and last an agent killed with -9
+//! and restarted under load without one failed request. A failing lab prints every agent's log.
 
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
