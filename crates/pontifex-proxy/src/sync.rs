@@ -34,7 +34,7 @@ use crate::health::{HealthCheckServers, ProxyHealth};
 use crate::iptables::{self, IptablesConfig, SyncKind};
 use crate::metrics::{Failure, ProxyMetrics};
 use crate::model::{ChangeTracker, ProxySnapshot, ServiceKey};
-use crate::nftables::{self, NftConfig, NftObjects, NftState};
+use crate::nftables::{self, NftConfig, NftObjects, NftTable};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -151,8 +151,8 @@ pub struct SyncReport {
 struct Known {
     /// Read back (or written) since start / the last failure.
     adopted: bool,
-    /// nft: the state the kernel holds.
-    nft: Option<NftState>,
+    /// nft: the table the kernel holds, with its per-port bookkeeping.
+    nft: Option<NftTable>,
     /// nft: objects in the kernel's table not in `nft` (read back at adoption).
     nft_extra: NftObjects,
     /// nft: chains flushed by an incremental sync, and when.
@@ -303,7 +303,9 @@ impl<A: Applier> Proxier<A> {
                 .is_none_or(|t| now.duration_since(t) >= FULL_SYNC_PERIOD);
         let update = self.tracker.sync();
         let result = match self.cfg.mode {
-            ProxyMode::Nftables => self.sync_nft(&update.snapshot, full, now),
+            ProxyMode::Nftables => {
+                self.sync_nft(&update.snapshot, &update.changed_services, full, now)
+            }
             ProxyMode::Iptables => self.sync_iptables(&update, full),
         };
         let bytes = match result {
@@ -366,16 +368,18 @@ impl<A: Applier> Proxier<A> {
     fn sync_nft(
         &mut self,
         snap: &ProxySnapshot,
+        changed: &BTreeSet<ServiceKey>,
         full: bool,
         now: Instant,
     ) -> Result<usize, ApplyError> {
-        let new = nftables::render(&self.cfg.nftables, snap);
-        let family = new.family;
-        let incremental = match (&self.known.nft, full) {
-            (Some(old), false) => nftables::incremental_transaction(old, &new),
+        // Incremental: only the changed Services' ports are rendered again (the table is
+        // updated in place; on failure `known` is dropped and the next sync is full).
+        let incremental = match (&mut self.known.nft, full) {
+            (Some(table), false) => Some(table.update(snap, changed)),
             _ => None,
         };
         let bytes = if let Some(inc) = incremental {
+            let new = self.known.nft.as_ref().expect("updated above").state();
             // Chains emptied by an earlier sync, long enough ago: delete them first, in the
             // same transaction (their last references went away in that earlier one).
             let (ready, waiting): (Vec<_>, Vec<_>) = self
@@ -385,7 +389,7 @@ impl<A: Applier> Proxier<A> {
                 .partition(|(_, at)| now.duration_since(*at) >= STALE_CHAIN_DELAY);
             self.known.stale = waiting;
             let names: Vec<String> = ready.into_iter().map(|(n, _)| n).collect();
-            let mut tx = nftables::delete_chains_transaction(&new, &names);
+            let mut tx = nftables::delete_chains_transaction(new, &names);
             tx.push_str(&inc.transaction);
             self.applier.nft_apply(&tx)?;
             let stale: BTreeSet<&String> = self.known.stale.iter().map(|(n, _)| n).collect();
@@ -402,12 +406,15 @@ impl<A: Applier> Proxier<A> {
                 .retain(|(c, _)| !new.chains.contains_key(c));
             tx.len()
         } else {
+            let table = NftTable::new(&self.cfg.nftables, snap);
+            let new = table.state();
+            let family = new.family;
             let mut existing = if self.known.adopted {
                 let mut o = self
                     .known
                     .nft
                     .as_ref()
-                    .map(NftState::objects)
+                    .map(|t| t.state().objects())
                     .unwrap_or_default();
                 o.chains.extend(self.known.nft_extra.chains.iter().cloned());
                 o.sets.extend(self.known.nft_extra.sets.iter().cloned());
@@ -420,16 +427,17 @@ impl<A: Applier> Proxier<A> {
             existing
                 .chains
                 .extend(self.known.stale.drain(..).map(|(c, _)| c));
-            let tx = nftables::full_transaction(&new, &existing);
+            let tx = nftables::full_transaction(new, &existing);
             self.applier.nft_apply(&tx)?;
             self.known.adopted = true;
             self.known.nft_extra = NftObjects::default();
+            self.known.nft = Some(table);
             tx.len()
         };
+        let new = self.known.nft.as_ref().expect("set above").state();
         let rules: usize = new.chains.values().map(|c| c.rules.len()).sum();
         let elements: usize = new.elements.values().map(|e| e.len()).sum();
         self.metrics.nft_objects(new.chains.len(), rules, elements);
-        self.known.nft = Some(new);
         Ok(bytes)
     }
 
