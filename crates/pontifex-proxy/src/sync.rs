@@ -176,7 +176,6 @@ pub struct Proxier<A> {
     triggers: Vec<SystemTime>,
     /// Events seen (the loop's first sync waits for one).
     seen_event: bool,
-    last_snapshot: ProxySnapshot,
 }
 
 impl<A: Applier> Proxier<A> {
@@ -198,7 +197,6 @@ impl<A: Applier> Proxier<A> {
             last_full: None,
             triggers: Vec::new(),
             seen_event: false,
-            last_snapshot: ProxySnapshot::default(),
         }
     }
 
@@ -212,9 +210,10 @@ impl<A: Applier> Proxier<A> {
         &self.applier
     }
 
-    /// The snapshot the last successful sync applied.
+    /// The snapshot of the last sync (if that sync failed, the next one is full and applies
+    /// it again).
     pub fn applied(&self) -> &ProxySnapshot {
-        &self.last_snapshot
+        self.tracker.last()
     }
 
     /// Takes an event into the model. Objects the model refuses (unsafe names, unknown
@@ -355,7 +354,6 @@ impl<A: Applier> Proxier<A> {
             }
         }
         self.health.updated(wall);
-        self.last_snapshot = update.snapshot;
         Ok(SyncReport {
             full,
             bytes,
@@ -476,7 +474,7 @@ impl<A: Applier> Proxier<A> {
     /// Health check ports of `externalTrafficPolicy: Local` Services and their local ready
     /// endpoint counts, from the last applied snapshot.
     pub fn health_check_ports(&self) -> BTreeMap<ServiceKey, (u16, usize)> {
-        health_check_ports(&self.last_snapshot)
+        health_check_ports(self.tracker.last())
     }
 }
 
