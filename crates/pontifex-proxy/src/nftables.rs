@@ -975,6 +975,74 @@ impl NftTable {
         &self.state
     }
 
+    /// The table as a first transaction (table, maps, base chains) and then one transaction
+    /// per `ports_per_tx` service ports (their chains, rules, affinity sets and the map
+    /// elements whose winning owner they are), for a first sync into a table that does not
+    /// exist yet. Why not one batch: nf_tables (6.x) walks the whole batch each time a rule
+    /// binds an anonymous set (`__nft_set_trans_bind`), and every per-service chain's
+    /// `numgen … vmap { … }` is one, so one batch costs O(services × batch length) in the
+    /// kernel — minutes at 10k Services. Every prefix of the sequence is a consistent table
+    /// (a Service is either fully there or absent), and with no table before there is
+    /// nothing to keep atomic; a full sync over an existing table stays one transaction.
+    pub fn initial_transactions(&self, ports_per_tx: usize) -> Vec<String> {
+        let st = &self.state;
+        let owned_chains: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.chains).collect();
+        let owned_sets: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.sets).collect();
+        let mut first = st.table_line();
+        for (n, d) in st.sets.iter().filter(|(n, _)| !owned_sets.contains(n)) {
+            first.push_str(&st.set_line(n, d));
+        }
+        let base: Vec<(&String, &ChainDef)> = st
+            .chains
+            .iter()
+            .filter(|(n, _)| !owned_chains.contains(n))
+            .collect();
+        for (n, d) in &base {
+            first.push_str(&st.chain_line(n, d));
+        }
+        for (n, d) in &base {
+            st.rule_lines(n, d, &mut first);
+        }
+        for ((set, k), owners) in &self.owners {
+            if owners.last().is_some_and(|(o, _)| o.is_none())
+                && let Some(e) = st.elements.get(set).and_then(|m| m.get(k))
+            {
+                first.push_str(&st.element_line("add", set, k, Some(e)));
+            }
+        }
+        let mut out = vec![first];
+        let mut ports: Vec<(&ServicePortName, &PortObjects)> = self.ports.iter().collect();
+        ports.sort_by(|a, b| a.0.cmp(b.0));
+        for chunk in ports.chunks(ports_per_tx.max(1)) {
+            let mut tx = String::new();
+            for (_, o) in chunk {
+                for n in &o.sets {
+                    tx.push_str(&st.set_line(n, &st.sets[n]));
+                }
+                for n in &o.chains {
+                    tx.push_str(&st.chain_line(n, &st.chains[n]));
+                }
+            }
+            for (_, o) in chunk {
+                for n in &o.chains {
+                    st.rule_lines(n, &st.chains[n], &mut tx);
+                }
+            }
+            for (spn, o) in chunk {
+                for se in &o.elements {
+                    let winner = self.owners.get(se).and_then(|w| w.last());
+                    if winner.is_some_and(|(o, _)| o.as_ref() == Some(*spn))
+                        && let Some(e) = st.elements.get(&se.0).and_then(|m| m.get(&se.1))
+                    {
+                        tx.push_str(&st.element_line("add", &se.0, &se.1, Some(e)));
+                    }
+                }
+            }
+            out.push(tx);
+        }
+        out
+    }
+
     /// What one port contributes, alone.
     fn fragment(&self, snap: &ProxySnapshot, spn: &ServicePortName, svc: &ServicePort) -> NftState {
         let mut f = NftState {

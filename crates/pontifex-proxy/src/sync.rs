@@ -41,6 +41,10 @@ use std::sync::Arc;
 /// A full sync at least this often even without failures (kube-proxy's
 /// `proxyutil.FullSyncPeriod`, 1 h since v1.32).
 pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
+/// Service ports per `nft -f` transaction when the table is built from nothing (see
+/// [`NftTable::initial_transactions`]): small enough that the kernel's per-batch walk stays
+/// short, large enough that `nft`'s per-run start-up and cache fetch do not dominate.
+pub const INITIAL_SYNC_PORTS_PER_TRANSACTION: usize = 500;
 /// How long a chain an incremental nft sync emptied waits before it is deleted.
 const STALE_CHAIN_DELAY: Duration = Duration::from_secs(1);
 /// The EndpointSlice annotation the controller stamps with the time of the change it reflects.
@@ -407,7 +411,8 @@ impl<A: Applier> Proxier<A> {
             let table = NftTable::new(&self.cfg.nftables, snap);
             let new = table.state();
             let family = new.family;
-            let mut existing = if self.known.adopted {
+            // `None`: no table in the kernel (first start on this node).
+            let existing = if self.known.adopted {
                 let mut o = self
                     .known
                     .nft
@@ -416,21 +421,36 @@ impl<A: Applier> Proxier<A> {
                     .unwrap_or_default();
                 o.chains.extend(self.known.nft_extra.chains.iter().cloned());
                 o.sets.extend(self.known.nft_extra.sets.iter().cloned());
-                o
+                Some(o)
             } else {
-                self.applier
-                    .nft_objects(family, &new.table)?
-                    .unwrap_or_default()
+                self.applier.nft_objects(family, &new.table)?
             };
-            existing
-                .chains
-                .extend(self.known.stale.drain(..).map(|(c, _)| c));
-            let tx = nftables::full_transaction(new, &existing);
-            self.applier.nft_apply(&tx)?;
+            let bytes = match existing {
+                Some(mut existing) => {
+                    existing
+                        .chains
+                        .extend(self.known.stale.drain(..).map(|(c, _)| c));
+                    let tx = nftables::full_transaction(new, &existing);
+                    self.applier.nft_apply(&tx)?;
+                    tx.len()
+                }
+                None => {
+                    // Nothing to replace atomically: build the table in steps, each a
+                    // consistent table, to stay clear of the kernel's quadratic cost of one
+                    // huge batch (see `NftTable::initial_transactions`).
+                    self.known.stale.clear();
+                    let mut bytes = 0;
+                    for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
+                        self.applier.nft_apply(&tx)?;
+                        bytes += tx.len();
+                    }
+                    bytes
+                }
+            };
             self.known.adopted = true;
             self.known.nft_extra = NftObjects::default();
             self.known.nft = Some(table);
-            tx.len()
+            bytes
         };
         let new = self.known.nft.as_ref().expect("set above").state();
         let rules: usize = new.chains.values().map(|c| c.rules.len()).sum();

@@ -179,6 +179,22 @@ impl Kernel {
             let (verb, kind) = (w[0], w[1]);
             let name = w.get(4).copied().unwrap_or_default();
             let (obj, rest) = name.split_once(' ').unwrap_or((name, ""));
+            if verb == "add" && matches!(kind, "rule" | "element") {
+                // nf_tables resolves verdict targets when the rule or element is added.
+                for target in rest
+                    .split("goto ")
+                    .skip(1)
+                    .chain(rest.split("jump ").skip(1))
+                {
+                    let chain = target.split([' ', '\n']).next().unwrap_or_default();
+                    if !chain.is_empty()
+                        && !chain.starts_with('{')
+                        && !self.chains.contains_key(chain)
+                    {
+                        return Err(format!("no chain {chain}: {line}"));
+                    }
+                }
+            }
             match (verb, kind) {
                 ("add", "table") => {}
                 ("flush", "table") => self.chains.values_mut().for_each(Vec::clear),
@@ -388,6 +404,59 @@ mod proptests {
             kernel.apply(&delete_chains_transaction(table.state(), &stale))
                 .map_err(TestCaseError::fail)?;
             prop_assert_eq!(kernel, Kernel::of(&render(&cfg, snaps.last().unwrap())));
+        }
+    }
+}
+
+#[test]
+fn initial_transactions_build_the_full_table_in_consistent_steps() {
+    use crate::model::ServiceKey;
+    let mut s = ProxySnapshot::default();
+    // Three Services, two sharing an external IP, one with affinity.
+    for (i, ext) in [(0, true), (1, true), (2, false)] {
+        let mut one = snap(&[("10.244.1.2", false), ("10.244.1.3", true)], i == 1);
+        let (name, mut port) = one.services.pop_first().unwrap();
+        let name = ServicePortName {
+            service: ServiceKey::new("ns", format!("web{i}")),
+            ..name
+        };
+        port.name = name.clone();
+        port.cluster_ips = vec![format!("10.96.0.{}", 20 + i).parse().unwrap()];
+        port.node_port = 30000 + i as u16;
+        if ext {
+            port.external_ips = vec!["192.168.9.1".parse().unwrap()];
+        }
+        port.affinity_timeout = (i == 2).then_some(30);
+        s.services.insert(name.clone(), port);
+        s.endpoints
+            .insert(name, one.endpoints.pop_first().unwrap().1);
+    }
+    let table = NftTable::new(&cfg(), &s);
+    let txs = table.initial_transactions(1);
+    assert_eq!(txs.len(), 4, "base + one per port");
+    let mut kernel = Kernel::default();
+    for tx in &txs {
+        // The model refuses dangling references only at delete time; check adds refer to
+        // existing chains by applying in order and comparing at the end.
+        kernel.apply(tx).unwrap();
+    }
+    assert_eq!(kernel, Kernel::of(table.state()));
+    // The shared external IP is added once, with the winning (last) port's value.
+    let all: String = txs.concat();
+    assert_eq!(
+        all.matches("add element ip pontifex service-ips { 192.168.9.1 . tcp . 80 ")
+            .count(),
+        1
+    );
+    // Each port's transaction creates every chain its rules and elements name.
+    for tx in &txs[1..] {
+        for target in tx.split("goto ").skip(1) {
+            let chain = target.split([' ', '\n']).next().unwrap();
+            assert!(
+                txs[0].contains(&format!("add chain ip pontifex {chain}"))
+                    || tx.contains(&format!("add chain ip pontifex {chain}\n")),
+                "{chain} not created before use in:\n{tx}"
+            );
         }
     }
 }
