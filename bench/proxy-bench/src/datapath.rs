@@ -44,7 +44,13 @@ pub(crate) fn client(addr: SocketAddr, seconds: f64) -> Result<()> {
         let t = Instant::now();
         let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).and_then(|mut s| {
             buf.clear();
-            s.read_to_end(&mut buf)
+            let n = s.read_to_end(&mut buf)?;
+            // Close with RST: the pod keeps no TIME_WAIT. Otherwise a client port reused
+            // first direct, then through the ClusterIP (the runs alternate) meets a TIME_WAIT
+            // whose timestamps and sequence numbers came from another 4-tuple's clock: the
+            // SYN is refused (PAWS) and retried a second later — a bench artefact.
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+            Ok(n)
         });
         match ok {
             Ok(2) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),

@@ -5,7 +5,11 @@
 //!
 //! Three outputs: [`NftState::dump`] (the state as `add` commands, what kube-proxy's tests
 //! compare), [`full_transaction`] (replace the whole table atomically) and
-//! [`incremental_transaction`] (only changed elements and chains).
+//! [`incremental_transaction`] (only changed elements and chains, diffing two whole states).
+//! [`NftTable`] is what the proxier keeps: the state plus per-service-port bookkeeping, so an
+//! incremental sync renders only the changed Services' ports (the same transaction as the
+//! diff, property-tested), and a first sync into an absent table can be sent in steps
+//! ([`NftTable::initial_transactions`]: one huge batch is quadratic in the kernel).
 //!
 //! Atomicity: `nft -f` sends the whole file as one netlink batch, and nf_tables commits a
 //! batch all-or-nothing with a generation switch, so packets see either the old ruleset or

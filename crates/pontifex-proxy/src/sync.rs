@@ -8,10 +8,13 @@
 //!
 //! Sync kinds, as kube-proxy: the first sync, any sync after a failure, and one every
 //! [`FULL_SYNC_PERIOD`] are full (the whole table in one transaction); the others send only
-//! what changed — for nftables the element and chain delta ([`nftables::incremental_transaction`]),
-//! for iptables a KEP-3453 partial restore. Chains an incremental nft sync left stale are
-//! deleted by the next sync at least 1 s later (kernels before 6.2 could still count a just
-//! deleted map element as a reference).
+//! what changed — for nftables the element and chain delta of the changed Services' ports
+//! ([`NftTable::update`]), for iptables a KEP-3453 partial restore. A first nft sync into a
+//! table that does not exist yet is sent as several transactions
+//! ([`INITIAL_SYNC_PORTS_PER_TRANSACTION`] ports each), each leaving a consistent table; every
+//! later full sync is one transaction. Chains an incremental nft sync left stale are deleted
+//! by the next sync at least 1 s later (kernels before 6.2 could still count a just deleted
+//! map element as a reference).
 //!
 //! Restart without a blackhole: nothing is synced before the first event (send
 //! [`ProxyEvent::Replace`] once the informers have listed), and the first full sync reads back
