@@ -16,10 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use pontifex_proxy::apply::{Applier, KernelApplier, iptables_jump_rules};
+use pontifex_proxy::apply::iptables_jump_rules;
 use pontifex_proxy::iptables::{self, SyncKind};
-use pontifex_proxy::model::IpFamily;
-use pontifex_proxy::nftables::{self, NftObjects};
+use pontifex_proxy::nftables::NftTable;
+use pontifex_proxy::sync::INITIAL_SYNC_PORTS_PER_TRANSACTION;
 
 use crate::netns::{Netns, sh};
 use crate::rules::{self, cluster_ip, endpoint, port_name};
@@ -44,7 +44,13 @@ pub(crate) fn client(addr: SocketAddr, seconds: f64) -> Result<()> {
         let t = Instant::now();
         let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).and_then(|mut s| {
             buf.clear();
-            s.read_to_end(&mut buf)
+            let n = s.read_to_end(&mut buf)?;
+            // Close with RST: the pod keeps no TIME_WAIT. Otherwise a client port reused
+            // first direct, then through the ClusterIP (the runs alternate) meets a TIME_WAIT
+            // whose timestamps and sequence numbers came from another 4-tuple's clock: the
+            // SYN is refused (PAWS) and retried a second later — a bench artefact.
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+            Ok(n)
         });
         match ok {
             Ok(2) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
@@ -259,17 +265,28 @@ pub(crate) fn measure(
     );
     match mode {
         "nftables" => {
-            let st = nftables::render(&rules::nft_config(), &snap);
-            let tx = nftables::full_transaction(&st, &NftObjects::default());
-            lab.node.run(&["nft", "-f", "-"], Some(&tx))?;
+            // As the proxier's first sync: the table built in steps.
+            let table = NftTable::new(&rules::nft_config(), &snap);
+            for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
+                lab.node.run(&["nft", "-f", "-"], Some(&tx))?;
+            }
         }
         _ => {
+            // iptables-legacy: the backend most kube-proxy clusters ran, and the only one
+            // that loads 10k Services in reasonable time (the nf_tables backend of
+            // iptables-restore takes > 12 min).
             let cfg = rules::ipt_config();
             let r = iptables::render(&cfg, &snap, SyncKind::Full, &BTreeSet::new());
-            lab.node
-                .run(&["iptables-restore", "-w", "--noflush"], Some(&r.text))?;
-            let mut a = KernelApplier::new(Some(&lab.node.name))?;
-            a.ensure_iptables_jumps(IpFamily::V4, &iptables_jump_rules(&cfg))?;
+            lab.node.run(
+                &["iptables-legacy-restore", "-w", "--noflush"],
+                Some(&r.text),
+            )?;
+            for j in iptables_jump_rules(&cfg) {
+                let mut args = vec!["iptables-legacy", "-w", "-t", j.table, "-I", j.from];
+                args.extend(&j.args);
+                args.extend(["-j", j.to]);
+                lab.node.run(&args, None)?;
+            }
         }
     }
     let vip = SocketAddr::new(IpAddr::V4(cluster_ip(n - 1)), 80);

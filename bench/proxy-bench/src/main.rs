@@ -40,6 +40,23 @@ enum Cmd {
         /// Repetitions of each measurement (the best is reported).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Skip `iptables-restore` (nf_tables backend) above this many Services (it takes
+        /// minutes at 10k; iptables-legacy is still run).
+        #[arg(long, default_value_t = 1000)]
+        skip_nft_backend_above: usize,
+        /// Measure the one-transaction nft full resync only up to this many Services (the
+        /// kernel's cost of one batch grows with its square: minutes at 10k).
+        #[arg(long, default_value_t = 3000)]
+        single_batch_max: usize,
+    },
+    /// Writes full.nft and change.nft (one endpoint changed) for N Services to a directory.
+    Dump {
+        #[arg(long)]
+        dir: String,
+        #[arg(long, default_value_t = 10000)]
+        services: usize,
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
     },
     /// Data path: connections per second via ClusterIP vs direct.
     Datapath {
@@ -72,12 +89,19 @@ fn main() -> Result<()> {
     let prefix = format!("pxb{}", std::process::id());
     match cli.cmd {
         Cmd::Serve { addr } => datapath::serve(addr),
+        Cmd::Dump {
+            dir,
+            services,
+            endpoints,
+        } => rules::dump(&dir, services, endpoints),
         Cmd::Client { addr, seconds } => datapath::client(addr, seconds),
         Cmd::Rules {
             services,
             endpoints,
             change_at,
             repeat,
+            skip_nft_backend_above,
+            single_batch_max,
         } => {
             netns::remove_leftovers(&prefix);
             let mut all = Vec::new();
@@ -89,6 +113,8 @@ fn main() -> Result<()> {
                         n,
                         endpoints,
                         n == change_at,
+                        skip_nft_backend_above,
+                        single_batch_max,
                     )?;
                     if best.is_empty() {
                         best = s;

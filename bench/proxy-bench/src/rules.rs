@@ -9,11 +9,16 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use k8s_openapi::api::core::v1::{Service, ServicePort as ApiPort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use pontifex_proxy::iptables::{self, IptablesConfig, LocalDetector, SyncKind};
 use pontifex_proxy::model::{
-    Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort, ServicePortName,
+    ChangeTracker, Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort,
+    ServicePortName,
 };
-use pontifex_proxy::nftables::{self, NftConfig, NftObjects};
+use pontifex_proxy::nftables::{self, NftConfig, NftObjects, NftTable};
+use pontifex_proxy::sync::INITIAL_SYNC_PORTS_PER_TRANSACTION;
 
 use crate::netns::Netns;
 
@@ -63,6 +68,113 @@ pub(crate) fn snapshot(n: usize, e: usize) -> ProxySnapshot {
         snap.endpoints.insert(name, eps);
     }
     snap
+}
+
+/// The API objects behind [`snapshot`]: `n` Services and one EndpointSlice each.
+fn objects(n: usize, e: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let svcs = (0..n)
+        .map(|i| Service {
+            metadata: ObjectMeta {
+                namespace: Some("bench".into()),
+                name: Some(format!("svc-{i:06}")),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".into()),
+                cluster_ip: Some(cluster_ip(i).to_string()),
+                cluster_ips: Some(vec![cluster_ip(i).to_string()]),
+                ports: Some(vec![ApiPort {
+                    name: Some("http".into()),
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        })
+        .collect();
+    let slices = (0..n)
+        .map(|i| slice(i, (0..e).map(|j| fake_endpoint(i * e + j)).collect()))
+        .collect();
+    (svcs, slices)
+}
+
+fn slice(i: usize, ips: Vec<Ipv4Addr>) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            namespace: Some("bench".into()),
+            name: Some(format!("svc-{i:06}-abcde")),
+            labels: Some(
+                [(
+                    "kubernetes.io/service-name".to_owned(),
+                    format!("svc-{i:06}"),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: ips
+            .iter()
+            .map(|ip| ApiEndpoint {
+                addresses: vec![ip.to_string()],
+                node_name: Some("other".into()),
+                ..Default::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The one-endpoint change: Service 0's first endpoint gets another address.
+fn changed_slice(e: usize) -> EndpointSlice {
+    let mut ips: Vec<Ipv4Addr> = (0..e).map(fake_endpoint).collect();
+    ips[0] = Ipv4Addr::new(10, 127, 255, 250);
+    slice(0, ips)
+}
+
+/// A tracker that has synced `n` × `e` (as the proxier's after its first sync).
+fn tracker(n: usize, e: usize) -> ChangeTracker {
+    let (svcs, slices) = objects(n, e);
+    let mut t = ChangeTracker::new("this-node");
+    for s in &svcs {
+        t.update_service(s).expect("valid Service");
+    }
+    for s in &slices {
+        t.update_endpoint_slice(s).expect("valid slice");
+    }
+    let _ = t.sync();
+    t
+}
+
+/// Writes the nft transactions of `n` × `e` to `dir`: `full.nft` (into an empty table) and
+/// `change.nft` (one endpoint changed), for looking at `nft` itself (`-c`, time, strace).
+pub(crate) fn dump(dir: &str, n: usize, e: usize) -> Result<()> {
+    let cfg = nft_config();
+    let mut t = tracker(n, e);
+    let mut table = NftTable::new(&cfg, t.last());
+    std::fs::write(
+        format!("{dir}/full.nft"),
+        nftables::full_transaction(table.state(), &NftObjects::default()),
+    )?;
+    for (i, tx) in table
+        .initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION)
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(format!("{dir}/initial-{i:03}.nft"), tx)?;
+    }
+    t.update_endpoint_slice(&changed_slice(e))?;
+    let up = t.sync();
+    let inc = table.update(&up.snapshot, &up.changed_services);
+    std::fs::write(format!("{dir}/change.nft"), inc.transaction)?;
+    Ok(())
 }
 
 pub(crate) fn endpoint(ip: IpAddr, port: u16) -> Endpoint {
@@ -118,6 +230,8 @@ pub(crate) fn full_and_change(
     n: usize,
     e: usize,
     with_change: bool,
+    skip_nft_backend_above: usize,
+    single_batch_max: usize,
 ) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     let snap = snapshot(n, e);
@@ -128,28 +242,57 @@ pub(crate) fn full_and_change(
         eps[0] = endpoint(IpAddr::V4(Ipv4Addr::new(10, 127, 255, 250)), 8080);
         eps.sort_by_key(|x| x.addr().to_string());
     }
+    let restores: Vec<(&str, &str)> = RESTORES
+        .iter()
+        .copied()
+        .filter(|(_, prog)| n <= skip_nft_backend_above || *prog != "iptables-restore")
+        .collect();
 
-    // nftables.
+    // nftables: the proxier's path (change tracker, then the table's own bookkeeping).
     {
         let ns = Netns::new(format!("{ns_prefix}-nft"))?;
         let cfg = nft_config();
+        let mut tracker = tracker(n, e);
+        // First sync into no table: the proxier's stepwise build.
         let t = Instant::now();
-        let state = nftables::render(&cfg, &snap);
-        let tx = nftables::full_transaction(&state, &NftObjects::default());
+        let mut table = NftTable::new(&cfg, tracker.last());
+        let txs = table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION);
         let render = t.elapsed();
-        let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&tx))?;
+        let mut apply = Duration::ZERO;
+        for tx in &txs {
+            apply += ns.run(&["nft", "-f", "-"], Some(tx))?.1;
+        }
         out.push(progress(&Sample {
-            what: format!("nftables full, {n} svc"),
+            what: format!(
+                "nftables first sync ({} transactions of ≤ {INITIAL_SYNC_PORTS_PER_TRANSACTION} Services), {n} svc",
+                txs.len()
+            ),
             render,
             apply,
-            bytes: tx.len(),
-            lines: lines(&tx),
+            bytes: txs.iter().map(String::len).sum(),
+            lines: txs.iter().map(|t| lines(t)).sum(),
         }));
+        drop(txs);
+        // A full resync over the existing table: one atomic transaction (flush + re-add).
+        if n <= single_batch_max {
+            let t = Instant::now();
+            let tx = nftables::full_transaction(table.state(), &table.state().objects());
+            let render = t.elapsed();
+            let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&tx))?;
+            out.push(progress(&Sample {
+                what: format!("nftables full resync (one transaction), {n} svc"),
+                render,
+                apply,
+                bytes: tx.len(),
+                lines: lines(&tx),
+            }));
+        }
         if with_change {
             let t = Instant::now();
-            let new_state = nftables::render(&cfg, &changed);
-            let inc = nftables::incremental_transaction(&state, &new_state)
-                .expect("same table and family");
+            tracker.update_endpoint_slice(&changed_slice(e))?;
+            let up = tracker.sync();
+            let inc = table.update(&up.snapshot, &up.changed_services);
+            drop(up);
             let render = t.elapsed();
             let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&inc.transaction))?;
             out.push(progress(&Sample {
@@ -163,7 +306,7 @@ pub(crate) fn full_and_change(
     }
 
     // iptables, kube-proxy's layout.
-    for (label, prog) in RESTORES {
+    for (label, prog) in restores {
         let ns = Netns::new(format!("{ns_prefix}-ipt{}", prog.len()))?;
         let cfg = ipt_config();
         let t = Instant::now();

@@ -12,9 +12,10 @@
 //! What this module does not do: talk to the API (the agent feeds it events), render rules,
 //! or touch conntrack (it only says what the applier should flush).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
@@ -377,8 +378,9 @@ pub struct ConntrackFlush {
 /// What one sync must do, beyond rendering `snapshot`.
 #[derive(Debug, Clone, Default)]
 pub struct SyncUpdate {
-    /// The state to render.
-    pub snapshot: ProxySnapshot,
+    /// The state to render (shared with the tracker: drop it before the next sync, or that
+    /// sync copies the whole snapshot).
+    pub snapshot: Arc<ProxySnapshot>,
     /// Services whose ports or endpoints changed since the previous sync (added, updated or
     /// deleted): the only ones a partial sync rewrites.
     pub changed_services: BTreeSet<ServiceKey>,
@@ -436,12 +438,25 @@ struct SliceEndpoint {
 }
 
 /// Services and EndpointSlices as seen so far, and the state of the previous sync.
+///
+/// A sync costs what changed, not the size of the cluster (kube-proxy's change trackers):
+/// every update marks its Service dirty, and [`ChangeTracker::sync`] rebuilds only the dirty
+/// Services' ports and endpoints in the previous snapshot and diffs those alone.
 #[derive(Debug, Clone)]
 pub struct ChangeTracker {
     node_name: String,
     services: BTreeMap<ServiceKey, Vec<ServicePort>>,
     slices: BTreeMap<(String, String), SliceData>,
-    last: ProxySnapshot,
+    /// The slices of each Service (by the label), to merge one Service's endpoints alone.
+    slices_of: HashMap<ServiceKey, BTreeSet<(String, String)>>,
+    /// The state as of the previous sync.
+    last: Arc<ProxySnapshot>,
+    /// The service port names `last` holds (services or endpoints) per Service.
+    names_of: HashMap<ServiceKey, BTreeSet<ServicePortName>>,
+    /// Services whose objects were touched since the previous sync.
+    dirty: BTreeSet<ServiceKey>,
+    /// The previous sync did not reach the kernel: diff the next one against nothing.
+    reset: bool,
 }
 
 impl ChangeTracker {
@@ -451,7 +466,11 @@ impl ChangeTracker {
             node_name: node_name.into(),
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
-            last: ProxySnapshot::default(),
+            slices_of: HashMap::new(),
+            last: Arc::default(),
+            names_of: HashMap::new(),
+            dirty: BTreeSet::new(),
+            reset: false,
         }
     }
 
@@ -464,13 +483,16 @@ impl ChangeTracker {
             svc.metadata.name.as_deref(),
         )?;
         let (ports, errors) = service_ports(&key, svc);
+        self.dirty.insert(key.clone());
         self.services.insert(key, ports);
         errors.into_iter().next().map_or(Ok(()), Err)
     }
 
     /// Removes a Service.
     pub fn delete_service(&mut self, namespace: &str, name: &str) {
-        self.services.remove(&ServiceKey::new(namespace, name));
+        let key = ServiceKey::new(namespace, name);
+        self.services.remove(&key);
+        self.dirty.insert(key);
     }
 
     /// Adds or replaces an EndpointSlice. Slices without the `kubernetes.io/service-name`
@@ -482,20 +504,51 @@ impl ChangeTracker {
             .clone()
             .ok_or(ModelError::MissingName)?;
         let name = slice.metadata.name.clone().ok_or(ModelError::MissingName)?;
-        match slice_data(&ns, slice) {
-            Some(data) => {
-                self.slices.insert((ns, name), data);
-            }
-            None => {
-                self.slices.remove(&(ns, name));
-            }
+        let id = (ns.clone(), name);
+        self.remove_slice(&id);
+        if let Some(data) = slice_data(&ns, slice) {
+            self.dirty.insert(data.service.clone());
+            self.slices_of
+                .entry(data.service.clone())
+                .or_default()
+                .insert(id.clone());
+            self.slices.insert(id, data);
         }
         Ok(())
     }
 
     /// Removes an EndpointSlice.
     pub fn delete_endpoint_slice(&mut self, namespace: &str, name: &str) {
-        self.slices.remove(&(namespace.to_owned(), name.to_owned()));
+        self.remove_slice(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    fn remove_slice(&mut self, id: &(String, String)) {
+        if let Some(old) = self.slices.remove(id) {
+            if let Some(ids) = self.slices_of.get_mut(&old.service) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.slices_of.remove(&old.service);
+                }
+            }
+            self.dirty.insert(old.service);
+        }
+    }
+
+    /// One Service's ports and merged endpoints (by port name), as [`ChangeTracker::current`]
+    /// has them.
+    fn service_state(&self, key: &ServiceKey) -> ProxySnapshot {
+        let mut snap = ProxySnapshot::default();
+        for p in self.services.get(key).into_iter().flatten() {
+            snap.services.insert(p.name.clone(), p.clone());
+        }
+        let slices = self
+            .slices_of
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.slices.get(id));
+        self.merge_endpoints(slices, &mut snap);
+        snap
     }
 
     /// The state as of now, without marking a sync.
@@ -506,10 +559,19 @@ impl ChangeTracker {
                 snap.services.insert(p.name.clone(), p.clone());
             }
         }
-        // Merge slices per service port; a duplicate ip:port keeps the first copy unless a
-        // later one is local (kube-proxy favours the local copy).
+        self.merge_endpoints(self.slices.values(), &mut snap);
+        snap
+    }
+
+    /// Merges slices per service port into `snap.endpoints`; a duplicate ip:port keeps the
+    /// first copy unless a later one is local (kube-proxy favours the local copy).
+    fn merge_endpoints<'a>(
+        &self,
+        slices: impl Iterator<Item = &'a SliceData>,
+        snap: &mut ProxySnapshot,
+    ) {
         let mut merged: BTreeMap<ServicePortName, BTreeMap<String, Endpoint>> = BTreeMap::new();
-        for data in self.slices.values() {
+        for data in slices {
             for (port_name, protocol, port) in &data.ports {
                 let spn = ServicePortName {
                     service: data.service.clone(),
@@ -540,29 +602,83 @@ impl ChangeTracker {
                 snap.endpoints.insert(spn, set.into_values().collect());
             }
         }
-        snap
     }
 
     /// Marks a sync: returns the state to render and what changed since the previous sync.
-    /// Call [`ChangeTracker::resync_failed`] if applying it failed.
+    /// Call [`ChangeTracker::resync_failed`] if applying it failed. Costs the dirty Services
+    /// only (unless a previous sync failed).
     pub fn sync(&mut self) -> SyncUpdate {
-        let snap = self.current();
-        let update = diff(&self.last, &snap);
-        self.last = snap;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let reset = std::mem::take(&mut self.reset);
+        if reset {
+            dirty.extend(self.names_of.keys().cloned());
+        }
+        let mut old = ProxySnapshot::default();
+        let mut new = ProxySnapshot::default();
+        let states: Vec<(ServiceKey, ProxySnapshot)> = dirty
+            .into_iter()
+            .map(|k| {
+                let st = self.service_state(&k);
+                (k, st)
+            })
+            .collect();
+        let last = Arc::make_mut(&mut self.last);
+        for (key, state) in states {
+            for spn in self.names_of.remove(&key).into_iter().flatten() {
+                let p = last.services.remove(&spn);
+                let e = last.endpoints.remove(&spn);
+                if !reset {
+                    if let Some(p) = p {
+                        old.services.insert(spn.clone(), p);
+                    }
+                    if let Some(e) = e {
+                        old.endpoints.insert(spn, e);
+                    }
+                }
+            }
+            let names: BTreeSet<ServicePortName> = state
+                .services
+                .keys()
+                .chain(state.endpoints.keys())
+                .cloned()
+                .collect();
+            if !names.is_empty() {
+                self.names_of.insert(key, names);
+            }
+            for (spn, p) in state.services {
+                last.services.insert(spn.clone(), p.clone());
+                new.services.insert(spn, p);
+            }
+            for (spn, e) in state.endpoints {
+                last.endpoints.insert(spn.clone(), e.clone());
+                new.endpoints.insert(spn, e);
+            }
+        }
+        let mut update = diff(&old, &new);
+        update.snapshot = Arc::clone(&self.last);
         update
+    }
+
+    /// The state as of the previous sync.
+    pub fn last(&self) -> &ProxySnapshot {
+        &self.last
     }
 
     /// Forgets every Service and EndpointSlice (before replaying a fresh list), keeping what
     /// the previous sync applied so the next sync's changes are still relative to it.
     pub fn clear_objects(&mut self) {
+        self.dirty.extend(self.names_of.keys().cloned());
+        self.dirty.extend(self.services.keys().cloned());
+        self.dirty.extend(self.slices_of.keys().cloned());
         self.services.clear();
         self.slices.clear();
+        self.slices_of.clear();
     }
 
     /// The previous sync did not reach the kernel: the next one must be a full sync, and
     /// nothing is known to have been applied.
     pub fn resync_failed(&mut self) {
-        self.last = ProxySnapshot::default();
+        self.reset = true;
     }
 }
 
@@ -808,7 +924,7 @@ fn diff(old: &ProxySnapshot, new: &ProxySnapshot) -> SyncUpdate {
         }
     }
     SyncUpdate {
-        snapshot: new.clone(),
+        snapshot: Arc::default(),
         changed_services: changed,
         deleted_ports,
         conntrack: conntrack.into_iter().collect(),

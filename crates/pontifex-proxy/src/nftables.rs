@@ -5,7 +5,11 @@
 //!
 //! Three outputs: [`NftState::dump`] (the state as `add` commands, what kube-proxy's tests
 //! compare), [`full_transaction`] (replace the whole table atomically) and
-//! [`incremental_transaction`] (only changed elements and chains).
+//! [`incremental_transaction`] (only changed elements and chains, diffing two whole states).
+//! [`NftTable`] is what the proxier keeps: the state plus per-service-port bookkeeping, so an
+//! incremental sync renders only the changed Services' ports (the same transaction as the
+//! diff, property-tested), and a first sync into an absent table can be sent in steps
+//! ([`NftTable::initial_transactions`]: one huge batch is quadratic in the kernel).
 //!
 //! Atomicity: `nft -f` sends the whole file as one netlink batch, and nf_tables commits a
 //! batch all-or-nothing with a generation switch, so packets see either the old ruleset or
@@ -23,7 +27,7 @@
 //!
 //! Not here: running `nft`, listing the kernel's table (the applier passes what exists).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -31,7 +35,9 @@ use ipnet::IpNet;
 
 use crate::hash::hash_prefix;
 use crate::iptables::{LocalDetector, safe_ifname};
-use crate::model::{Endpoint, FamilyView, IpFamily, ProxySnapshot, ServicePortName};
+use crate::model::{
+    Endpoint, FamilyView, IpFamily, ProxySnapshot, ServiceKey, ServicePort, ServicePortName,
+};
 
 /// Longest chain or set name we produce (kube-proxy/knftables: 256 minus room for a prefix).
 const NAME_MAX: usize = 240;
@@ -322,6 +328,15 @@ impl NftState {
 
 /// Renders the desired table for one family from a snapshot.
 pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
+    let mut st = render_base(cfg);
+    for (spn, svc) in &snap.services {
+        render_port(&mut st, cfg, snap, spn, svc);
+    }
+    st
+}
+
+/// The part of the table no Service contributes to: sets and maps, base chains, fixed jumps.
+fn render_base(cfg: &NftConfig) -> NftState {
     let mut st = NftState::new(cfg);
     let v4 = cfg.family == IpFamily::V4;
     let ipx = if v4 { "ip" } else { "ip6" };
@@ -485,227 +500,246 @@ pub fn render(cfg: &NftConfig, snap: &ProxySnapshot) -> NftState {
         }
     }
 
-    for (spn, svc) in &snap.services {
-        let Some(FamilyView {
-            cluster_ip,
-            external_ips,
-            lb_ips,
-            source_ranges,
-            categorized: cat,
-        }) = snap.family_view(spn, svc, cfg.family)
-        else {
-            continue;
-        };
-        let name = spn.to_string();
-        let p = spn.protocol.as_str();
-        let port = svc.port;
-        let base = port_base(spn);
-        let svc_chain = chain_name("service-", &base);
-        let local_chain = chain_name("local-", &base);
-        let ext_chain = chain_name("external-", &base);
-        let fw_chain = chain_name("firewall-", &base);
-        let ep_chain = |e: &Endpoint| chain_name("endpoint-", &endpoint_base(spn, e));
-        let affinity_set = |e: &Endpoint| chain_name("affinity-", &endpoint_base(spn, e));
+    st
+}
 
-        let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-        let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
-        let (internal_chain, has_internal) = if svc.internal_policy_local {
-            (&local_chain, cat.has_any && !cat.local.is_empty())
-        } else {
-            (&svc_chain, cat.has_any)
-        };
-        let (external_chain, has_external) = if svc.external_policy_local {
-            (&local_chain, cat.has_any && !cat.local.is_empty())
-        } else {
-            (&svc_chain, cat.has_any)
-        };
-        let uses_ext = cat.has_any && svc.externally_accessible();
-        let verdict = if cat.has_any {
-            "drop".to_owned()
-        } else {
-            "goto reject-chain".to_owned()
-        };
+/// Adds what one service port contributes: its elements in the shared maps, its own chains
+/// (service, local, external, firewall, endpoints) and affinity sets. Chains and sets are
+/// named after the port (and endpoint), so no two ports share one; elements may be shared
+/// (two ports of a Service have the same cluster IP), the later port's value winning.
+fn render_port(
+    st: &mut NftState,
+    cfg: &NftConfig,
+    snap: &ProxySnapshot,
+    spn: &ServicePortName,
+    svc: &ServicePort,
+) {
+    let v4 = cfg.family == IpFamily::V4;
+    let ipx = if v4 { "ip" } else { "ip6" };
+    let addr_t = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+    let Some(FamilyView {
+        cluster_ip,
+        external_ips,
+        lb_ips,
+        source_ranges,
+        categorized: cat,
+    }) = snap.family_view(spn, svc, cfg.family)
+    else {
+        return;
+    };
+    let name = spn.to_string();
+    let p = spn.protocol.as_str();
+    let port = svc.port;
+    let base = port_base(spn);
+    let svc_chain = chain_name("service-", &base);
+    let local_chain = chain_name("local-", &base);
+    let ext_chain = chain_name("external-", &base);
+    let fw_chain = chain_name("firewall-", &base);
+    let ep_chain = |e: &Endpoint| chain_name("endpoint-", &endpoint_base(spn, e));
+    let affinity_set = |e: &Endpoint| chain_name("affinity-", &endpoint_base(spn, e));
 
-        st.element("cluster-ips", cluster_ip.to_string(), None, None);
-        let k3 = |ip: &IpAddr, port: u16| format!("{ip} . {p} . {port}");
-        if has_internal {
+    let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+    let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
+    let (internal_chain, has_internal) = if svc.internal_policy_local {
+        (&local_chain, cat.has_any && !cat.local.is_empty())
+    } else {
+        (&svc_chain, cat.has_any)
+    };
+    let (external_chain, has_external) = if svc.external_policy_local {
+        (&local_chain, cat.has_any && !cat.local.is_empty())
+    } else {
+        (&svc_chain, cat.has_any)
+    };
+    let uses_ext = cat.has_any && svc.externally_accessible();
+    let verdict = if cat.has_any {
+        "drop".to_owned()
+    } else {
+        "goto reject-chain".to_owned()
+    };
+
+    st.element("cluster-ips", cluster_ip.to_string(), None, None);
+    let k3 = |ip: &IpAddr, port: u16| format!("{ip} . {p} . {port}");
+    if has_internal {
+        st.element(
+            "service-ips",
+            k3(&cluster_ip, port),
+            None,
+            Some(format!("goto {internal_chain}")),
+        );
+    } else {
+        st.element(
+            "no-endpoint-services",
+            k3(&cluster_ip, port),
+            Some(&name),
+            Some(verdict.clone()),
+        );
+    }
+    for ip in &external_ips {
+        if cat.has_any {
             st.element(
                 "service-ips",
-                k3(&cluster_ip, port),
+                k3(ip, port),
                 None,
-                Some(format!("goto {internal_chain}")),
+                Some(format!("goto {ext_chain}")),
             );
-        } else {
+        }
+        if !has_external {
             st.element(
                 "no-endpoint-services",
-                k3(&cluster_ip, port),
+                k3(ip, port),
                 Some(&name),
                 Some(verdict.clone()),
             );
         }
-        for ip in &external_ips {
-            if cat.has_any {
-                st.element(
-                    "service-ips",
-                    k3(ip, port),
-                    None,
-                    Some(format!("goto {ext_chain}")),
-                );
-            }
-            if !has_external {
-                st.element(
-                    "no-endpoint-services",
-                    k3(ip, port),
-                    Some(&name),
-                    Some(verdict.clone()),
-                );
-            }
+    }
+    let uses_fw = !lb_ips.is_empty() && !source_ranges.is_empty();
+    if uses_fw {
+        let mut sources: Vec<String> = source_ranges.iter().map(ToString::to_string).collect();
+        if cfg
+            .node_ip
+            .is_some_and(|ip| source_ranges.iter().any(|n| n.contains(&ip)))
+        {
+            sources.extend(lb_ips.iter().map(ToString::to_string));
         }
-        let uses_fw = !lb_ips.is_empty() && !source_ranges.is_empty();
+        st.rule(
+            &fw_chain,
+            format!("{ipx} saddr != {{ {} }} drop", sources.join(", ")),
+        );
+    }
+    for ip in &lb_ips {
+        if cat.has_any {
+            st.element(
+                "service-ips",
+                k3(ip, port),
+                None,
+                Some(format!("goto {ext_chain}")),
+            );
+        }
         if uses_fw {
-            let mut sources: Vec<String> = source_ranges.iter().map(ToString::to_string).collect();
-            if cfg
-                .node_ip
-                .is_some_and(|ip| source_ranges.iter().any(|n| n.contains(&ip)))
-            {
-                sources.extend(lb_ips.iter().map(ToString::to_string));
-            }
-            st.rule(
-                &fw_chain,
-                format!("{ipx} saddr != {{ {} }} drop", sources.join(", ")),
+            st.element(
+                "firewall-ips",
+                k3(ip, port),
+                None,
+                Some(format!("goto {fw_chain}")),
             );
         }
-        for ip in &lb_ips {
-            if cat.has_any {
-                st.element(
-                    "service-ips",
-                    k3(ip, port),
-                    None,
-                    Some(format!("goto {ext_chain}")),
-                );
-            }
-            if uses_fw {
-                st.element(
-                    "firewall-ips",
-                    k3(ip, port),
-                    None,
-                    Some(format!("goto {fw_chain}")),
-                );
-            }
-            if !has_external {
-                st.element(
-                    "no-endpoint-services",
-                    k3(ip, port),
-                    Some(&name),
-                    Some(verdict.clone()),
-                );
-            }
-        }
-        if svc.node_port != 0 {
-            let key = format!("{p} . {}", svc.node_port);
-            if cat.has_any {
-                st.element(
-                    "service-nodeports",
-                    key.clone(),
-                    None,
-                    Some(format!("goto {ext_chain}")),
-                );
-            }
-            if !has_external {
-                st.element(
-                    "no-endpoint-nodeports",
-                    key,
-                    Some(&name),
-                    Some(verdict.clone()),
-                );
-            }
-        }
-
-        if has_internal {
-            if cfg.masquerade_all {
-                st.rule(
-                    internal_chain,
-                    format!("{ipx} daddr {cluster_ip} {p} dport {port} jump mark-for-masquerade"),
-                );
-            } else if let Some(m) = nft_local(&cfg.local_detector, ipx, true) {
-                st.rule(
-                    internal_chain,
-                    format!("{ipx} daddr {cluster_ip} {m} jump mark-for-masquerade"),
-                );
-            }
-        }
-        if uses_ext {
-            st.chain(&ext_chain);
-            if !svc.external_policy_local {
-                st.rule(&ext_chain, "jump mark-for-masquerade");
-            } else {
-                if let Some(m) = nft_local(&cfg.local_detector, ipx, false) {
-                    st.rule(
-                        &ext_chain,
-                        format!("{m} goto {svc_chain} comment \"short-circuit pod traffic\""),
-                    );
-                }
-                st.rule(&ext_chain, "fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\"");
-                st.rule(&ext_chain, format!("fib saddr type local goto {svc_chain} comment \"short-circuit local traffic\""));
-            }
-            if has_external {
-                st.rule(&ext_chain, format!("goto {external_chain}"));
-            }
-        }
-        let dispatch = |st: &mut NftState, chain: &str, eps: &[Endpoint]| {
-            st.chain(chain);
-            if svc.affinity_timeout.is_some() {
-                for e in eps {
-                    st.rule(
-                        chain,
-                        format!("{ipx} saddr @{} goto {}", affinity_set(e), ep_chain(e)),
-                    );
-                }
-            }
-            let arms: Vec<String> = eps
-                .iter()
-                .enumerate()
-                .map(|(i, e)| format!("{i} : goto {}", ep_chain(e)))
-                .collect();
-            st.rule(
-                chain,
-                format!(
-                    "numgen random mod {} vmap {{ {} }}",
-                    eps.len(),
-                    arms.join(" , ")
-                ),
+        if !has_external {
+            st.element(
+                "no-endpoint-services",
+                k3(ip, port),
+                Some(&name),
+                Some(verdict.clone()),
             );
-        };
-        if uses_cluster {
-            dispatch(&mut st, &svc_chain, &cat.cluster);
-        }
-        if uses_local {
-            dispatch(&mut st, &local_chain, &cat.local);
-        }
-        for e in &cat.all_reachable {
-            let chain = ep_chain(e);
-            st.rule(
-                &chain,
-                format!("{ipx} saddr {} jump mark-for-masquerade", e.ip),
-            );
-            if let Some(timeout) = svc.affinity_timeout {
-                let set = affinity_set(e);
-                st.sets.insert(
-                    set.clone(),
-                    SetDef {
-                        is_map: false,
-                        type_: addr_t.to_owned(),
-                        flags: Some("dynamic,timeout".into()),
-                        timeout_seconds: Some(timeout),
-                        comment: None,
-                    },
-                );
-                st.rule(&chain, format!("update @{set} {{ {ipx} saddr }}"));
-            }
-            st.rule(&chain, format!("meta l4proto {p} dnat to {}", e.addr()));
         }
     }
-    st
+    if svc.node_port != 0 {
+        let key = format!("{p} . {}", svc.node_port);
+        if cat.has_any {
+            st.element(
+                "service-nodeports",
+                key.clone(),
+                None,
+                Some(format!("goto {ext_chain}")),
+            );
+        }
+        if !has_external {
+            st.element(
+                "no-endpoint-nodeports",
+                key,
+                Some(&name),
+                Some(verdict.clone()),
+            );
+        }
+    }
+
+    if has_internal {
+        if cfg.masquerade_all {
+            st.rule(
+                internal_chain,
+                format!("{ipx} daddr {cluster_ip} {p} dport {port} jump mark-for-masquerade"),
+            );
+        } else if let Some(m) = nft_local(&cfg.local_detector, ipx, true) {
+            st.rule(
+                internal_chain,
+                format!("{ipx} daddr {cluster_ip} {m} jump mark-for-masquerade"),
+            );
+        }
+    }
+    if uses_ext {
+        st.chain(&ext_chain);
+        if !svc.external_policy_local {
+            st.rule(&ext_chain, "jump mark-for-masquerade");
+        } else {
+            if let Some(m) = nft_local(&cfg.local_detector, ipx, false) {
+                st.rule(
+                    &ext_chain,
+                    format!("{m} goto {svc_chain} comment \"short-circuit pod traffic\""),
+                );
+            }
+            st.rule(&ext_chain, "fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\"");
+            st.rule(
+                &ext_chain,
+                format!(
+                    "fib saddr type local goto {svc_chain} comment \"short-circuit local traffic\""
+                ),
+            );
+        }
+        if has_external {
+            st.rule(&ext_chain, format!("goto {external_chain}"));
+        }
+    }
+    let dispatch = |st: &mut NftState, chain: &str, eps: &[Endpoint]| {
+        st.chain(chain);
+        if svc.affinity_timeout.is_some() {
+            for e in eps {
+                st.rule(
+                    chain,
+                    format!("{ipx} saddr @{} goto {}", affinity_set(e), ep_chain(e)),
+                );
+            }
+        }
+        let arms: Vec<String> = eps
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("{i} : goto {}", ep_chain(e)))
+            .collect();
+        st.rule(
+            chain,
+            format!(
+                "numgen random mod {} vmap {{ {} }}",
+                eps.len(),
+                arms.join(" , ")
+            ),
+        );
+    };
+    if uses_cluster {
+        dispatch(st, &svc_chain, &cat.cluster);
+    }
+    if uses_local {
+        dispatch(st, &local_chain, &cat.local);
+    }
+    for e in &cat.all_reachable {
+        let chain = ep_chain(e);
+        st.rule(
+            &chain,
+            format!("{ipx} saddr {} jump mark-for-masquerade", e.ip),
+        );
+        if let Some(timeout) = svc.affinity_timeout {
+            let set = affinity_set(e);
+            st.sets.insert(
+                set.clone(),
+                SetDef {
+                    is_map: false,
+                    type_: addr_t.to_owned(),
+                    flags: Some("dynamic,timeout".into()),
+                    timeout_seconds: Some(timeout),
+                    comment: None,
+                },
+            );
+            st.rule(&chain, format!("update @{set} {{ {ipx} saddr }}"));
+        }
+        st.rule(&chain, format!("meta l4proto {p} dnat to {}", e.addr()));
+    }
 }
 
 /// nft match for "local" pod traffic (or not).
@@ -754,6 +788,35 @@ pub fn full_transaction(new: &NftState, existing: &NftObjects) -> String {
     out
 }
 
+/// Whether a chain's rules name set `set` (`@set` followed by a space or the end).
+fn refers_to(chain: &ChainDef, set: &str) -> bool {
+    let at = format!("@{set}");
+    chain.rules.iter().any(|r| {
+        r.match_indices(&at)
+            .any(|(i, _)| matches!(r.as_bytes().get(i + at.len()), None | Some(b' ')))
+    })
+}
+
+/// Deletes set `name` (defined as `old`) so it can be added again with a new definition: the
+/// chains in `refs` are flushed first (nf_tables refuses to delete a set a rule uses) and
+/// recorded in `rewrite` so the rules of those still wanted are added back (the others are
+/// stale and stay empty).
+fn redefine_set<'a>(
+    pre: &str,
+    name: &str,
+    old: &SetDef,
+    refs: impl Iterator<Item = &'a String>,
+    rewrite: &mut BTreeSet<&'a String>,
+    out: &mut String,
+) {
+    for c in refs {
+        let _ = writeln!(out, "flush chain {pre} {c}");
+        rewrite.insert(c);
+    }
+    let kind = if old.is_map { "map" } else { "set" };
+    let _ = writeln!(out, "delete {kind} {pre} {name}");
+}
+
 /// An incremental update from `old` (what the kernel holds) to `new`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incremental {
@@ -766,15 +829,10 @@ pub struct Incremental {
 }
 
 /// The transaction from `old` to `new`, or `None` when only a full sync can do it (other
-/// table or family, a set's or base chain's definition changed).
+/// table or family, a base chain's definition changed).
 pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Incremental> {
     if old.family != new.family || old.table != new.table {
         return None;
-    }
-    for (n, d) in &new.sets {
-        if old.sets.get(n).is_some_and(|o| o != d) {
-            return None;
-        }
     }
     for (n, d) in &new.chains {
         if old
@@ -787,6 +845,16 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
     }
     let pre = new.prefix();
     let mut out = String::new();
+    // 0. Sets whose definition changed (an affinity timeout) are deleted and added again;
+    //    the chains that refer to them lose their rules first and get them back in 3.
+    let mut rewrite: BTreeSet<&String> = BTreeSet::new();
+    for (n, d) in &new.sets {
+        if let Some(o) = old.sets.get(n).filter(|o| *o != d) {
+            let refs = old.chains.iter().filter(|(_, def)| refers_to(def, n));
+            redefine_set(&pre, n, o, refs.map(|(c, _)| c), &mut rewrite, &mut out);
+            out.push_str(&new.set_line(n, d));
+        }
+    }
     // 1. New objects, so everything added later can refer to them.
     for (n, d) in &new.sets {
         if !old.sets.contains_key(n) {
@@ -814,7 +882,7 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
     // 3. Chains whose rules changed are rewritten; new chains get their rules.
     for (n, d) in &new.chains {
         match old.chains.get(n) {
-            Some(o) if o.rules == d.rules => {}
+            Some(o) if o.rules == d.rules && !rewrite.contains(n) => {}
             Some(_) => {
                 let _ = writeln!(out, "flush chain {pre} {n}");
                 new.rule_lines(n, d, &mut out);
@@ -850,6 +918,361 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
         transaction: out,
         stale_chains,
     })
+}
+
+/// Who put an element in a shared map: the fixed part of the table (`None`) or a service
+/// port. Ordered as [`render`] adds them, so the last owner's value is the one in the table.
+type Owner = Option<ServicePortName>;
+
+/// The names one service port put in the table; the chains' rules and the sets' definitions
+/// live in the merged state (no other port shares them), element values in `owners`.
+#[derive(Debug, Clone, Default)]
+struct PortObjects {
+    chains: Vec<String>,
+    sets: Vec<String>,
+    elements: Vec<(String, String)>,
+}
+
+/// The desired table kept per service port, so that a change costs what it touches rather
+/// than the size of the table: [`NftTable::update`] re-renders only the ports of the Services
+/// that changed and produces the same transaction as [`incremental_transaction`] between two
+/// full renders (tested against it), while [`NftTable::state`] stays equal to [`render`].
+///
+/// Kept beside the merged [`NftState`]: per port the names of its chains, sets and elements,
+/// and per shared-map element the value each owner wants (the cluster IP of a two-port
+/// Service, an external IP two Services list).
+#[derive(Debug, Clone)]
+pub struct NftTable {
+    cfg: NftConfig,
+    state: NftState,
+    ports: HashMap<ServicePortName, PortObjects>,
+    by_service: HashMap<ServiceKey, Vec<ServicePortName>>,
+    owners: HashMap<(String, String), Vec<(Owner, Element)>>,
+}
+
+impl NftTable {
+    /// The table for `snap` (as [`render`] makes it), with its per-port bookkeeping.
+    pub fn new(cfg: &NftConfig, snap: &ProxySnapshot) -> Self {
+        let state = render_base(cfg);
+        let mut owners = HashMap::new();
+        for (set, elems) in &state.elements {
+            for (k, e) in elems {
+                owners.insert((set.clone(), k.clone()), vec![(None, e.clone())]);
+            }
+        }
+        let mut t = NftTable {
+            cfg: cfg.clone(),
+            state,
+            ports: HashMap::new(),
+            by_service: HashMap::new(),
+            owners,
+        };
+        for (spn, svc) in &snap.services {
+            let frag = t.fragment(snap, spn, svc);
+            t.insert(spn, frag);
+        }
+        t
+    }
+
+    /// The whole desired table.
+    pub fn state(&self) -> &NftState {
+        &self.state
+    }
+
+    /// The table as a first transaction (table, maps, base chains) and then one transaction
+    /// per `ports_per_tx` service ports (their chains, rules, affinity sets and the map
+    /// elements whose winning owner they are), for a first sync into a table that does not
+    /// exist yet. Why not one batch: nf_tables (6.x) walks the whole batch each time a rule
+    /// binds an anonymous set (`__nft_set_trans_bind`), and every per-service chain's
+    /// `numgen … vmap { … }` is one, so one batch costs O(services × batch length) in the
+    /// kernel — minutes at 10k Services. Every prefix of the sequence is a consistent table
+    /// (a Service is either fully there or absent), and with no table before there is
+    /// nothing to keep atomic; a full sync over an existing table stays one transaction.
+    pub fn initial_transactions(&self, ports_per_tx: usize) -> Vec<String> {
+        let st = &self.state;
+        let owned_chains: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.chains).collect();
+        let owned_sets: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.sets).collect();
+        let mut first = st.table_line();
+        for (n, d) in st.sets.iter().filter(|(n, _)| !owned_sets.contains(n)) {
+            first.push_str(&st.set_line(n, d));
+        }
+        let base: Vec<(&String, &ChainDef)> = st
+            .chains
+            .iter()
+            .filter(|(n, _)| !owned_chains.contains(n))
+            .collect();
+        for (n, d) in &base {
+            first.push_str(&st.chain_line(n, d));
+        }
+        for (n, d) in &base {
+            st.rule_lines(n, d, &mut first);
+        }
+        for ((set, k), owners) in &self.owners {
+            if owners.last().is_some_and(|(o, _)| o.is_none())
+                && let Some(e) = st.elements.get(set).and_then(|m| m.get(k))
+            {
+                first.push_str(&st.element_line("add", set, k, Some(e)));
+            }
+        }
+        let mut out = vec![first];
+        let mut ports: Vec<(&ServicePortName, &PortObjects)> = self.ports.iter().collect();
+        ports.sort_by(|a, b| a.0.cmp(b.0));
+        for chunk in ports.chunks(ports_per_tx.max(1)) {
+            let mut tx = String::new();
+            for (_, o) in chunk {
+                for n in &o.sets {
+                    tx.push_str(&st.set_line(n, &st.sets[n]));
+                }
+                for n in &o.chains {
+                    tx.push_str(&st.chain_line(n, &st.chains[n]));
+                }
+            }
+            for (_, o) in chunk {
+                for n in &o.chains {
+                    st.rule_lines(n, &st.chains[n], &mut tx);
+                }
+            }
+            for (spn, o) in chunk {
+                for se in &o.elements {
+                    let winner = self.owners.get(se).and_then(|w| w.last());
+                    if winner.is_some_and(|(o, _)| o.as_ref() == Some(*spn))
+                        && let Some(e) = st.elements.get(&se.0).and_then(|m| m.get(&se.1))
+                    {
+                        tx.push_str(&st.element_line("add", &se.0, &se.1, Some(e)));
+                    }
+                }
+            }
+            out.push(tx);
+        }
+        out
+    }
+
+    /// What one port contributes, alone.
+    fn fragment(&self, snap: &ProxySnapshot, spn: &ServicePortName, svc: &ServicePort) -> NftState {
+        let mut f = NftState {
+            family: self.state.family,
+            table: String::new(),
+            sets: BTreeMap::new(),
+            chains: BTreeMap::new(),
+            elements: BTreeMap::new(),
+        };
+        render_port(&mut f, &self.cfg, snap, spn, svc);
+        f
+    }
+
+    /// Merges a port's fragment in (the port must not be in the table).
+    fn insert(&mut self, spn: &ServicePortName, frag: NftState) {
+        let mut objs = PortObjects::default();
+        for (n, d) in frag.chains {
+            objs.chains.push(n.clone());
+            self.state.chains.insert(n, d);
+        }
+        for (n, d) in frag.sets {
+            objs.sets.push(n.clone());
+            self.state.sets.insert(n, d);
+        }
+        for (set, elems) in frag.elements {
+            for (k, e) in elems {
+                let owners = self.owners.entry((set.clone(), k.clone())).or_default();
+                let at = owners.partition_point(|(o, _)| o.as_ref().is_none_or(|o| o < spn));
+                owners.insert(at, (Some(spn.clone()), e));
+                let winner = owners.last().map(|(_, e)| e.clone());
+                if let Some(w) = winner {
+                    self.state
+                        .elements
+                        .entry(set.clone())
+                        .or_default()
+                        .insert(k.clone(), w);
+                }
+                objs.elements.push((set.clone(), k));
+            }
+        }
+        self.by_service
+            .entry(spn.service.clone())
+            .or_default()
+            .push(spn.clone());
+        self.ports.insert(spn.clone(), objs);
+    }
+
+    /// Re-renders the ports of the `changed` Services from `snap` (which must differ from the
+    /// table's previous snapshot only in those Services) and returns the transaction from the
+    /// previous table to the new one, as [`incremental_transaction`] would.
+    pub fn update(&mut self, snap: &ProxySnapshot, changed: &BTreeSet<ServiceKey>) -> Incremental {
+        if changed.is_empty() {
+            return Incremental {
+                transaction: String::new(),
+                stale_chains: Vec::new(),
+            };
+        }
+        let new_frags: Vec<(&ServicePortName, NftState)> = snap
+            .services
+            .iter()
+            .filter(|(spn, _)| changed.contains(&spn.service))
+            .map(|(spn, svc)| (spn, self.fragment(snap, spn, svc)))
+            .collect();
+        // Take the changed ports out, remembering what the kernel holds for their names.
+        let mut touched_chains: BTreeSet<String> = BTreeSet::new();
+        let mut touched_sets: BTreeSet<String> = BTreeSet::new();
+        let mut touched_elems: BTreeSet<(String, String)> = BTreeSet::new();
+        for (_, f) in &new_frags {
+            touched_chains.extend(f.chains.keys().cloned());
+            touched_sets.extend(f.sets.keys().cloned());
+            for (set, elems) in &f.elements {
+                touched_elems.extend(elems.keys().map(|k| (set.clone(), k.clone())));
+            }
+        }
+        let old_ports: Vec<(ServicePortName, PortObjects)> = changed
+            .iter()
+            .filter_map(|k| self.by_service.remove(k))
+            .flatten()
+            .filter_map(|spn| self.ports.remove(&spn).map(|o| (spn, o)))
+            .collect();
+        for (_, o) in &old_ports {
+            touched_chains.extend(o.chains.iter().cloned());
+            touched_sets.extend(o.sets.iter().cloned());
+            touched_elems.extend(o.elements.iter().cloned());
+        }
+        let before_elems: BTreeMap<&(String, String), Option<Element>> = touched_elems
+            .iter()
+            .map(|se| {
+                let e = self
+                    .state
+                    .elements
+                    .get(&se.0)
+                    .and_then(|m| m.get(&se.1))
+                    .cloned();
+                (se, e)
+            })
+            .collect();
+        let mut before_chains: BTreeMap<String, ChainDef> = BTreeMap::new();
+        let mut before_sets: BTreeMap<String, SetDef> = BTreeMap::new();
+        for (spn, o) in &old_ports {
+            for n in &o.chains {
+                if let Some(d) = self.state.chains.remove(n) {
+                    before_chains.insert(n.clone(), d);
+                }
+            }
+            for n in &o.sets {
+                if let Some(d) = self.state.sets.remove(n) {
+                    before_sets.insert(n.clone(), d);
+                }
+            }
+            for se in &o.elements {
+                if let Some(owners) = self.owners.get_mut(se) {
+                    owners.retain(|(owner, _)| owner.as_ref() != Some(spn));
+                }
+            }
+        }
+        for (spn, f) in new_frags {
+            self.insert(spn, f);
+        }
+        for se in &touched_elems {
+            let winner = self
+                .owners
+                .get(se)
+                .and_then(|o| o.last())
+                .map(|(_, e)| e.clone());
+            let set = self.state.elements.entry(se.0.clone()).or_default();
+            match winner {
+                Some(w) => {
+                    set.insert(se.1.clone(), w);
+                }
+                None => {
+                    set.remove(&se.1);
+                    self.owners.remove(se);
+                }
+            }
+        }
+        self.delta(
+            &touched_chains,
+            &touched_sets,
+            &before_chains,
+            &before_sets,
+            &before_elems,
+        )
+    }
+
+    /// The transaction for the touched names, in [`incremental_transaction`]'s order.
+    fn delta(
+        &self,
+        touched_chains: &BTreeSet<String>,
+        touched_sets: &BTreeSet<String>,
+        before_chains: &BTreeMap<String, ChainDef>,
+        before_sets: &BTreeMap<String, SetDef>,
+        before_elems: &BTreeMap<&(String, String), Option<Element>>,
+    ) -> Incremental {
+        let new = &self.state;
+        let pre = new.prefix();
+        let now_elem = |(set, k): &(String, String)| new.elements.get(set).and_then(|m| m.get(k));
+        let mut out = String::new();
+        let mut rewrite: BTreeSet<&String> = BTreeSet::new();
+        for n in touched_sets {
+            if let (Some(o), Some(d)) = (before_sets.get(n), new.sets.get(n))
+                && o != d
+            {
+                let refs = before_chains.iter().filter(|(_, def)| refers_to(def, n));
+                redefine_set(&pre, n, o, refs.map(|(c, _)| c), &mut rewrite, &mut out);
+                out.push_str(&new.set_line(n, d));
+            }
+        }
+        for n in touched_sets {
+            if let Some(d) = new.sets.get(n)
+                && !before_sets.contains_key(n)
+            {
+                out.push_str(&new.set_line(n, d));
+            }
+        }
+        for n in touched_chains {
+            if let Some(d) = new.chains.get(n)
+                && !before_chains.contains_key(n)
+            {
+                out.push_str(&new.chain_line(n, d));
+            }
+        }
+        for (se, before) in before_elems {
+            if let Some(b) = before
+                && new.sets.contains_key(&se.0)
+                && now_elem(se) != Some(b)
+            {
+                out.push_str(&new.element_line("delete", &se.0, &se.1, None));
+            }
+        }
+        for n in touched_chains {
+            match (before_chains.get(n), new.chains.get(n)) {
+                (Some(o), Some(d)) if o.rules == d.rules && !rewrite.contains(n) => {}
+                (Some(_), Some(d)) => {
+                    let _ = writeln!(out, "flush chain {pre} {n}");
+                    new.rule_lines(n, d, &mut out);
+                }
+                (None, Some(d)) => new.rule_lines(n, d, &mut out),
+                (_, None) => {}
+            }
+        }
+        for (se, before) in before_elems {
+            if let Some(e) = now_elem(se)
+                && before.as_ref() != Some(e)
+            {
+                out.push_str(&new.element_line("add", &se.0, &se.1, Some(e)));
+            }
+        }
+        let mut stale_chains = Vec::new();
+        for n in touched_chains {
+            if before_chains.contains_key(n) && !new.chains.contains_key(n) {
+                let _ = writeln!(out, "flush chain {pre} {n}");
+                stale_chains.push(n.clone());
+            }
+        }
+        for (n, d) in before_sets {
+            if !new.sets.contains_key(n) {
+                let kind = if d.is_map { "map" } else { "set" };
+                let _ = writeln!(out, "delete {kind} {pre} {n}");
+            }
+        }
+        Incremental {
+            transaction: out,
+            stale_chains,
+        }
+    }
 }
 
 /// Deletes chains left stale by earlier incremental syncs, skipping any that `current` uses

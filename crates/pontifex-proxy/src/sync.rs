@@ -8,10 +8,13 @@
 //!
 //! Sync kinds, as kube-proxy: the first sync, any sync after a failure, and one every
 //! [`FULL_SYNC_PERIOD`] are full (the whole table in one transaction); the others send only
-//! what changed — for nftables the element and chain delta ([`nftables::incremental_transaction`]),
-//! for iptables a KEP-3453 partial restore. Chains an incremental nft sync left stale are
-//! deleted by the next sync at least 1 s later (kernels before 6.2 could still count a just
-//! deleted map element as a reference).
+//! what changed — for nftables the element and chain delta of the changed Services' ports
+//! ([`NftTable::update`]), for iptables a KEP-3453 partial restore. A first nft sync into a
+//! table that does not exist yet is sent as several transactions
+//! ([`INITIAL_SYNC_PORTS_PER_TRANSACTION`] ports each), each leaving a consistent table; every
+//! later full sync is one transaction. Chains an incremental nft sync left stale are deleted
+//! by the next sync at least 1 s later (kernels before 6.2 could still count a just deleted
+//! map element as a reference).
 //!
 //! Restart without a blackhole: nothing is synced before the first event (send
 //! [`ProxyEvent::Replace`] once the informers have listed), and the first full sync reads back
@@ -34,13 +37,17 @@ use crate::health::{HealthCheckServers, ProxyHealth};
 use crate::iptables::{self, IptablesConfig, SyncKind};
 use crate::metrics::{Failure, ProxyMetrics};
 use crate::model::{ChangeTracker, ProxySnapshot, ServiceKey};
-use crate::nftables::{self, NftConfig, NftObjects, NftState};
+use crate::nftables::{self, NftConfig, NftObjects, NftTable};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// A full sync at least this often even without failures (kube-proxy's
 /// `proxyutil.FullSyncPeriod`, 1 h since v1.32).
 pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
+/// Service ports per `nft -f` transaction when the table is built from nothing (see
+/// [`NftTable::initial_transactions`]): small enough that the kernel's per-batch walk stays
+/// short, large enough that `nft`'s per-run start-up and cache fetch do not dominate.
+pub const INITIAL_SYNC_PORTS_PER_TRANSACTION: usize = 500;
 /// How long a chain an incremental nft sync emptied waits before it is deleted.
 const STALE_CHAIN_DELAY: Duration = Duration::from_secs(1);
 /// The EndpointSlice annotation the controller stamps with the time of the change it reflects.
@@ -151,8 +158,8 @@ pub struct SyncReport {
 struct Known {
     /// Read back (or written) since start / the last failure.
     adopted: bool,
-    /// nft: the state the kernel holds.
-    nft: Option<NftState>,
+    /// nft: the table the kernel holds, with its per-port bookkeeping.
+    nft: Option<NftTable>,
     /// nft: objects in the kernel's table not in `nft` (read back at adoption).
     nft_extra: NftObjects,
     /// nft: chains flushed by an incremental sync, and when.
@@ -176,7 +183,6 @@ pub struct Proxier<A> {
     triggers: Vec<SystemTime>,
     /// Events seen (the loop's first sync waits for one).
     seen_event: bool,
-    last_snapshot: ProxySnapshot,
 }
 
 impl<A: Applier> Proxier<A> {
@@ -198,7 +204,6 @@ impl<A: Applier> Proxier<A> {
             last_full: None,
             triggers: Vec::new(),
             seen_event: false,
-            last_snapshot: ProxySnapshot::default(),
         }
     }
 
@@ -212,9 +217,10 @@ impl<A: Applier> Proxier<A> {
         &self.applier
     }
 
-    /// The snapshot the last successful sync applied.
+    /// The snapshot of the last sync (if that sync failed, the next one is full and applies
+    /// it again).
     pub fn applied(&self) -> &ProxySnapshot {
-        &self.last_snapshot
+        self.tracker.last()
     }
 
     /// Takes an event into the model. Objects the model refuses (unsafe names, unknown
@@ -303,7 +309,9 @@ impl<A: Applier> Proxier<A> {
                 .is_none_or(|t| now.duration_since(t) >= FULL_SYNC_PERIOD);
         let update = self.tracker.sync();
         let result = match self.cfg.mode {
-            ProxyMode::Nftables => self.sync_nft(&update.snapshot, full, now),
+            ProxyMode::Nftables => {
+                self.sync_nft(&update.snapshot, &update.changed_services, full, now)
+            }
             ProxyMode::Iptables => self.sync_iptables(&update, full),
         };
         let bytes = match result {
@@ -353,7 +361,6 @@ impl<A: Applier> Proxier<A> {
             }
         }
         self.health.updated(wall);
-        self.last_snapshot = update.snapshot;
         Ok(SyncReport {
             full,
             bytes,
@@ -366,16 +373,18 @@ impl<A: Applier> Proxier<A> {
     fn sync_nft(
         &mut self,
         snap: &ProxySnapshot,
+        changed: &BTreeSet<ServiceKey>,
         full: bool,
         now: Instant,
     ) -> Result<usize, ApplyError> {
-        let new = nftables::render(&self.cfg.nftables, snap);
-        let family = new.family;
-        let incremental = match (&self.known.nft, full) {
-            (Some(old), false) => nftables::incremental_transaction(old, &new),
+        // Incremental: only the changed Services' ports are rendered again (the table is
+        // updated in place; on failure `known` is dropped and the next sync is full).
+        let incremental = match (&mut self.known.nft, full) {
+            (Some(table), false) => Some(table.update(snap, changed)),
             _ => None,
         };
         let bytes = if let Some(inc) = incremental {
+            let new = self.known.nft.as_ref().expect("updated above").state();
             // Chains emptied by an earlier sync, long enough ago: delete them first, in the
             // same transaction (their last references went away in that earlier one).
             let (ready, waiting): (Vec<_>, Vec<_>) = self
@@ -385,7 +394,7 @@ impl<A: Applier> Proxier<A> {
                 .partition(|(_, at)| now.duration_since(*at) >= STALE_CHAIN_DELAY);
             self.known.stale = waiting;
             let names: Vec<String> = ready.into_iter().map(|(n, _)| n).collect();
-            let mut tx = nftables::delete_chains_transaction(&new, &names);
+            let mut tx = nftables::delete_chains_transaction(new, &names);
             tx.push_str(&inc.transaction);
             self.applier.nft_apply(&tx)?;
             let stale: BTreeSet<&String> = self.known.stale.iter().map(|(n, _)| n).collect();
@@ -402,34 +411,54 @@ impl<A: Applier> Proxier<A> {
                 .retain(|(c, _)| !new.chains.contains_key(c));
             tx.len()
         } else {
-            let mut existing = if self.known.adopted {
+            let table = NftTable::new(&self.cfg.nftables, snap);
+            let new = table.state();
+            let family = new.family;
+            // `None`: no table in the kernel (first start on this node).
+            let existing = if self.known.adopted {
                 let mut o = self
                     .known
                     .nft
                     .as_ref()
-                    .map(NftState::objects)
+                    .map(|t| t.state().objects())
                     .unwrap_or_default();
                 o.chains.extend(self.known.nft_extra.chains.iter().cloned());
                 o.sets.extend(self.known.nft_extra.sets.iter().cloned());
-                o
+                Some(o)
             } else {
-                self.applier
-                    .nft_objects(family, &new.table)?
-                    .unwrap_or_default()
+                self.applier.nft_objects(family, &new.table)?
             };
-            existing
-                .chains
-                .extend(self.known.stale.drain(..).map(|(c, _)| c));
-            let tx = nftables::full_transaction(&new, &existing);
-            self.applier.nft_apply(&tx)?;
+            let bytes = match existing {
+                Some(mut existing) => {
+                    existing
+                        .chains
+                        .extend(self.known.stale.drain(..).map(|(c, _)| c));
+                    let tx = nftables::full_transaction(new, &existing);
+                    self.applier.nft_apply(&tx)?;
+                    tx.len()
+                }
+                None => {
+                    // Nothing to replace atomically: build the table in steps, each a
+                    // consistent table, to stay clear of the kernel's quadratic cost of one
+                    // huge batch (see `NftTable::initial_transactions`).
+                    self.known.stale.clear();
+                    let mut bytes = 0;
+                    for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
+                        self.applier.nft_apply(&tx)?;
+                        bytes += tx.len();
+                    }
+                    bytes
+                }
+            };
             self.known.adopted = true;
             self.known.nft_extra = NftObjects::default();
-            tx.len()
+            self.known.nft = Some(table);
+            bytes
         };
+        let new = self.known.nft.as_ref().expect("set above").state();
         let rules: usize = new.chains.values().map(|c| c.rules.len()).sum();
         let elements: usize = new.elements.values().map(|e| e.len()).sum();
         self.metrics.nft_objects(new.chains.len(), rules, elements);
-        self.known.nft = Some(new);
         Ok(bytes)
     }
 
@@ -468,7 +497,7 @@ impl<A: Applier> Proxier<A> {
     /// Health check ports of `externalTrafficPolicy: Local` Services and their local ready
     /// endpoint counts, from the last applied snapshot.
     pub fn health_check_ports(&self) -> BTreeMap<ServiceKey, (u16, usize)> {
-        health_check_ports(&self.last_snapshot)
+        health_check_ports(self.tracker.last())
     }
 }
 

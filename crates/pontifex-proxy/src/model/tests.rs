@@ -291,3 +291,110 @@ fn sync_reports_changed_services_and_udp_conntrack() {
     }));
     assert!(up.changed_services.contains(&ServiceKey::new("ns", "a")));
 }
+
+mod incremental {
+    use super::{slice, svc};
+    use crate::model::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Service s0..s2 with a cluster IP choice, UDP?, and a second port.
+        Service(u8, u8, bool, bool),
+        DeleteService(u8),
+        /// Slice (slice index, labelled service, endpoint IPs, local?, ready?).
+        Slice(u8, u8, Vec<u8>, bool, Option<bool>),
+        DeleteSlice(u8),
+        Sync,
+        Fail,
+        Clear,
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 0u8..2, any::<bool>(), any::<bool>())
+                .prop_map(|(a, b, c, d)| Op::Service(a, b, c, d)),
+            (0u8..3).prop_map(Op::DeleteService),
+            (
+                0u8..4,
+                0u8..3,
+                proptest::collection::vec(0u8..4, 0..3),
+                any::<bool>(),
+                proptest::option::of(any::<bool>())
+            )
+                .prop_map(|(a, b, c, d, e)| Op::Slice(a, b, c, d, e)),
+            (0u8..4).prop_map(Op::DeleteSlice),
+            Just(Op::Sync),
+            Just(Op::Sync),
+            Just(Op::Fail),
+            Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The incremental tracker returns what a full rebuild and a whole-snapshot diff give.
+        #[test]
+        fn sync_equals_full_rebuild_and_diff(ops in proptest::collection::vec(arb_op(), 1..25)) {
+            let mut t = ChangeTracker::new("n1");
+            let mut prev = ProxySnapshot::default();
+            // Objects as a relist would replay them after `Clear`.
+            let mut svcs: BTreeMap<u8, Service> = BTreeMap::new();
+            let mut slices: BTreeMap<u8, EndpointSlice> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Service(i, ip, udp, two) => {
+                        let proto = if udp { "UDP" } else { "TCP" };
+                        let mut ports = vec![("a", 80, proto)];
+                        if two {
+                            ports.push(("b", 81, "TCP"));
+                        }
+                        let s = svc(&format!("s{i}"), "ClusterIP", &format!("10.96.0.{}", ip + 1), &ports);
+                        t.update_service(&s).unwrap();
+                        svcs.insert(i, s);
+                    }
+                    Op::DeleteService(i) => {
+                        t.delete_service("ns", &format!("s{i}"));
+                        svcs.remove(&i);
+                    }
+                    Op::Slice(i, s, ips, local, ready) => {
+                        let ips: Vec<String> = ips.iter().map(|n| format!("10.244.0.{}", n + 2)).collect();
+                        let node = if local { Some("n1") } else { Some("n2") };
+                        let eps: Vec<(&str, Option<&str>, Option<bool>)> =
+                            ips.iter().map(|ip| (ip.as_str(), node, ready)).collect();
+                        let sl = slice(&format!("x{i}"), &format!("s{s}"), ("a", 8080, "UDP"), &eps);
+                        t.update_endpoint_slice(&sl).unwrap();
+                        slices.insert(i, sl);
+                    }
+                    Op::DeleteSlice(i) => {
+                        t.delete_endpoint_slice("ns", &format!("x{i}"));
+                        slices.remove(&i);
+                    }
+                    Op::Sync => {
+                        let cur = t.current();
+                        let expected = diff(&prev, &cur);
+                        let got = t.sync();
+                        prop_assert_eq!(&*got.snapshot, &cur);
+                        prop_assert_eq!(t.last(), &cur);
+                        prop_assert_eq!(got.changed_services, expected.changed_services);
+                        prop_assert_eq!(got.deleted_ports, expected.deleted_ports);
+                        prop_assert_eq!(got.conntrack, expected.conntrack);
+                        prev = cur;
+                    }
+                    Op::Fail => {
+                        t.resync_failed();
+                        prev = ProxySnapshot::default();
+                    }
+                    Op::Clear => {
+                        t.clear_objects();
+                        for s in svcs.values() {
+                            t.update_service(s).unwrap();
+                        }
+                        for s in slices.values() {
+                            t.update_endpoint_slice(s).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -177,14 +177,33 @@ async fn loop_waits_for_first_event_and_coalesces() {
     cancel.cancel();
     let p = task.await.unwrap();
     assert_eq!(p.applied().services.len(), 5);
-    assert!(
-        fake.state()
-            .calls
-            .iter()
-            .filter(|c| matches!(c, FakeCall::Nft(_)))
-            .count()
-            == 1
+    // No table existed: the first sync builds it as the base transaction and one for the
+    // (fewer than INITIAL_SYNC_PORTS_PER_TRANSACTION) ports.
+    let nft: Vec<String> = fake
+        .state()
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            FakeCall::Nft(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(nft.len(), 2);
+    assert!(nft[0].starts_with("add table ip pontifex"));
+    assert!(!nft[0].contains("flush table"), "nothing to flush");
+    assert_eq!(
+        nft[1].matches("add chain ip pontifex service-").count(),
+        0,
+        "no endpoints yet"
     );
+    // The five share 10.96.0.20:80/udp: one element, written once, with the last one's name.
+    assert_eq!(
+        nft[1]
+            .matches("add element ip pontifex no-endpoint-services")
+            .count(),
+        1
+    );
+    assert!(nft[1].contains("comment \"ns1/s4:p80\""));
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn overall_snapshot() -> ProxySnapshot {
     for s in input["endpointSlices"].as_array().unwrap() {
         t.update_endpoint_slice(&fixtures::slice(s, None)).unwrap();
     }
-    t.sync().snapshot
+    t.current()
 }
 
 /// kube-proxy's `sortNFTablesTransaction`, as the README describes it: blank lines and
