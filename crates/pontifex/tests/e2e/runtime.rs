@@ -381,3 +381,90 @@ async fn a_host_port_reaches_its_pod_from_host_node_and_pods_until_deleted() {
     assert!(out.status.success() && !rules.contains("dnat"), "{rules}");
     let _ = server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_reads_containers_through_the_api_and_the_nodes_kubelet_port() {
+    if !is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let prefix = format!("kl{}", std::process::id() % 1000);
+    let mut server = TestServer::start_up(
+        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+        &["--nodes", "1", "--lab-prefix", &prefix],
+    )
+    .expect("pontifex up --nodes 1");
+    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
+    let _down = Down {
+        prefix: prefix.clone(),
+        data_dir: data_dir.clone(),
+    };
+    let client = crate::client::client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let chatty: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "chatty"},
+        "spec": {"containers": [
+            {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+            {"name": "cmd", "image": "busybox", "command": ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; exec sleep 3600"]}
+        ]}
+    }))
+    .unwrap();
+    let once: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "once"},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "count", "image": "busybox", "command": ["sh", "-c", "for i in 1 2 3; do echo tick-$i; sleep 1; done"]}
+        ]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &chatty).await.unwrap();
+    until(90, "pod chatty running", async || {
+        let st = pods.get("chatty").await.ok()?.status?;
+        (st.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let k = server.kubectl("1.33").unwrap();
+    let out = until(20, "the command's output through kubectl", async || {
+        let out = k.run(&["logs", "chatty", "-c", "cmd"]);
+        out.stdout.contains("line-5").then_some(out)
+    })
+    .await;
+    assert_eq!(out.stdout, "line-1\nline-2\nline-3\nline-4\nline-5\n");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--tail", "2"]);
+    assert_eq!(out.stdout, "line-4\nline-5\n");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--tail", "1", "--timestamps"]);
+    let (ts, rest) = out.stdout.split_once(' ').unwrap();
+    assert_eq!(rest, "line-5\n");
+    assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--previous"]);
+    assert!(
+        out.stderr.contains("previous terminated container"),
+        "{out:?}"
+    );
+    let out = k.run(&["logs", "chatty", "-c", "nope"]);
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod chatty"),
+        "{out:?}"
+    );
+    // Following a container to its end: kubectl returns when it exits.
+    pods.create(&PostParams::default(), &once).await.unwrap();
+    until(60, "pod once running", async || {
+        let st = pods.get("once").await.ok()?.status?;
+        st.container_statuses?
+            .first()?
+            .state
+            .as_ref()?
+            .running
+            .as_ref()?;
+        Some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let out = k.run(&["logs", "-f", "once"]);
+    assert_eq!(out.stdout, "tick-1\ntick-2\ntick-3\n", "{out:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let _ = server.stop();
+}
