@@ -13,6 +13,8 @@
 //! Not here yet: cluster DNS, ingress and network policy (later issues).
 #![forbid(unsafe_code)]
 
+mod hostport;
+mod kubelet;
 mod network;
 
 pub use network::keep_routes;
@@ -101,6 +103,9 @@ pub enum Error {
     /// An object could not be built or read.
     #[error("invalid object: {0}")]
     Json(#[from] serde_json::Error),
+    /// The hostPort rules' applier could not be made (an invalid node namespace name).
+    #[error("hostPort rules: {0}")]
+    HostPort(#[from] pontifex_proxy::apply::ApplyError),
     /// The service proxy could not start.
     #[error("service proxy: {0}")]
     Proxy(#[from] ProxyError),
@@ -127,6 +132,7 @@ pub async fn run(
         Some(p) => Some(proxy::start(client.clone(), config.clone(), p, shutdown.clone()).await?),
         None => None,
     };
+    serve_kubelet_port(&config, &shutdown);
     let Some(cidr) = node::pod_cidr(&client, &config.node_name, &shutdown).await? else {
         return Ok(());
     };
@@ -146,4 +152,29 @@ pub async fn run(
         let _ = p.await;
     }
     result
+}
+
+/// Serves the kubelet's `/containerLogs` on 0.0.0.0:10250 in the node's namespace (what the API
+/// server's `pods/log` proxies to). A port already taken (a real kubelet beside us) is logged and
+/// skipped: logs are then the other kubelet's business.
+fn serve_kubelet_port(config: &Config, shutdown: &CancellationToken) {
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], kubelet::KUBELET_PORT));
+    let bind = || std::net::TcpListener::bind(addr);
+    let bound = match config.netns.as_deref() {
+        Some(ns) => pontifex_node::net::netns::run_in(ns, bind).map_err(std::io::Error::other),
+        None => Ok(bind()),
+    }
+    .and_then(|r| r)
+    .and_then(|l| {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    });
+    match bound {
+        Ok(l) => {
+            tokio::spawn(kubelet::serve(l, config.data_dir.clone(), shutdown.clone()));
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot serve the kubelet port; no pod logs through the API")
+        }
+    }
 }

@@ -35,6 +35,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::hostport::{self, HostPorts};
 use crate::{Backend, Config, Error};
 
 /// How often a pod worker looks at its probes and status.
@@ -49,6 +50,7 @@ struct Node {
     cidr: Ipv4Net,
     ipam: Ipam,
     services: Store<Service>,
+    hostports: HostPorts,
 }
 
 pub(crate) async fn run(
@@ -76,12 +78,18 @@ pub(crate) async fn run(
         }
     });
     let _ = services.wait_until_ready().await;
+    let hostports = HostPorts::new();
+    let applier = pontifex_proxy::apply::KernelApplier::new(config.netns.as_deref())?;
+    let hp = hostports.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { hp.sync(applier, cidr, stop).await });
     let node = Arc::new(Node {
         client: client.clone(),
         config: config.clone(),
         cidr,
         ipam,
         services,
+        hostports,
     });
 
     let pods: Api<Pod> = Api::all(client);
@@ -130,6 +138,7 @@ pub(crate) async fn run(
                 }
                 if std::mem::take(&mut first_list) {
                     collect_orphans(&node, &listing).await;
+                    seed_hostports(&node, &workers);
                 }
             }
             Some(Ok(watcher::Event::Apply(p))) => seen(p, &mut workers),
@@ -142,6 +151,33 @@ pub(crate) async fn run(
         workers.retain(|_, tx| !tx.is_closed());
     }
     Ok(())
+}
+
+/// At start, before the hostPort table is rewritten: the mappings of the pods that were running
+/// before an agent restart (their address is in their status), so the rewrite keeps their rules
+/// instead of dropping them until their workers have adopted them.
+fn seed_hostports(node: &Node, workers: &HashMap<String, watch::Sender<Option<Arc<Pod>>>>) {
+    for (uid, tx) in workers {
+        if tx.is_closed() {
+            continue;
+        }
+        let Some(pod) = tx.borrow().clone() else {
+            continue;
+        };
+        let status = pod.status.as_ref();
+        let terminal = matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if let Some(ip) = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            && !terminal
+        {
+            node.hostports.set(uid, hostport::mappings(&pod, ip));
+        }
+    }
+    node.hostports.mark_ready();
 }
 
 /// At start: the containers, sandboxes, files and addresses of pods that no longer exist (deleted
@@ -248,6 +284,9 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
 }
 
 async fn teardown_sandbox(node: &Node, pod: &Pod, sandbox: &Sandbox) {
+    if let Some(uid) = &pod.metadata.uid {
+        node.hostports.set(uid, Vec::new());
+    }
     if !sandbox.owned {
         return;
     }
@@ -640,6 +679,10 @@ async fn worker(
         }
     };
     tracing::info!(pod = %name, ip = %sandbox.ip, "pod sandbox ready");
+    if let Some(uid) = &first.metadata.uid {
+        node.hostports
+            .set(uid, hostport::mappings(&first, sandbox.ip));
+    }
     let mut containers = match start_containers(&node, &first, &sandbox).await {
         Ok(c) => c,
         Err(e) => {

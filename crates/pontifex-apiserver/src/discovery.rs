@@ -71,6 +71,11 @@ fn subresources(r: &ResourceType) -> Vec<Subresource> {
             kind: ("", "v1", "Binding"),
             verbs: &["create"],
         });
+        out.push(Subresource {
+            name: "log",
+            kind: ("", "v1", "Pod"),
+            verbs: &["get"],
+        });
     }
     if r.scale_subresource() {
         // Scale speaks autoscaling/v1, whatever its parent's group: the scale client finds it here.

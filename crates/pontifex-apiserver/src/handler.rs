@@ -19,7 +19,7 @@ use crate::request::{Query, ResourceRequest};
 use crate::select::Selectors;
 use crate::server::State;
 use crate::table::{self, Include, TableOpts};
-use crate::{binding, scale, watch};
+use crate::{binding, podlog, scale, watch};
 
 /// Requests are bounded, as kube-apiserver bounds them (3 MiB).
 pub(crate) const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -99,6 +99,10 @@ pub(crate) async fn handle(
     if req.target.subresource.as_deref() == Some("binding") {
         let name = name.ok_or(ApiError::MethodNotAllowed)?;
         return binding::handle(&req, method, &name, &body).await;
+    }
+    if req.target.subresource.as_deref() == Some("log") {
+        let name = name.ok_or(ApiError::MethodNotAllowed)?;
+        return podlog::handle(&req, method, &name).await;
     }
     match (method, name) {
         (&Method::GET, Some(name)) if !watching => get(&req, &name).await,

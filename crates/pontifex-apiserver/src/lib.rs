@@ -16,6 +16,7 @@ mod bootstrap;
 mod discovery;
 mod handler;
 mod objects;
+mod podlog;
 mod request;
 mod scale;
 mod select;

@@ -133,6 +133,7 @@ fn parse_group_version(group: &str, version: &str, rest: &[&str]) -> Result<Targ
         let known = (sub == "status" && resource.status_subresource)
             || (sub == "finalize" && resource.kind == "Namespace")
             || (sub == "binding" && resource.kind == "Pod" && resource.group.is_empty())
+            || (sub == "log" && resource.kind == "Pod" && resource.group.is_empty())
             || (sub == "scale" && resource.scale_subresource());
         if !known {
             return Err(ApiError::NoSuchResource);

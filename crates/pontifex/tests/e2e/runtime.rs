@@ -227,3 +227,244 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
     .unwrap();
     let _ = child.wait();
 }
+
+/// `curl -s --max-time 3 http://addr/path` run by `prefix` (an argv), its stdout when it worked.
+fn curl_via(prefix: &[&str], url: &str) -> Option<String> {
+    let out = Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args(["curl", "-s", "--fail", "--max-time", "3", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_reaches_its_pod_from_host_node_and_pods_until_deleted() {
+    if !is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let prefix = format!("hp{}", std::process::id() % 1000);
+    let mut server = TestServer::start_up(
+        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+        &["--nodes", "1", "--lab-prefix", &prefix],
+    )
+    .expect("pontifex up --nodes 1");
+    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
+    let _down = Down {
+        prefix: prefix.clone(),
+        data_dir: data_dir.clone(),
+    };
+    let client = crate::client::client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let web: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hp-web"},
+        "spec": {"containers": [
+            {"name": "web", "image": "nginx", "ports": [{"containerPort": 80, "hostPort": 8080}]}
+        ]}
+    }))
+    .unwrap();
+    let client_pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hp-client"},
+        "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]}
+    }))
+    .unwrap();
+    let host_net: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hp-hostnet"},
+        "spec": {"hostNetwork": true, "containers": [
+            {"name": "web", "image": "nginx", "ports": [{"containerPort": 8090}]}
+        ]}
+    }))
+    .unwrap();
+    for p in [&web, &client_pod, &host_net] {
+        pods.create(&PostParams::default(), p).await.unwrap();
+    }
+    until(90, "hostPort pods running", async || {
+        for name in ["hp-web", "hp-client", "hp-hostnet"] {
+            let st = pods.get(name).await.ok()?.status?;
+            (st.phase.as_deref() == Some("Running")).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let st = pods.get("hp-web").await.unwrap().status.unwrap();
+    let node_ip = st.host_ip.clone().unwrap();
+    let pod_ip = st.pod_ip.clone().unwrap();
+    assert!(node_ip.starts_with("172.31.0."), "{node_ip}");
+    assert_ne!(pod_ip, node_ip);
+
+    // hostNetwork: the node's namespace and address.
+    let hn = pods.get("hp-hostnet").await.unwrap().status.unwrap();
+    assert_eq!(hn.pod_ip.as_deref(), Some(node_ip.as_str()));
+    let body = until(
+        20,
+        "the hostNetwork pod on the node's address",
+        async || http_get(&format!("{node_ip}:8090"), "/hostname"),
+    )
+    .await;
+    // A hostNetwork pod's hostname is the node's, as in Kubernetes.
+    assert_eq!(body.trim(), "node-1");
+
+    // From the host (outside the node).
+    let body = until(20, "the hostPort from the host", async || {
+        http_get(&format!("{node_ip}:8080"), "/hostname")
+    })
+    .await;
+    assert_eq!(body.trim(), "hp-web");
+    // From the node itself.
+    let node_ns = format!("{prefix}-node-node-1");
+    let url = format!("http://{node_ip}:8080/hostname");
+    assert_eq!(
+        curl_via(&["ip", "netns", "exec", &node_ns], &url).as_deref(),
+        Some("hp-web")
+    );
+    // From another pod on the node, and from the pod itself (hairpin).
+    let bin = env!("CARGO_BIN_EXE_pontifex");
+    let dd = data_dir.to_str().unwrap();
+    for from in ["hp-client", "hp-web"] {
+        assert_eq!(
+            curl_via(&[bin, "exec", "--data-dir", dd, from, "--"], &url).as_deref(),
+            Some("hp-web"),
+            "from pod {from}"
+        );
+    }
+    // The client pod sees the target's node address (masqueraded), not its own pod address.
+    let client_ip = pods
+        .get("hp-client")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
+    let seen = curl_via(
+        &[bin, "exec", "--data-dir", dd, "hp-client", "--"],
+        &format!("http://{node_ip}:8080/clientip"),
+    )
+    .unwrap();
+    assert!(!seen.starts_with(&format!("{client_ip}:")), "{seen}");
+
+    // Deleted: the port goes with it.
+    pods.delete("hp-web", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(60, "pod hp-web removed", async || {
+        pods.get_opt("hp-web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    until(10, "the hostPort rule removed", async || {
+        http_get(&format!("{node_ip}:8080"), "/hostname")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node_ns,
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "pontifex-hostport",
+        ])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !rules.contains("dnat"), "{rules}");
+    let _ = server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_reads_containers_through_the_api_and_the_nodes_kubelet_port() {
+    if !is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let _one = ONE_LAB_AT_A_TIME.lock().await;
+    let prefix = format!("kl{}", std::process::id() % 1000);
+    let mut server = TestServer::start_up(
+        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+        &["--nodes", "1", "--lab-prefix", &prefix],
+    )
+    .expect("pontifex up --nodes 1");
+    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
+    let _down = Down {
+        prefix: prefix.clone(),
+        data_dir: data_dir.clone(),
+    };
+    let client = crate::client::client(&server).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let chatty: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "chatty"},
+        "spec": {"containers": [
+            {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]},
+            {"name": "cmd", "image": "busybox", "command": ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; exec sleep 3600"]}
+        ]}
+    }))
+    .unwrap();
+    let once: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "once"},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "count", "image": "busybox", "command": ["sh", "-c", "for i in 1 2 3; do echo tick-$i; sleep 1; done"]}
+        ]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &chatty).await.unwrap();
+    until(90, "pod chatty running", async || {
+        let st = pods.get("chatty").await.ok()?.status?;
+        (st.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let k = server.kubectl("1.33").unwrap();
+    let out = until(20, "the command's output through kubectl", async || {
+        let out = k.run(&["logs", "chatty", "-c", "cmd"]);
+        out.stdout.contains("line-5").then_some(out)
+    })
+    .await;
+    assert_eq!(out.stdout, "line-1\nline-2\nline-3\nline-4\nline-5\n");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--tail", "2"]);
+    assert_eq!(out.stdout, "line-4\nline-5\n");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--tail", "1", "--timestamps"]);
+    let (ts, rest) = out.stdout.split_once(' ').unwrap();
+    assert_eq!(rest, "line-5\n");
+    assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+    let out = k.run(&["logs", "chatty", "-c", "cmd", "--previous"]);
+    assert!(
+        out.stderr.contains("previous terminated container"),
+        "{out:?}"
+    );
+    let out = k.run(&["logs", "chatty", "-c", "nope"]);
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod chatty"),
+        "{out:?}"
+    );
+    // Following a container to its end: kubectl returns when it exits.
+    pods.create(&PostParams::default(), &once).await.unwrap();
+    until(60, "pod once running", async || {
+        let st = pods.get("once").await.ok()?.status?;
+        st.container_statuses?
+            .first()?
+            .state
+            .as_ref()?
+            .running
+            .as_ref()?;
+        Some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let out = k.run(&["logs", "-f", "once"]);
+    assert_eq!(out.stdout, "tick-1\ntick-2\ntick-3\n", "{out:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let _ = server.stop();
+}
