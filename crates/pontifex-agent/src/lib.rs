@@ -8,7 +8,8 @@
 //! namespace by name) and on a real machine (no namespace: the machine's own).
 //!
 //! It also runs the service proxy ([`ProxyConfig`]: kube-proxy's nftables or iptables dataplane,
-//! programmed in the node's namespace, with kube-proxy's metrics and health ports there).
+//! programmed in the node's namespace, or the userspace L4 proxy listening there — its counters on
+//! [`STATS_SOCKET`] for `pontifex ipvsadm` —, with kube-proxy's metrics and health ports).
 //!
 //! Not here yet: cluster DNS, ingress and network policy (later issues).
 #![forbid(unsafe_code)]
@@ -19,8 +20,10 @@ pub use network::keep_routes;
 mod node;
 mod pods;
 mod proxy;
+mod userspace;
 
 pub use proxy::{NodePortAddresses, ProxyConfig, ProxyError, ProxyMode, render_rules};
+pub use userspace::{STATS_SOCKET, read_stats};
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

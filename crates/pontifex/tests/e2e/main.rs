@@ -17,3 +17,4 @@ mod proxy;
 mod runtime;
 mod seed;
 mod up;
+mod userspace;
