@@ -491,7 +491,7 @@ pub(crate) async fn start(
         _ => Vec::new(),
     };
     let pcfg = proxier_config(&proxy, &config.node_name, Some(node_ip), &local);
-    if proxy.mode.kernel().is_some() {
+    if proxy.mode.kernel().is_some() && !config.rootless {
         // What a node needs for kube-proxy: forwarding, bridged pod traffic through the nat hooks
         // (replies from a pod to a pod on the same bridge must be un-DNATed), and, for iptables'
         // localhost NodePorts, 127.0.0.1 routable. The userspace proxy needs none of it.
@@ -507,6 +507,17 @@ pub(crate) async fn start(
     let healthz_l = bind_tcp(ns, proxy.healthz_bind_address)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mode = proxy.mode;
+    if config.rootless && mode != ProxyMode::Userspace {
+        tracing::warn!(
+            mode = mode.as_str(),
+            "rootless mode serves Services with the userspace proxy only; using it"
+        );
+    }
+    let mode = if config.rootless {
+        ProxyMode::Userspace
+    } else {
+        mode
+    };
     let proxier_task = match mode.kernel() {
         Some(_) => {
             let applier = KernelApplier::new(ns)?;
@@ -534,6 +545,10 @@ pub(crate) async fn start(
                 node_ips,
                 netns: config.netns.clone(),
                 data_dir: config.data_dir.clone(),
+                rootless: config.rootless.then(|| crate::userspace::RootlessDial {
+                    pods: proxy.cluster_cidr,
+                    shift: pontifex_node::workload::rootless::PortShift::of_this_machine(),
+                }),
             };
             tokio::spawn(crate::userspace::run(
                 setup,

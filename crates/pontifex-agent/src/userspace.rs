@@ -20,6 +20,11 @@
 //! `ipvsadm -L -n` would. A file socket rather than a path on the metrics port: the metrics port
 //! lives in the node's namespace, the socket in the file system every process on the host sees.
 //!
+//! **Rootless mode** ([`RootlessDial`]): endpoints that are pods are dialled where the rootless
+//! runtime makes them listen (their IP's loopback image, privileged ports shifted); the
+//! EndpointSlices keep the pods' real IPs and ports. Service ports below the unprivileged start are
+//! listened on shifted the same way (`127.96.0.20:80` → `127.96.0.20:10080`).
+//!
 //! Not here: upstream connections are made from the agent's own namespace (the engine's `Binder`
 //! covers listening sockets only; in the lab the host routes every pod CIDR, so they arrive), pod
 //! weights (`pontifex.io/weight` needs a pod watch; every endpoint weighs 1), the
@@ -32,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use pontifex_node::workload::rootless;
 use pontifex_proxy::health::ProxyHealth;
 use pontifex_proxy::model::ChangeTracker;
 use pontifex_proxy::sync::ProxyEvent;
@@ -49,11 +55,43 @@ const SERVICE_DEVICE_PEER: &str = "kube-ipvs0-p";
 /// The stats socket's file name in the agent's data dir.
 pub const STATS_SOCKET: &str = "ipvsadm.sock";
 
+/// Rootless mode's endpoint rewriting: pods listen on their IP's loopback image, privileged ports
+/// shifted (`pontifex_node::workload::rootless`), so that is where the proxy dials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RootlessDial {
+    /// The pod CIDR: endpoints inside it are rootless pods (others — the API server's own
+    /// endpoint, hand-written ones — are dialled as they are). `None`: every non-loopback IPv4.
+    pub(crate) pods: Option<ipnet::IpNet>,
+    /// The runtime's port shift.
+    pub(crate) shift: rootless::PortShift,
+}
+
+impl RootlessDial {
+    /// Where endpoint `ep` really listens.
+    pub(crate) fn dial(&self, ep: SocketAddr) -> SocketAddr {
+        let IpAddr::V4(v4) = ep.ip() else {
+            return ep;
+        };
+        let is_pod = match self.pods {
+            Some(net) => net.contains(&ep.ip()),
+            None => !v4.is_loopback(),
+        };
+        if !is_pod {
+            return ep;
+        }
+        SocketAddr::new(
+            IpAddr::V4(rootless::loopback_of(v4)),
+            self.shift.port(ep.port()),
+        )
+    }
+}
+
 /// The Services and EndpointSlices seen so far, and how they convert.
 #[derive(Debug)]
 pub(crate) struct Model {
     tracker: ChangeTracker,
     opts: ConvertOptions,
+    rootless: Option<RootlessDial>,
 }
 
 impl Model {
@@ -65,7 +103,14 @@ impl Model {
                 node_ips,
                 ..ConvertOptions::default()
             },
+            rootless: None,
         }
+    }
+
+    /// Dial endpoints as rootless pods serve them.
+    pub(crate) fn with_rootless(mut self, dial: Option<RootlessDial>) -> Self {
+        self.rootless = dial;
+        self
     }
 
     fn service(&mut self, s: &k8s_openapi::api::core::v1::Service) {
@@ -123,7 +168,18 @@ impl Model {
 
     /// What the engine serves now.
     pub(crate) fn snapshot(&self) -> Snapshot {
-        us::to_snapshot(&self.tracker.current(), &self.opts)
+        let mut snap = us::to_snapshot(&self.tracker.current(), &self.opts);
+        if let Some(r) = &self.rootless {
+            for vs in &mut snap.services {
+                // A normal user cannot listen on a privileged service port either: ClusterIP:80
+                // is served on ClusterIP:10080, as the pods' own ports are.
+                vs.listen.set_port(r.shift.port(vs.listen.port()));
+                for (ep, _) in &mut vs.endpoints {
+                    *ep = r.dial(*ep);
+                }
+            }
+        }
+        snap
     }
 
     /// The addresses `snapshot` needs on the service device: its service addresses except
@@ -367,6 +423,8 @@ pub(crate) struct Setup {
     pub(crate) node_ips: Vec<IpAddr>,
     pub(crate) netns: Option<String>,
     pub(crate) data_dir: PathBuf,
+    /// Rootless mode: no service device (loopback service addresses only), rootless pods dialled.
+    pub(crate) rootless: Option<RootlessDial>,
 }
 
 /// Runs the userspace proxy: events from `rx` until `shutdown`.
@@ -376,7 +434,7 @@ pub(crate) async fn run(
     health: Arc<ProxyHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut model = Model::new(&setup.node_name, setup.node_ips);
+    let mut model = Model::new(&setup.node_name, setup.node_ips).with_rootless(setup.rootless);
     let (tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let binder = Arc::new(NodeBinder {
         netns: setup.netns.clone(),
@@ -409,7 +467,12 @@ pub(crate) async fn run(
             model.handle(ev);
         }
         let snap = Arc::new(model.snapshot());
-        let want = model.device_addresses(&snap);
+        // Rootless: no device can be made; only loopback service addresses can be served.
+        let want = if setup.rootless.is_some() {
+            BTreeSet::new()
+        } else {
+            model.device_addresses(&snap)
+        };
         device.add(&want).await;
         tx.send_replace(snap);
         handle.synced().await;

@@ -91,6 +91,10 @@ struct AgentArgs {
     /// The cluster domain (kubelet's flag).
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Rootless mode: no network namespaces, bridge or routes; pods are processes of this namespace
+    /// on loopback addresses and the userspace proxy serves the Services (needs no privileges).
+    #[arg(long)]
+    rootless: bool,
     #[command(flatten)]
     proxy: ProxyFlags,
 }
@@ -372,6 +376,11 @@ pub(crate) struct UpArgs {
     /// The lab's name prefix (hidden: tests run labs side by side).
     #[arg(long, default_value = LAB_PREFIX, hide = true)]
     lab_prefix: String,
+    /// Rootless mode (the default without root): one agent in this namespace, pods as processes on
+    /// loopback addresses, the userspace proxy serving Services on loopback and NodePorts on
+    /// 127.0.0.1.
+    #[arg(long)]
+    rootless: bool,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -523,7 +532,11 @@ async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
+async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    let rootless = args.rootless || !nix::unistd::Uid::effective().is_root();
+    if rootless {
+        lab::rootless_ranges(&mut args)?;
+    }
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
     let server = start(&args.server, shutdown.clone()).await?;
@@ -536,7 +549,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         config,
         shutdown.clone(),
     ));
-    let lab = if args.nodes > 0 {
+    let lab = if args.nodes > 0 && rootless {
+        Some(lab::Lab::start_rootless(&args).await?)
+    } else if args.nodes > 0 {
         lab::Lab::start(&args, client, shutdown.clone()).await?
     } else {
         None
@@ -573,6 +588,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "Lab nodes (reachable from this machine): {}",
             lab.describe()
         );
+        if lab.is_rootless() {
+            println!("{}", lab::ROOTLESS_NOTICE);
+        }
     }
     println!("Press Ctrl-C to stop; `pontifex up` with the same --data-dir resumes this cluster.");
     if failures > 0 {
@@ -608,6 +626,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         proxy: Some(args.proxy.config()?),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
+        rootless: args.rootless,
     };
     pontifex_agent::run(client, config, shutdown).await?;
     Ok(())
@@ -709,6 +728,8 @@ async fn ipvsadm(args: IpvsadmArgs) -> anyhow::Result<()> {
 
 async fn down(args: DownArgs) -> anyhow::Result<()> {
     lab::stop_agents(&args.data_dir);
+    // Rootless pods are plain processes (lab pods also end with their namespaces below).
+    lab::stop_pods(&args.data_dir);
     pontifex_node::net::lab::destroy(&args.lab_prefix)
         .await
         .context("removing the lab")?;

@@ -248,3 +248,52 @@ async fn stats_socket_serves_json_that_reads_back() {
     assert!(!path.exists(), "the socket file is removed on shutdown");
     drop(tx);
 }
+
+#[test]
+fn rootless_dials_pods_at_their_loopback_image_with_shifted_ports() {
+    let dial = RootlessDial {
+        pods: Some("10.244.0.0/16".parse().unwrap()),
+        shift: rootless::PortShift {
+            unprivileged_start: 1024,
+            shift: 10_000,
+        },
+    };
+    let mut m = Model::new("node-1", vec![ip("127.0.0.1")]).with_rootless(Some(dial));
+    let mut s = slice("web", &["10.244.0.5"]);
+    s.ports.as_mut().unwrap()[0].port = Some(80);
+    let mut api = slice("kubernetes", &["172.31.9.9"]);
+    api.metadata.name = Some("kubernetes".into());
+    m.handle(ProxyEvent::Replace {
+        services: vec![
+            svc("web", "127.96.0.20", Some(30002), None),
+            svc("kubernetes", "127.96.0.1", None, None),
+        ],
+        slices: vec![s, api],
+    });
+    let snap = m.snapshot();
+    let eps = |listen: &str| -> Vec<String> {
+        snap.services
+            .iter()
+            .find(|v| v.listen.to_string() == listen)
+            .unwrap()
+            .endpoints
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .collect()
+    };
+    // Privileged service ports are listened on shifted too; NodePorts never need it.
+    assert_eq!(eps("127.96.0.20:10080"), ["127.244.0.5:10080"]);
+    assert_eq!(eps("127.0.0.1:30002"), ["127.244.0.5:10080"]);
+    // Not a pod: dialled as it is.
+    assert_eq!(eps("127.96.0.1:10080"), ["172.31.9.9:8080"]);
+    // Without a CIDR every non-loopback IPv4 endpoint is a pod; loopback ones are left alone.
+    let any = RootlessDial { pods: None, ..dial };
+    assert_eq!(
+        any.dial("10.1.2.3:8080".parse().unwrap()).to_string(),
+        "127.1.2.3:8080"
+    );
+    assert_eq!(
+        any.dial("127.0.0.1:443".parse().unwrap()).to_string(),
+        "127.0.0.1:443"
+    );
+}

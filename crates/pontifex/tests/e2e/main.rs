@@ -14,6 +14,7 @@ mod nodes;
 mod pods;
 mod protobuf;
 mod proxy;
+mod rootless;
 mod runtime;
 mod seed;
 mod up;
