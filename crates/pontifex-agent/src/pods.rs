@@ -783,3 +783,6 @@ async fn finish(node: &Node, pod: &Pod, sandbox: Option<&Sandbox>) {
     // the pod object is gone).
     let _ = std::fs::remove_dir_all(pod_dir(&node.config, pod));
 }
+
+#[cfg(test)]
+mod tests;

@@ -184,10 +184,23 @@ async fn rootless_seed_quickstart_as_an_unprivileged_user() {
         "{text}"
     );
 
+    // Each pod listens on its IP's loopback image, port 80 shifted to 10080.
+    let images: Vec<String> = ips
+        .split_whitespace()
+        .map(|ip| format!("127.{}:10080", ip.split_once('.').unwrap().1))
+        .collect();
+    for addr in &images {
+        let name = http_get(addr, "/hostname").unwrap_or_default();
+        assert!(seen.contains(name.trim()), "{addr}: {name:?}");
+    }
+
     // Stopping `up` stops the agent and its pods: nothing answers any more.
     assert!(up.stop(20), "up exits cleanly:\n{}", log());
-    until(10, "the NodePort to close", async || {
-        http_get(nodeport, "/hostname").is_none().then_some(())
+    until(10, "the NodePort and the pods to close", async || {
+        let open = std::iter::once(nodeport)
+            .chain(images.iter().map(String::as_str))
+            .any(|a| http_get(a, "/hostname").is_some());
+        (!open).then_some(())
     })
     .await;
     drop(up);

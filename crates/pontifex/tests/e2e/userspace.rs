@@ -175,6 +175,14 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
     })
     .await;
 
+    // kube-proxy's ports in the node namespace say which mode runs.
+    let mode = Command::new("ip")
+        .args(["netns", "exec", &node1, "curl", "-sf", "-m", "3"])
+        .arg("http://127.0.0.1:10249/proxyMode")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode.stdout), "userspace");
+
     // `pontifex ipvsadm`: the seed's view, endpoints included, and counters that move.
     let list = ipvsadm(&data_dir, &["-L", "-n", "--node", "node-1"]);
     assert!(
