@@ -362,6 +362,11 @@ impl<K: Resource + Clone> Cache<K> {
     fn all(&self) -> Vec<K> {
         self.objects.values().cloned().collect()
     }
+
+    /// The objects held now.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &K> {
+        self.objects.values()
+    }
 }
 
 /// Services and EndpointSlices merged into proxier events: nothing until both have listed, then
@@ -540,7 +545,14 @@ pub(crate) async fn start(
                 // Every local address (a CIDR of 0.0.0.0/0).
                 None => local_addresses(ns).await,
             };
+            let (weights_tx, weights) = tokio::sync::watch::channel(Default::default());
+            tokio::spawn(crate::userspace::watch_weights(
+                client.clone(),
+                weights_tx,
+                shutdown.clone(),
+            ));
             let setup = crate::userspace::Setup {
+                weights,
                 node_name: config.node_name.clone(),
                 node_ips,
                 netns: config.netns.clone(),

@@ -15,6 +15,11 @@
 //! and stale ones removed after. Addresses in 127.0.0.0/8 are skipped: the whole /8 is local on
 //! `lo` already, which is what rootless mode relies on (it creates no device and needs no root).
 //!
+//! **Weights.** The pod annotation `pontifex.io/weight` weighs a pod in every Service it backs
+//! (`wrr`, `wlc`, … use it; 0 drains the pod). EndpointSlices carry no annotations, so a watch of
+//! all pods ([`watch_weights`]) publishes the weights by pod IP on a second `watch`; a change
+//! re-snapshots like a Service event does.
+//!
 //! **Stats.** The engine's counters are served as JSON ([`StatsSnapshot`]) on a unix socket,
 //! `<data-dir>/ipvsadm.sock`: connect, read to EOF. `pontifex ipvsadm` prints them as
 //! `ipvsadm -L -n` would. A file socket rather than a path on the metrics port: the metrics port
@@ -26,17 +31,17 @@
 //! listened on shifted the same way (`127.96.0.20:80` → `127.96.0.20:10080`).
 //!
 //! Not here: upstream connections are made from the agent's own namespace (the engine's `Binder`
-//! covers listening sockets only; in the lab the host routes every pod CIDR, so they arrive), pod
-//! weights (`pontifex.io/weight` needs a pod watch; every endpoint weighs 1), the
+//! covers listening sockets only; in the lab the host routes every pod CIDR, so they arrive), the
 //! sync metrics of `/metrics` (those count kernel syncs), `loadBalancerSourceRanges`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use k8s_openapi::api::core::v1::Pod;
 use pontifex_node::workload::rootless;
 use pontifex_proxy::health::ProxyHealth;
 use pontifex_proxy::model::ChangeTracker;
@@ -105,6 +110,11 @@ impl Model {
             },
             rootless: None,
         }
+    }
+
+    /// Weigh endpoints by these pod weights (unlisted endpoints weigh 1).
+    pub(crate) fn set_weights(&mut self, weights: &HashMap<IpAddr, u32>) {
+        self.opts.weights = weights.clone();
     }
 
     /// Dial endpoints as rootless pods serve them.
@@ -425,6 +435,53 @@ pub(crate) struct Setup {
     pub(crate) data_dir: PathBuf,
     /// Rootless mode: no service device (loopback service addresses only), rootless pods dialled.
     pub(crate) rootless: Option<RootlessDial>,
+    /// Pod weights (`pontifex.io/weight`) by pod IP, from [`watch_weights`].
+    pub(crate) weights: watch::Receiver<Weights>,
+}
+
+/// Pod weights by pod IP.
+pub(crate) type Weights = Arc<HashMap<IpAddr, u32>>;
+
+/// Weights of every annotated pod of `pods`.
+pub(crate) fn weights_of<'a>(pods: impl Iterator<Item = &'a Pod>) -> HashMap<IpAddr, u32> {
+    pods.flat_map(us::pod_weights).collect()
+}
+
+/// Follows every pod and publishes the weights of annotated ones whenever they change (a pod gains,
+/// changes or loses the annotation or its IP, or goes). Why a watch of all pods: a Service's
+/// endpoints may be on any node, and EndpointSlices carry no annotations.
+pub(crate) async fn watch_weights(
+    client: kube::Client,
+    tx: watch::Sender<Weights>,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let mut pods = std::pin::pin!(
+        watcher(kube::Api::<Pod>::all(client), watcher::Config::default()).default_backoff()
+    );
+    let mut cache = crate::proxy::Cache::<Pod>::new();
+    loop {
+        let ev = tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = pods.next() => match e {
+                None => return,
+                Some(Err(e)) => { tracing::debug!(error = %e, "pod watch failed; retrying"); continue; }
+                Some(Ok(e)) => e,
+            },
+        };
+        if cache.apply(ev) == crate::proxy::Change::None {
+            continue;
+        }
+        let weights = weights_of(cache.objects());
+        tx.send_if_modified(|w| {
+            let changed = **w != weights;
+            if changed {
+                *w = Arc::new(weights);
+            }
+            changed
+        });
+    }
 }
 
 /// Runs the userspace proxy: events from `rx` until `shutdown`.
@@ -455,13 +512,31 @@ pub(crate) async fn run(
         netns: setup.netns,
         have: None,
     };
+    let mut weights = setup.weights;
+    let mut weights_open = true;
+    let mut listed = false;
     loop {
-        let ev = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => break,
-            ev = rx.recv() => match ev { Some(ev) => ev, None => break },
-        };
-        health.queued_update(SystemTime::now());
-        model.handle(ev);
+            ev = rx.recv() => match ev {
+                Some(ev) => {
+                    health.queued_update(SystemTime::now());
+                    model.handle(ev);
+                    listed = true;
+                }
+                None => break,
+            },
+            changed = weights.changed(), if weights_open => {
+                // A weight watch that ended (shutdown) leaves the last weights in place.
+                weights_open = changed.is_ok();
+                let w = weights.borrow_and_update().clone();
+                model.set_weights(&w);
+            },
+        }
+        // Nothing is served before the informers' first complete list (as in kernel mode).
+        if !listed {
+            continue;
+        }
         // Level-triggered: everything queued meanwhile goes into the same snapshot.
         while let Ok(ev) = rx.try_recv() {
             model.handle(ev);

@@ -297,3 +297,43 @@ fn rootless_dials_pods_at_their_loopback_image_with_shifted_ports() {
         "127.0.0.1:443"
     );
 }
+
+#[test]
+fn pod_weights_reach_the_endpoints() {
+    use k8s_openapi::api::core::v1::{Pod, PodIP, PodStatus};
+    let pod = |ip: &str, weight: Option<&str>| Pod {
+        metadata: ObjectMeta {
+            annotations: weight.map(|w| {
+                [(us::WEIGHT_ANNOTATION.to_owned(), w.to_owned())]
+                    .into_iter()
+                    .collect()
+            }),
+            ..ObjectMeta::default()
+        },
+        status: Some(PodStatus {
+            pod_ip: Some(ip.into()),
+            pod_ips: Some(vec![PodIP { ip: ip.into() }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    };
+    let pods = [
+        pod("10.244.1.2", Some("3")),
+        pod("10.244.2.2", None),
+        pod("10.244.3.2", Some("0")),
+    ];
+    let weights = weights_of(pods.iter());
+    assert_eq!(weights.len(), 2);
+    let mut m = Model::new("node-1", vec![]);
+    m.set_weights(&weights);
+    m.handle(ProxyEvent::Replace {
+        services: vec![svc("web", "10.96.0.20", None, Some("wrr"))],
+        slices: vec![slice("web", &["10.244.1.2", "10.244.2.2", "10.244.3.2"])],
+    });
+    let eps: Vec<String> = m.snapshot().services[0]
+        .endpoints
+        .iter()
+        .map(|(a, w)| format!("{}/{w}", a.ip()))
+        .collect();
+    assert_eq!(eps, ["10.244.1.2/3", "10.244.2.2/1", "10.244.3.2/0"]);
+}

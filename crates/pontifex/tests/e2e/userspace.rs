@@ -206,6 +206,26 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
         &nodeport,
     );
     assert!(after >= before + 5, "Conns {before} → {after}");
+    // A pod annotated with weight 0 is drained: the proxy sends it nothing new.
+    let drained = &nginx[0].0;
+    k.run(&["annotate", "pod", drained, "pontifex.io/weight=0"])
+        .ok();
+    let ep = format!("{}:80", nginx[0].1);
+    until(20, "weight 0 in ipvsadm", async || {
+        let list = ipvsadm(&data_dir, &["-L", "-n", "--node", "node-1"]);
+        // `  -> 10.244.1.2:80   Masq    0      0   0`: the weight is the fourth word.
+        list.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|w| w.len() > 3 && w[0] == "->" && w[1] == ep && w[3] == "0")
+            .then_some(())
+    })
+    .await;
+    let now = (0..12)
+        .filter_map(|_| http_get(&nodeport, "/hostname"))
+        .map(|b| b.trim().to_owned())
+        .collect::<BTreeSet<_>>();
+    assert!(!now.contains(drained) && now.len() == 2, "{now:?}");
+
     // Several nodes: without --node the command asks which.
     let out = Command::new(env!("CARGO_BIN_EXE_pontifex"))
         .args(["ipvsadm", "-L", "-n", "--data-dir"])
