@@ -8,7 +8,11 @@
 //! namespace by name) and on a real machine (no namespace: the machine's own).
 //!
 //! It also runs the service proxy ([`ProxyConfig`]: kube-proxy's nftables or iptables dataplane,
-//! programmed in the node's namespace, with kube-proxy's metrics and health ports there).
+//! programmed in the node's namespace, or the userspace L4 proxy listening there — its counters on
+//! [`STATS_SOCKET`] for `pontifex ipvsadm` —, with kube-proxy's metrics and health ports).
+//!
+//! In rootless mode ([`Config::rootless`]) it builds no network at all: pods are processes of the
+//! agent's own namespace on loopback addresses, and the userspace proxy serves the Services.
 //!
 //! Not here yet: cluster DNS, ingress and network policy (later issues).
 #![forbid(unsafe_code)]
@@ -21,8 +25,10 @@ pub use network::keep_routes;
 mod node;
 mod pods;
 mod proxy;
+mod userspace;
 
 pub use proxy::{NodePortAddresses, ProxyConfig, ProxyError, ProxyMode, render_rules};
+pub use userspace::{STATS_SOCKET, read_stats};
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -85,6 +91,10 @@ pub struct Config {
     pub cluster_dns: Vec<std::net::IpAddr>,
     /// The cluster domain (kubelet's `--cluster-domain`).
     pub cluster_domain: String,
+    /// Rootless mode: no network namespaces, no bridge, no routes. Pods are processes of this
+    /// namespace listening on their IP's loopback image (`pontifex_node::workload::rootless`), the
+    /// userspace proxy serves the Services. `netns` must be `None`.
+    pub rootless: bool,
 }
 
 /// Why the agent stopped.
@@ -137,17 +147,24 @@ pub async fn run(
         return Ok(());
     };
     tracing::info!(%cidr, "pod CIDR assigned");
-    pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), cidr).await?;
-    let routes = tokio::spawn(network::keep_routes(
-        client.clone(),
-        config.netns.clone(),
-        config.node_name.clone(),
-        config.backend,
-        shutdown.clone(),
-    ));
+    // Rootless: pods share this namespace (loopback addresses), so there is nothing to build.
+    let routes = if config.rootless {
+        None
+    } else {
+        pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), cidr).await?;
+        Some(tokio::spawn(network::keep_routes(
+            client.clone(),
+            config.netns.clone(),
+            config.node_name.clone(),
+            config.backend,
+            shutdown.clone(),
+        )))
+    };
     let result = pods::run(client, config, cidr, shutdown).await;
     let _ = heartbeat.await;
-    let _ = routes.await;
+    if let Some(r) = routes {
+        let _ = r.await;
+    }
     if let Some(p) = proxy {
         let _ = p.await;
     }

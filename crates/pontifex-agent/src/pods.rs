@@ -26,6 +26,7 @@ use pontifex_node::workload::envvars::{self, ObjectLookup, PodAddresses};
 use pontifex_node::workload::plan;
 use pontifex_node::workload::probe::{self, ProbeEvent, ProbeKind, ProbeWorker};
 use pontifex_node::workload::process::{BindMount, SpawnSpec};
+use pontifex_node::workload::rootless;
 use pontifex_node::workload::state::{self, ContainerRecord};
 use pontifex_node::workload::status::{self, ContainerView, StatusInput};
 use pontifex_node::workload::supervisor::{
@@ -243,11 +244,25 @@ fn pod_netns_prefix(config: &Config) -> String {
 
 /// A pod's network: where its processes run and its addresses.
 struct Sandbox {
-    /// The namespace its processes enter (`None`: the agent's own, for hostNetwork on a real node).
+    /// The namespace its processes enter (`None`: the agent's own, for hostNetwork on a real node
+    /// and for every pod in rootless mode).
     netns: Option<String>,
     ip: Ipv4Addr,
     /// Ours to tear down (not hostNetwork).
     owned: bool,
+    /// Rootless mode's sandbox without a network namespace: the pod's processes listen on its
+    /// IP's loopback image, privileged ports shifted.
+    rootless: Option<rootless::PortShift>,
+}
+
+impl Sandbox {
+    /// Where probes and the runtime reach the pod: its IP, or its loopback image when rootless.
+    fn reach_ip(&self) -> Ipv4Addr {
+        match self.rootless {
+            Some(_) => rootless::loopback_of(self.ip),
+            None => self.ip,
+        }
+    }
 }
 
 async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
@@ -257,11 +272,21 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
             netns: node.config.netns.clone(),
             ip: node.config.node_ip,
             owned: false,
+            rootless: None,
         });
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let ns = format!("{}{uid}", pod_netns_prefix(&node.config));
     let ip = node.ipam.allocate(&uid)?;
+    if node.config.rootless {
+        // No namespace, veth or address: the loopback image of the IP is local already.
+        return Ok(Sandbox {
+            netns: None,
+            ip,
+            owned: true,
+            rootless: Some(rootless::PortShift::of_this_machine()),
+        });
+    }
+    let ns = format!("{}{uid}", pod_netns_prefix(&node.config));
     // A pod from before an agent restart: its namespace, veth and address are still there and its
     // containers still run in it; rebuilding would cut their connections, so it is adopted as it is.
     if let Ok(Some(addr)) = sandbox::inspect_pod(&ns).await
@@ -272,6 +297,7 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
             netns: Some(ns),
             ip,
             owned: true,
+            rootless: None,
         });
     }
     let mtu = (node.config.backend == Backend::Vxlan).then_some(routes::VXLAN_MTU);
@@ -280,6 +306,7 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
         netns: Some(network.netns),
         ip: network.address.ip,
         owned: true,
+        rootless: None,
     })
 }
 
@@ -452,15 +479,25 @@ async fn start_containers(
                 envvars::with_runtime_defaults(Vec::new(), &hostname)
             }
         };
+        let mut env = env;
+        if let Some(shift) = sandbox.rootless {
+            env.extend(rootless::pod_env(sandbox.ip, shift));
+        }
         let argv = plan::plan(c).argv(&node.config.pontifex_bin);
         let spawn = SpawnSpec {
             argv,
             env: env.clone(),
             working_dir: c.working_dir.as_ref().map(PathBuf::from),
             netns: sandbox.netns.as_deref().map(netns::path),
-            hostname: Some(hostname.clone()),
+            // A UTS or mount namespace needs privileges a rootless agent lacks: the pod keeps the
+            // host's hostname (`HOSTNAME` has the pod's) and files.
+            hostname: sandbox.rootless.is_none().then(|| hostname.clone()),
             log_path: None,
-            mounts: mounts.clone(),
+            mounts: if sandbox.rootless.is_some() {
+                Vec::new()
+            } else {
+                mounts.clone()
+            },
         };
         let handle = Container::start(ContainerConfig {
             spawn,
@@ -545,6 +582,40 @@ fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -
     mounts
 }
 
+/// A probe and container whose numeric ports below the unprivileged start are shifted as the
+/// rootless runtime serves them (named ports follow, through the container's ports).
+fn shift_probe(
+    probe: &k8s_openapi::api::core::v1::Probe,
+    container: &k8s_openapi::api::core::v1::Container,
+    shift: rootless::PortShift,
+) -> (
+    k8s_openapi::api::core::v1::Probe,
+    k8s_openapi::api::core::v1::Container,
+) {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let port = |p: i32| i32::from(shift.port(u16::try_from(p).unwrap_or(0))).max(p);
+    let mut probe = probe.clone();
+    let mut container = container.clone();
+    for cp in container.ports.iter_mut().flatten() {
+        cp.container_port = port(cp.container_port);
+    }
+    let shift_int = |v: &mut IntOrString| {
+        if let IntOrString::Int(p) = v {
+            *p = port(*p);
+        }
+    };
+    if let Some(h) = probe.http_get.as_mut() {
+        shift_int(&mut h.port);
+    }
+    if let Some(t) = probe.tcp_socket.as_mut() {
+        shift_int(&mut t.port);
+    }
+    if let Some(g) = probe.grpc.as_mut() {
+        g.port = port(g.port);
+    }
+    (probe, container)
+}
+
 /// Run the due probes of every container and act on what they find.
 async fn probe_all(containers: &mut BTreeMap<String, Running>, sandbox: &Sandbox) {
     let now = tokio::time::Instant::now().into_std();
@@ -570,10 +641,16 @@ async fn probe_all(containers: &mut BTreeMap<String, Running>, sandbox: &Sandbox
             if !worker.due(now, started, startup_done) {
                 continue;
             }
+            // Rootless: the probe goes where the pod really listens (shifted privileged ports).
+            let shifted = sandbox.rootless.map(|s| shift_probe(probe, &r.spec, s));
+            let (probe, spec) = match &shifted {
+                Some((p, c)) => (p, c),
+                None => (probe, &r.spec),
+            };
             let success = match probe::check_for(
                 probe,
-                &r.spec,
-                IpAddr::V4(sandbox.ip),
+                spec,
+                IpAddr::V4(sandbox.reach_ip()),
                 sandbox.netns.as_deref().map(netns::path),
                 &r.env,
             ) {
@@ -749,3 +826,6 @@ async fn finish(node: &Node, pod: &Pod, sandbox: Option<&Sandbox>) {
     // the pod object is gone).
     let _ = std::fs::remove_dir_all(pod_dir(&node.config, pod));
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,11 @@
 //!
 //! What it does not do: IPv6 (one proxier, IPv4), ServiceCIDR objects (unallocated ClusterIPs
 //! are not dropped), node eligibility for `/healthz` (a Node being deleted still answers 200),
-//! conntrack tuning sysctls, the userspace mode (another dataplane behind the same `match mode`).
+//! conntrack tuning sysctls.
+//!
+//! `--proxy-mode userspace` takes the same informer events into the userspace L4 proxy instead of
+//! a kernel proxier (`userspace.rs`): listeners on the service addresses, counters for
+//! `pontifex ipvsadm`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,12 +37,57 @@ use pontifex_proxy::iptables::{IptablesConfig, LocalDetector};
 use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::nftables::NftConfig;
-pub use pontifex_proxy::sync::ProxyMode;
-use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent};
+use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode as KernelMode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+
+/// `--proxy-mode`: a kernel dataplane, or the userspace proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// nftables (`ip pontifex` table), the default.
+    Nftables,
+    /// iptables in kube-proxy's layout.
+    Iptables,
+    /// The userspace L4 proxy (`pontifex-proxy::userspace`): sockets on the service addresses,
+    /// IPVS's schedulers; what rootless mode runs.
+    Userspace,
+}
+
+impl ProxyMode {
+    /// The flag's value (kube-proxy's `/proxyMode` answer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Nftables => "nftables",
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Userspace => "userspace",
+        }
+    }
+
+    /// The kernel dataplane, if it is one.
+    fn kernel(self) -> Option<KernelMode> {
+        match self {
+            ProxyMode::Nftables => Some(KernelMode::Nftables),
+            ProxyMode::Iptables => Some(KernelMode::Iptables),
+            ProxyMode::Userspace => None,
+        }
+    }
+}
+
+impl std::str::FromStr for ProxyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nftables" => Ok(ProxyMode::Nftables),
+            "iptables" => Ok(ProxyMode::Iptables),
+            "userspace" => Ok(ProxyMode::Userspace),
+            _ => Err(format!(
+                "unknown proxy mode {s:?} (nftables, iptables or userspace)"
+            )),
+        }
+    }
+}
 
 /// `--nodeport-addresses`: where NodePorts are served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +191,9 @@ pub(crate) fn node_port_addresses(
 ) -> Option<Vec<IpAddr>> {
     match (spec, mode) {
         (NodePortAddresses::Default, ProxyMode::Iptables) => None,
-        (NodePortAddresses::Default, ProxyMode::Nftables) | (NodePortAddresses::Primary, _) => {
+        // The userspace proxy listens per address; like nftables, it defaults to the primary one.
+        (NodePortAddresses::Default, ProxyMode::Nftables | ProxyMode::Userspace)
+        | (NodePortAddresses::Primary, _) => {
             // Without a node (`pontifex rules` with no --node): every address.
             node_ip.map(|ip| vec![ip])
         }
@@ -175,7 +226,8 @@ pub(crate) fn proxier_config(
         None => LocalDetector::None,
     };
     let addresses = node_port_addresses(cfg.mode, &cfg.nodeport_addresses, node_ip, local);
-    let mut p = ProxierConfig::new(cfg.mode, node_name);
+    // Userspace mode has no kernel proxier; the nftables settings stand in (unused).
+    let mut p = ProxierConfig::new(cfg.mode.kernel().unwrap_or(KernelMode::Nftables), node_name);
     p.nftables = NftConfig {
         node_ip,
         local_detector: detector.clone(),
@@ -198,7 +250,7 @@ pub(crate) fn proxier_config(
 /// Whether `route_localnet` must be on: kube-proxy's iptables mode serves NodePorts on 127.0.0.1
 /// when NodePorts are on every address (`localhostNodePorts`), which needs it; nftables never does.
 pub(crate) fn wants_route_localnet(cfg: &ProxierConfig) -> bool {
-    cfg.mode == ProxyMode::Iptables
+    cfg.mode == KernelMode::Iptables
         && cfg.iptables.localhost_node_ports
         && cfg.iptables.node_port_addresses.is_none()
 }
@@ -213,6 +265,15 @@ pub fn render_rules(
     services: &[Service],
     slices: &[EndpointSlice],
 ) -> String {
+    if cfg.mode == ProxyMode::Userspace {
+        let mut model =
+            crate::userspace::Model::new(node_name, node_ip.map(IpAddr::V4).into_iter().collect());
+        model.handle(ProxyEvent::Replace {
+            services: services.to_vec(),
+            slices: slices.to_vec(),
+        });
+        return crate::userspace::render(&model.snapshot());
+    }
     let pcfg = proxier_config(cfg, node_name, node_ip.map(IpAddr::V4), &[]);
     let mut tracker = pontifex_proxy::model::ChangeTracker::new(node_name);
     for s in services {
@@ -300,6 +361,11 @@ impl<K: Resource + Clone> Cache<K> {
 
     fn all(&self) -> Vec<K> {
         self.objects.values().cloned().collect()
+    }
+
+    /// The objects held now.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &K> {
+        self.objects.values()
     }
 }
 
@@ -430,23 +496,35 @@ pub(crate) async fn start(
         _ => Vec::new(),
     };
     let pcfg = proxier_config(&proxy, &config.node_name, Some(node_ip), &local);
-    // What a node needs for kube-proxy: forwarding, bridged pod traffic through the nat hooks
-    // (replies from a pod to a pod on the same bridge must be un-DNATed), and, for iptables'
-    // localhost NodePorts, 127.0.0.1 routable.
-    sysctl(ns, "net/ipv4/ip_forward", "1");
-    sysctl(ns, "net/bridge/bridge-nf-call-iptables", "1");
-    if wants_route_localnet(&pcfg) {
-        sysctl(ns, "net/ipv4/conf/all/route_localnet", "1");
+    if proxy.mode.kernel().is_some() && !config.rootless {
+        // What a node needs for kube-proxy: forwarding, bridged pod traffic through the nat hooks
+        // (replies from a pod to a pod on the same bridge must be un-DNATed), and, for iptables'
+        // localhost NodePorts, 127.0.0.1 routable. The userspace proxy needs none of it.
+        sysctl(ns, "net/ipv4/ip_forward", "1");
+        sysctl(ns, "net/bridge/bridge-nf-call-iptables", "1");
+        if wants_route_localnet(&pcfg) {
+            sysctl(ns, "net/ipv4/conf/all/route_localnet", "1");
+        }
     }
     let metrics = Arc::new(ProxyMetrics::default());
     let health = Arc::new(ProxyHealth::new(pcfg.sync_period));
     let metrics_l = bind_tcp(ns, proxy.metrics_bind_address)?;
     let healthz_l = bind_tcp(ns, proxy.healthz_bind_address)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let mode = pcfg.mode;
-    let proxier_task = match mode {
-        // The userspace dataplane, when it lands, is another arm here.
-        ProxyMode::Nftables | ProxyMode::Iptables => {
+    let mode = proxy.mode;
+    if config.rootless && mode != ProxyMode::Userspace {
+        tracing::warn!(
+            mode = mode.as_str(),
+            "rootless mode serves Services with the userspace proxy only; using it"
+        );
+    }
+    let mode = if config.rootless {
+        ProxyMode::Userspace
+    } else {
+        mode
+    };
+    let proxier_task = match mode.kernel() {
+        Some(_) => {
             let applier = KernelApplier::new(ns)?;
             let netns_owned = config.netns.clone();
             let binder: pontifex_proxy::health::Binder = Arc::new(move |port| {
@@ -456,10 +534,38 @@ pub(crate) async fn start(
             });
             let hc = HealthCheckServers::new(binder, health.clone());
             let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
-            tokio::spawn(pontifex_proxy::sync::run(
-                proxier,
+            let run = pontifex_proxy::sync::run(proxier, rx, Some(hc), shutdown.clone());
+            tokio::spawn(async move {
+                run.await;
+            })
+        }
+        None => {
+            let node_ips = match &pcfg.nftables.node_port_addresses {
+                Some(ips) => ips.clone(),
+                // Every local address (a CIDR of 0.0.0.0/0).
+                None => local_addresses(ns).await,
+            };
+            let (weights_tx, weights) = tokio::sync::watch::channel(Default::default());
+            tokio::spawn(crate::userspace::watch_weights(
+                client.clone(),
+                weights_tx,
+                shutdown.clone(),
+            ));
+            let setup = crate::userspace::Setup {
+                weights,
+                node_name: config.node_name.clone(),
+                node_ips,
+                netns: config.netns.clone(),
+                data_dir: config.data_dir.clone(),
+                rootless: config.rootless.then(|| crate::userspace::RootlessDial {
+                    pods: proxy.cluster_cidr,
+                    shift: pontifex_node::workload::rootless::PortShift::of_this_machine(),
+                }),
+            };
+            tokio::spawn(crate::userspace::run(
+                setup,
                 rx,
-                Some(hc),
+                health.clone(),
                 shutdown.clone(),
             ))
         }

@@ -4,7 +4,8 @@
 //! and the pod status they add up to ([`status`]). Container processes run under a per-instance
 //! [`shim`] that owns their output and exit status, and what the agent must remember of them across its
 //! own restarts is in [`state`], so a restarted agent re-adopts running containers instead of
-//! restarting them.
+//! restarting them. Without privileges (rootless mode) pods share the host's network: [`rootless`]
+//! says where their processes listen instead.
 //!
 //! Images are never pulled: a container either runs its `command`/`args` as a program of this machine,
 //! or the built-in server that stands in for `agnhost` (and for any image started without a command).
@@ -22,6 +23,7 @@ pub mod logs;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod rootless;
 pub mod shim;
 pub mod state;
 pub mod status;

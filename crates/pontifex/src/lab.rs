@@ -4,6 +4,11 @@
 //! service proxy (`--proxy-mode`) in its node's namespace; the host routes the LoadBalancer pool to the
 //! first node.
 //!
+//! Rootless (`up` without root, or `--rootless`): no lab network at all. One agent (`node-1`,
+//! InternalIP 127.0.0.1) runs in this namespace with `--rootless`; pods are its processes, listening
+//! on the loopback image of their pod IP (`pontifex_node::workload::rootless`), and its userspace
+//! proxy serves ClusterIPs from a loopback Service range and NodePorts on 127.0.0.1.
+//!
 //! The agents are separate processes so that one can be killed and restarted like a real node's; their
 //! pids are kept in `<data-dir>/lab/agents.pid` so `pontifex down` finds them after a crash of `up`.
 
@@ -18,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::UpArgs;
 
 pub(crate) struct Lab {
-    prefix: String,
+    /// The lab network's prefix; `None` in rootless mode (no network was built).
+    prefix: Option<String>,
     data_dir: PathBuf,
     nodes: Vec<LabNode>,
     agents: Vec<Child>,
@@ -113,12 +119,75 @@ impl Lab {
             shutdown,
         ));
         Ok(Some(Lab {
-            prefix: cfg.prefix,
+            prefix: Some(cfg.prefix),
             data_dir,
             nodes,
             agents,
             routes,
         }))
+    }
+
+    /// Rootless mode: one agent in this namespace, no lab network.
+    pub(crate) async fn start_rootless(args: &UpArgs) -> anyhow::Result<Lab> {
+        if args.nodes > 1 {
+            eprintln!(
+                "--nodes {}: rootless mode runs one node (every node would share this machine's loopback)",
+                args.nodes
+            );
+        }
+        let data_dir = std::fs::canonicalize(&args.server.data_dir)?;
+        stop_agents(&data_dir);
+        let exe = std::env::current_exe().context("finding the pontifex executable")?;
+        std::fs::create_dir_all(data_dir.join("lab"))?;
+        let node = LabNode {
+            name: "node-1".into(),
+            ip: std::net::Ipv4Addr::LOCALHOST,
+            netns: String::new(),
+        };
+        let log = std::fs::File::create(
+            data_dir
+                .join("lab")
+                .join(format!("agent-{}.log", node.name)),
+        )?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("agent")
+            .arg("--rootless")
+            .arg("--kubeconfig")
+            .arg(data_dir.join("kubeconfig"))
+            .args(["--node", &node.name, "--node-ip", &node.ip.to_string()])
+            .args(["--proxy-mode", "userspace"])
+            .arg("--cluster-cidr")
+            .arg(args.controllers.cluster_cidr.to_string())
+            .arg("--cluster-dns")
+            .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
+            .arg("--data-dir")
+            .arg(data_dir.join("nodes").join(&node.name))
+            // kube-proxy's ports, on loopback only (this is the user's machine, not a lab node);
+            // any free port when another program holds them.
+            .arg("--metrics-bind-address")
+            .arg(loopback_port(10249).to_string())
+            .arg("--healthz-bind-address")
+            .arg(loopback_port(10256).to_string())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the agent")?;
+        std::fs::write(
+            pid_file(&data_dir),
+            format!("{}\n", child.id().unwrap_or(0)),
+        )?;
+        Ok(Lab {
+            prefix: None,
+            data_dir,
+            nodes: vec![node],
+            agents: vec![child],
+            routes: tokio::spawn(async {}),
+        })
+    }
+
+    /// Whether this is rootless mode's single node.
+    pub(crate) fn is_rootless(&self) -> bool {
+        self.prefix.is_none()
     }
 
     /// `node-1 172.31.0.10, node-2 172.31.0.11`.
@@ -147,10 +216,103 @@ impl Lab {
         }
         let _ = std::fs::remove_file(pid_file(&self.data_dir));
         self.routes.abort();
-        if let Err(e) = netlab::destroy(&self.prefix).await {
-            tracing::warn!(error = %e, "removing the lab failed; `pontifex down` retries");
+        match &self.prefix {
+            Some(prefix) => {
+                if let Err(e) = netlab::destroy(prefix).await {
+                    tracing::warn!(error = %e, "removing the lab failed; `pontifex down` retries");
+                }
+            }
+            // Rootless pods have no namespace whose removal ends them: end them one by one.
+            None => stop_pods(&self.data_dir),
         }
     }
+}
+
+/// Ends every container the agents of `data_dir` started (their records under
+/// `nodes/<node>/pods/<pod>/<container>/state.json`): the container process, then its shim. A
+/// recorded process that is gone, or whose pid was reused since, is left alone.
+pub(crate) fn stop_pods(data_dir: &Path) {
+    use pontifex_node::workload::state::{self, ContainerRecord};
+    let dirs = |p: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect()
+    };
+    for node in dirs(data_dir.join("nodes")) {
+        for pod in dirs(node.join("pods")) {
+            for container in dirs(pod) {
+                let Ok(Some(rec)) = state::read::<ContainerRecord>(&state::state_path(&container))
+                else {
+                    continue;
+                };
+                let Some(inst) = rec.running else { continue };
+                for p in [inst.process, inst.shim] {
+                    if p.alive() {
+                        signal(p.pid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `127.0.0.1:<port>` when it is free, else `127.0.0.1:0` (the kernel picks one).
+fn loopback_port(port: u16) -> std::net::SocketAddr {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => addr,
+        Err(_) => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}
+
+/// The Service range rootless mode uses when the configured one is not loopback.
+pub(crate) const ROOTLESS_SERVICE_RANGE: &str = "127.96.0.0/12";
+
+/// What `up` says in rootless mode.
+pub(crate) const ROOTLESS_NOTICE: &str = "\
+Rootless mode: pods are processes on this machine, listening on their pod IP's loopback image
+(10.244.0.5 -> 127.244.0.5; container ports below net.ipv4.ip_unprivileged_port_start on port+10000),
+ClusterIPs come from a loopback range (a Service port below it is served on port+10000 too) and
+NodePorts listen on 127.0.0.1 (the userspace proxy).
+Not available in this mode: NetworkPolicy enforcement, source IP preservation (the proxy connects
+from loopback), VXLAN/host-gw and pod-to-pod by pod IP (pods reach each other through Services),
+hostPort below the unprivileged port start, LoadBalancer and external IPs outside 127.0.0.0/8,
+and pod isolation (pods share this machine's network, hostname and files).";
+
+/// Rootless mode's address ranges: the Service range must be loopback (the proxy binds ClusterIPs
+/// without any address set-up only there), so a range outside 127.0.0.0/8 — the default
+/// 10.96.0.0/12 included — is replaced by 127.96.0.0/12; a loopback range is kept. Pod IPs stay in
+/// the cluster CIDR (Kubernetes refuses loopback endpoint addresses) and their loopback images must
+/// not meet the Service range or 127.0.0.1.
+pub(crate) fn rootless_ranges(args: &mut UpArgs) -> anyhow::Result<()> {
+    let range = args.server.service_cluster_ip_range;
+    if !range.network().is_loopback() {
+        let loopback: ipnet::Ipv4Net = ROOTLESS_SERVICE_RANGE.parse().expect("static CIDR");
+        eprintln!(
+            "rootless mode: --service-cluster-ip-range {range} is not loopback; using {loopback}"
+        );
+        args.server.service_cluster_ip_range = loopback;
+    }
+    let pods = args.controllers.cluster_cidr;
+    let image = ipnet::Ipv4Net::new(
+        pontifex_node::workload::rootless::loopback_of(pods.network()),
+        pods.prefix_len().max(8),
+    )?
+    .trunc();
+    let services = args.server.service_cluster_ip_range;
+    if image.contains(&std::net::Ipv4Addr::LOCALHOST)
+        || image.contains(&services.network())
+        || services.contains(&image.network())
+    {
+        anyhow::bail!(
+            "rootless mode: the pods' loopback images ({image}, from --cluster-cidr {pods}) overlap \
+             the Service range {services} or 127.0.0.1; pick another --cluster-cidr"
+        );
+    }
+    Ok(())
 }
 
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {

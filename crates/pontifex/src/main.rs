@@ -40,6 +40,9 @@ enum Command {
     Down(DownArgs),
     /// Print the service proxy's rules for the cluster's Services, as a node's agent programs them.
     Rules(RulesArgs),
+    /// List a node's userspace proxy like `ipvsadm -L -n`: virtual services, schedulers, endpoints
+    /// and their connection counters.
+    Ipvsadm(IpvsadmArgs),
     /// Run a command inside a pod's container (its network, UTS and mount namespaces, its environment).
     Exec(ExecArgs),
     /// Print a container's logs.
@@ -88,6 +91,10 @@ struct AgentArgs {
     /// The cluster domain (kubelet's flag).
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Rootless mode: no network namespaces, bridge or routes; pods are processes of this namespace
+    /// on loopback addresses and the userspace proxy serves the Services (needs no privileges).
+    #[arg(long)]
+    rootless: bool,
     #[command(flatten)]
     proxy: ProxyFlags,
 }
@@ -95,7 +102,7 @@ struct AgentArgs {
 /// The service proxy's flags; names and defaults are kube-proxy's.
 #[derive(Args)]
 struct ProxyFlags {
-    /// The dataplane: nftables or iptables.
+    /// The dataplane: nftables, iptables or userspace.
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     proxy_mode: pontifex_agent::ProxyMode,
     /// The pods' CIDR: traffic from inside it is pod traffic (local-traffic detection).
@@ -139,11 +146,26 @@ impl ProxyFlags {
 }
 
 fn parse_proxy_mode(s: &str) -> Result<pontifex_agent::ProxyMode, String> {
-    match s {
-        "nftables" => Ok(pontifex_agent::ProxyMode::Nftables),
-        "iptables" => Ok(pontifex_agent::ProxyMode::Iptables),
-        _ => Err(format!("unknown proxy mode {s:?} (nftables or iptables)")),
-    }
+    s.parse()
+}
+
+#[derive(Args)]
+struct IpvsadmArgs {
+    /// List the virtual services (the only command; accepted for ipvsadm's habits).
+    #[arg(short = 'L', long = "list")]
+    list: bool,
+    /// Numeric addresses (always: nothing is resolved).
+    #[arg(short = 'n', long)]
+    numeric: bool,
+    /// Traffic counters (Conns, InPkts, OutPkts, InBytes, OutBytes) instead of the connection view.
+    #[arg(long)]
+    stats: bool,
+    /// The node whose proxy to list (default: the only one).
+    #[arg(long)]
+    node: Option<String>,
+    /// The `up` data dir (its agents' files are under nodes/), or an agent's --data-dir.
+    #[arg(long, default_value = ".pontifex")]
+    data_dir: PathBuf,
 }
 
 /// kube-proxy's bind address flags: `IP:port`, or a bare IP with the default port.
@@ -161,7 +183,7 @@ struct RulesArgs {
     /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Which dataplane's rules: nftables or iptables.
+    /// Which dataplane's rules: nftables, iptables or userspace (its virtual services).
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     mode: pontifex_agent::ProxyMode,
     /// The node whose view to print (its endpoints are local, its InternalIP serves NodePorts).
@@ -348,12 +370,17 @@ pub(crate) struct UpArgs {
     /// Cross-node pod routing in the lab: host-gw or vxlan.
     #[arg(long, default_value = "host-gw")]
     backend: pontifex_agent::Backend,
-    /// The lab agents' service proxy: nftables or iptables.
+    /// The lab agents' service proxy: nftables, iptables or userspace.
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     proxy_mode: pontifex_agent::ProxyMode,
     /// The lab's name prefix (hidden: tests run labs side by side).
     #[arg(long, default_value = LAB_PREFIX, hide = true)]
     lab_prefix: String,
+    /// Rootless mode (the default without root): one agent in this namespace, pods as processes on
+    /// loopback addresses, the userspace proxy serving Services on loopback and NodePorts on
+    /// 127.0.0.1.
+    #[arg(long)]
+    rootless: bool,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -389,6 +416,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent(args).await,
             Command::Down(args) => down(args).await,
             Command::Rules(args) => rules(args).await,
+            Command::Ipvsadm(args) => ipvsadm(args).await,
             Command::Exec(args) => {
                 let client = pod_client(&args.target).await?;
                 let t = &args.target;
@@ -504,7 +532,11 @@ async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
+async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    let rootless = args.rootless || !nix::unistd::Uid::effective().is_root();
+    if rootless {
+        lab::rootless_ranges(&mut args)?;
+    }
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
     let server = start(&args.server, shutdown.clone()).await?;
@@ -517,7 +549,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         config,
         shutdown.clone(),
     ));
-    let lab = if args.nodes > 0 {
+    let lab = if args.nodes > 0 && rootless {
+        Some(lab::Lab::start_rootless(&args).await?)
+    } else if args.nodes > 0 {
         lab::Lab::start(&args, client, shutdown.clone()).await?
     } else {
         None
@@ -554,6 +588,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "Lab nodes (reachable from this machine): {}",
             lab.describe()
         );
+        if lab.is_rootless() {
+            println!("{}", lab::ROOTLESS_NOTICE);
+        }
     }
     println!("Press Ctrl-C to stop; `pontifex up` with the same --data-dir resumes this cluster.");
     if failures > 0 {
@@ -589,6 +626,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         proxy: Some(args.proxy.config()?),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
+        rootless: args.rootless,
     };
     pontifex_agent::run(client, config, shutdown).await?;
     Ok(())
@@ -642,8 +680,56 @@ async fn rules(args: RulesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stats socket of the node's agent: `<data-dir>/nodes/<node>/`, or the data dir itself when it
+/// is an agent's.
+fn stats_socket(data_dir: &Path, node: Option<&str>) -> anyhow::Result<PathBuf> {
+    let nodes = data_dir.join("nodes");
+    if let Some(n) = node {
+        return Ok(nodes.join(n).join(pontifex_agent::STATS_SOCKET));
+    }
+    let own = data_dir.join(pontifex_agent::STATS_SOCKET);
+    if own.exists() {
+        return Ok(own);
+    }
+    let mut found: Vec<String> = std::fs::read_dir(&nodes)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(pontifex_agent::STATS_SOCKET).exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    match found.as_slice() {
+        [one] => Ok(nodes.join(one).join(pontifex_agent::STATS_SOCKET)),
+        [] => bail!(
+            "no userspace proxy found under {} (is `pontifex up --proxy-mode userspace` running?)",
+            data_dir.display()
+        ),
+        many => bail!(
+            "several nodes run a userspace proxy; pick one with --node ({})",
+            many.join(", ")
+        ),
+    }
+}
+
+/// `pontifex ipvsadm`: a running userspace proxy's virtual services and counters.
+async fn ipvsadm(args: IpvsadmArgs) -> anyhow::Result<()> {
+    let _ = args.list;
+    let path = stats_socket(&args.data_dir, args.node.as_deref())?;
+    let stats = pontifex_agent::read_stats(&path)
+        .await
+        .with_context(|| format!("reading the proxy's counters from {}", path.display()))?;
+    print!(
+        "{}",
+        pontifex_proxy::userspace::render_ipvsadm(&stats, args.numeric, args.stats)
+    );
+    Ok(())
+}
+
 async fn down(args: DownArgs) -> anyhow::Result<()> {
     lab::stop_agents(&args.data_dir);
+    // Rootless pods are plain processes (lab pods also end with their namespaces below).
+    lab::stop_pods(&args.data_dir);
     pontifex_node::net::lab::destroy(&args.lab_prefix)
         .await
         .context("removing the lab")?;

@@ -179,8 +179,14 @@ pub(crate) fn parse(args: &[String]) -> Result<Mode, AgnhostError> {
     }
 }
 
-/// The hostname of this process's UTS namespace (the pod name inside a pod).
+/// The hostname of this process's UTS namespace (the pod name inside a pod). A rootless pod has
+/// no UTS namespace of its own: there the runtime's `HOSTNAME` (the pod name) stands in.
 pub(crate) fn hostname() -> String {
+    if super::rootless::from_process_env().is_some()
+        && let Ok(h) = std::env::var("HOSTNAME")
+    {
+        return h;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim_end().to_string())
         .unwrap_or_default()
@@ -226,6 +232,10 @@ pub async fn run_until_signal(args: Vec<String>) -> Result<i32, AgnhostError> {
 }
 
 async fn bind_tcp(port: u16) -> std::io::Result<TcpListener> {
+    // A rootless pod shares the host's network: its own loopback address, privileged ports shifted.
+    if let Some((addr, shift)) = super::rootless::from_process_env() {
+        return TcpListener::bind((addr, shift.port(port))).await;
+    }
     // Dual-stack like Go's ":port"; plain IPv4 when the namespace has no IPv6.
     match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
         Ok(l) => Ok(l),
@@ -234,6 +244,9 @@ async fn bind_tcp(port: u16) -> std::io::Result<TcpListener> {
 }
 
 async fn bind_udp(port: u16) -> std::io::Result<UdpSocket> {
+    if let Some((addr, shift)) = super::rootless::from_process_env() {
+        return UdpSocket::bind((addr, shift.port(port))).await;
+    }
     match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
         Ok(s) => Ok(s),
         Err(_) => UdpSocket::bind(("0.0.0.0", port)).await,

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Transport protocol of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Protocol {
     /// TCP: one upstream connection per client connection.
     Tcp,

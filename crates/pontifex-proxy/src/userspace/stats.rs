@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::model::Protocol;
 
 /// Counters of one endpoint of a virtual service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointStats {
     /// The endpoint.
     pub addr: SocketAddr,
@@ -36,7 +36,7 @@ pub struct EndpointStats {
 }
 
 /// Counters of one virtual service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
     /// TCP or UDP.
     pub protocol: Protocol,
@@ -63,7 +63,8 @@ pub struct ServiceStats {
 }
 
 /// The whole proxy's counters at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serializable (JSON), so an agent can hand it to `pontifex ipvsadm` in another process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     /// Every virtual service.
     pub services: Vec<ServiceStats>,

@@ -14,6 +14,8 @@ mod nodes;
 mod pods;
 mod protobuf;
 mod proxy;
+mod rootless;
 mod runtime;
 mod seed;
 mod up;
+mod userspace;
