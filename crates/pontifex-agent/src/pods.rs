@@ -30,7 +30,7 @@ use pontifex_node::workload::rootless;
 use pontifex_node::workload::state::{self, ContainerRecord};
 use pontifex_node::workload::status::{self, ContainerView, StatusInput};
 use pontifex_node::workload::supervisor::{
-    BackoffConfig, Container, ContainerConfig, Phase, RestartPolicy,
+    BackoffConfig, Container, ContainerConfig, ContainerState, Phase, RestartPolicy,
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -768,7 +768,13 @@ async fn worker(
         }
     };
     let mut tick = tokio::time::interval(TICK);
+    // A container's state change (started, exited, restarted) is reported at once rather than at
+    // the next tick: a new pod is Ready as soon as its process runs.
+    let mut states: Vec<_> = containers.values().map(|r| r.handle.state()).collect();
     loop {
+        for s in &mut states {
+            s.borrow_and_update();
+        }
         let current = rx.borrow().clone();
         match current {
             None => {
@@ -799,8 +805,21 @@ async fn worker(
             // The agent stops; the pod's processes keep running.
             () = shutdown.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
+            () = any_changed(&mut states) => {}
             _ = tick.tick() => {}
         }
+    }
+}
+
+/// Resolves when any of the containers' states changes (never, for none, or once all are gone).
+async fn any_changed(states: &mut [watch::Receiver<ContainerState>]) {
+    if states.is_empty() {
+        return std::future::pending().await;
+    }
+    let changes = states.iter_mut().map(|s| Box::pin(s.changed()));
+    match futures::future::select_all(changes).await {
+        (Ok(()), _, _) => {}
+        (Err(_), _, _) => std::future::pending().await,
     }
 }
 
