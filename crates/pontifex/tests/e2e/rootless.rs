@@ -92,14 +92,19 @@ async fn rootless_seed_quickstart_as_an_unprivileged_user() {
     let log_path = tmp.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port().unwrap().to_string();
-    let manifest = examples_dir().join("nginx-nodeport.yaml");
+    // The unprivileged user must reach the program and the manifest: a checkout (and its target
+    // directory) may sit where only root can look, e.g. under /root or a 0700 temporary directory.
+    let exe = tmp.path().join("pontifex");
+    std::fs::copy(env!("CARGO_BIN_EXE_pontifex"), &exe).unwrap();
+    let manifest = tmp.path().join("nginx-nodeport.yaml");
+    std::fs::copy(examples_dir().join("nginx-nodeport.yaml"), &manifest).unwrap();
     let child = Command::new("setpriv")
         .args([
             &format!("--reuid={NOBODY}"),
             &format!("--regid={NOBODY}"),
             "--clear-groups",
         ])
-        .arg(env!("CARGO_BIN_EXE_pontifex"))
+        .arg(&exe)
         .arg("up")
         .arg("--data-dir")
         .arg(&data_dir)
