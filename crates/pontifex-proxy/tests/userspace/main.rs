@@ -450,8 +450,11 @@ async fn ten_thousand_concurrent_connections() {
         "{n} connections held: RSS grew by {grown} KiB ({} bytes per connection, all roles)",
         grown * 1024 / n
     );
+    // RSS is the whole test process's, and this binary's other tests (bulk transfers among them) run
+    // at the same time, so the bound is loose: it still fails if the proxy kept a copy buffer per
+    // idle connection (2 × 16 KiB).
     assert!(
-        grown * 1024 / n < 8 * 1024,
+        grown * 1024 / n < 16 * 1024,
         "{grown} KiB for {n} connections"
     );
     release.notify_waiters();
