@@ -53,6 +53,14 @@ pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// The distinct `/hostname` answers of `tries` requests to `addr` (which pods a Service reaches).
+pub(crate) fn hostnames(addr: &str, tries: usize) -> BTreeSet<String> {
+    (0..tries)
+        .filter_map(|_| http_get(addr, "/hostname"))
+        .map(|b| b.trim().to_owned())
+        .collect()
+}
+
 pub(crate) fn links_and_namespaces(prefix: &str) -> Vec<String> {
     let ns = std::process::Command::new("ip")
         .args(["netns", "list"])

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use test_support::{TestServer, examples_dir};
 
-use crate::lab::{LabRun, http_get, links_and_namespaces, until};
+use crate::lab::{LabRun, hostnames, http_get, links_and_namespaces, until};
 
 mod semantics;
 
@@ -210,13 +210,7 @@ async fn lab_scenario(mode: &str, prefix: &str) {
     for ip in NODE_IPS {
         let addr = format!("{ip}:30002");
         until(40, "all three pods through the NodePort", async || {
-            let mut seen = BTreeSet::new();
-            for _ in 0..40 {
-                if let Some(b) = http_get(&addr, "/hostname") {
-                    seen.insert(b.trim().to_owned());
-                }
-            }
-            (seen == names).then_some(())
+            (hostnames(&addr, 40) == names).then_some(())
         })
         .await;
     }

@@ -4,14 +4,13 @@
 //! is privileged, so it is served on 10080), `pontifex ipvsadm` reads the proxy, and stopping `up`
 //! stops everything.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::{Kubectl, examples_dir, free_port};
 
-use crate::lab::{ONE_LAB_AT_A_TIME, http_get, is_root, until};
+use crate::lab::{ONE_LAB_AT_A_TIME, hostnames, http_get, is_root, until};
 
 /// The unprivileged user the cluster runs as (`nobody`).
 const NOBODY: u32 = 65_534;
@@ -71,13 +70,6 @@ fn uid_of(pid: u32) -> Option<u32> {
 }
 
 /// Distinct `/hostname` answers of `tries` requests to `addr`.
-fn hostnames(addr: &str, tries: usize) -> BTreeSet<String> {
-    (0..tries)
-        .filter_map(|_| http_get(addr, "/hostname"))
-        .map(|b| b.trim().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rootless_seed_quickstart_as_an_unprivileged_user() {
     if !is_root() {

@@ -11,7 +11,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use test_support::TestServer;
 
-use crate::lab::{Down, ONE_LAB_AT_A_TIME, http_get, is_root, until};
+use crate::lab::{LabRun, http_get, until};
 
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -65,23 +65,12 @@ fn pontifex(server: &TestServer, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_comes_back_to_its_running_pods() {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("r{}", std::process::id() % 1000);
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
-        &["--nodes", "1", "--lab-prefix", &prefix],
-    )
-    .expect("pontifex up --nodes 1");
-    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
-    let _down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    let Some(mut lab) = LabRun::start(&prefix, &["--nodes", "1"]).await else {
+        return;
     };
-    let client = crate::client::client(&server).await;
+    let data_dir: PathBuf = std::fs::canonicalize(lab.data_dir()).unwrap();
+    let client = lab.client.clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let keep = pods
         .create(&PostParams::default(), &pod("keep"))
@@ -109,7 +98,7 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
 
     // exec sees the pod's resolv.conf, hostname and network; logs show the command's output.
     let out = pontifex(
-        &server,
+        &lab.server,
         &["exec", "keep", "-c", "cmd", "--", "cat", "/etc/resolv.conf"],
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -121,13 +110,13 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
     );
     assert!(text.contains("options ndots:5"), "{text}");
     let out = pontifex(
-        &server,
+        &lab.server,
         &["exec", "keep", "--", "sh", "-c", "hostname; exit 7"],
     );
     assert_eq!(out.status.code(), Some(7), "the exit code passes through");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "keep");
     let logs = until(20, "the command's output in its log", async || {
-        let out = pontifex(&server, &["logs", "keep", "-c", "cmd"]);
+        let out = pontifex(&lab.server, &["logs", "keep", "-c", "cmd"]);
         let t = String::from_utf8_lossy(&out.stdout).into_owned();
         t.contains("hello-from-keep").then_some(t)
     })
@@ -219,7 +208,7 @@ async fn a_killed_agent_comes_back_to_its_running_pods() {
     assert!(http_get(&format!("{ip}:80"), "/hostname").is_some_and(|b| b.trim() == "keep"));
     assert_ne!(new_ip, ip, "a new pod gets another address");
     let _ = (new, gone_ip);
-    let _ = server.stop();
+    let _ = lab.stop();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -242,23 +231,12 @@ fn curl_via(prefix: &[&str], url: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_port_reaches_its_pod_from_host_node_and_pods_until_deleted() {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("hp{}", std::process::id() % 1000);
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
-        &["--nodes", "1", "--lab-prefix", &prefix],
-    )
-    .expect("pontifex up --nodes 1");
-    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
-    let _down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    let Some(mut lab) = LabRun::start(&prefix, &["--nodes", "1"]).await else {
+        return;
     };
-    let client = crate::client::client(&server).await;
+    let data_dir: PathBuf = std::fs::canonicalize(lab.data_dir()).unwrap();
+    let client = lab.client.clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let web: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -379,28 +357,16 @@ async fn a_host_port_reaches_its_pod_from_host_node_and_pods_until_deleted() {
         .unwrap();
     let rules = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !rules.contains("dnat"), "{rules}");
-    let _ = server.stop();
+    let _ = lab.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_reads_containers_through_the_api_and_the_nodes_kubelet_port() {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("kl{}", std::process::id() % 1000);
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
-        &["--nodes", "1", "--lab-prefix", &prefix],
-    )
-    .expect("pontifex up --nodes 1");
-    let data_dir: PathBuf = std::fs::canonicalize(server.data_dir()).unwrap();
-    let _down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    let Some(mut lab) = LabRun::start(&prefix, &["--nodes", "1"]).await else {
+        return;
     };
-    let client = crate::client::client(&server).await;
+    let client = lab.client.clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let chatty: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -425,7 +391,7 @@ async fn kubectl_logs_reads_containers_through_the_api_and_the_nodes_kubelet_por
         (st.phase.as_deref() == Some("Running")).then_some(())
     })
     .await;
-    let k = server.kubectl("1.33").unwrap();
+    let k = lab.server.kubectl("1.33").unwrap();
     let out = until(20, "the command's output through kubectl", async || {
         let out = k.run(&["logs", "chatty", "-c", "cmd"]);
         out.stdout.contains("line-5").then_some(out)
@@ -466,5 +432,5 @@ async fn kubectl_logs_reads_containers_through_the_api_and_the_nodes_kubelet_por
     let out = k.run(&["logs", "-f", "once"]);
     assert_eq!(out.stdout, "tick-1\ntick-2\ntick-3\n", "{out:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
-    let _ = server.stop();
+    let _ = lab.stop();
 }

@@ -7,36 +7,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::Api;
-use kube::api::ListParams;
-use test_support::{TestServer, examples_dir};
+use test_support::examples_dir;
 
-use crate::lab::{Down, ONE_LAB_AT_A_TIME, http_get, is_root, links_and_namespaces, until};
+use crate::lab::{LabRun, hostnames, http_get, links_and_namespaces, until};
 
 const NODE_IPS: [&str; 2] = ["172.31.0.10", "172.31.0.11"];
-
-/// The names of the Ready pods labelled `app=nginx`, with their IPs.
-async fn ready_nginx(pods: &Api<Pod>) -> Vec<(String, String)> {
-    let Ok(list) = pods.list(&ListParams::default().labels("app=nginx")).await else {
-        return Vec::new();
-    };
-    list.items
-        .iter()
-        .filter_map(|p| {
-            let st = p.status.as_ref()?;
-            let ready = st
-                .conditions
-                .iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if !ready {
-                return None;
-            }
-            Some((p.metadata.name.clone()?, st.pod_ip.clone()?))
-        })
-        .collect()
-}
 
 /// `pontifex ipvsadm <args> --data-dir <dir>`'s output.
 fn ipvsadm(data_dir: &Path, args: &[&str]) -> String {
@@ -76,60 +51,44 @@ fn device_addresses(ns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userspace_proxy_lab_seed_and_ipvsadm() {
-    if !is_root() {
-        eprintln!("skipped: the lab needs root");
-        return;
-    }
-    let _one = ONE_LAB_AT_A_TIME.lock().await;
     let prefix = format!("pxu{}", std::process::id() % 100);
     let manifest = examples_dir().join("nginx-nodeport.yaml");
-    let mut server = TestServer::start_up(
-        Path::new(env!("CARGO_BIN_EXE_pontifex")),
+    let Some(mut lab) = LabRun::start(
+        &prefix,
         &[
             "--nodes",
             "2",
-            "--lab-prefix",
-            &prefix,
             "--proxy-mode",
             "userspace",
             "-f",
             manifest.to_str().unwrap(),
         ],
     )
-    .expect("pontifex up --nodes 2 --proxy-mode userspace");
-    let data_dir = server.data_dir().to_owned();
-    let down = Down {
-        prefix: prefix.clone(),
-        data_dir: data_dir.clone(),
+    .await
+    else {
+        return;
     };
-    let client = crate::client::client(&server).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-
-    let nginx = until(120, "three ready nginx pods", async || {
-        let p = ready_nginx(&pods).await;
-        (p.len() == 3).then_some(p)
-    })
-    .await;
+    let data_dir = lab.data_dir();
+    let nginx: Vec<(String, String)> = lab
+        .ready_n("app=nginx", 3)
+        .await
+        .into_iter()
+        .map(|(name, ip, _)| (name, ip))
+        .collect();
     let names: BTreeSet<String> = nginx.iter().map(|p| p.0.clone()).collect();
 
     // The seed: NodePort 30002 on either node reaches all three pods from the host.
     for ip in NODE_IPS {
         let addr = format!("{ip}:30002");
         until(60, "all three pods through the NodePort", async || {
-            let mut seen = BTreeSet::new();
-            for _ in 0..12 {
-                if let Some(b) = http_get(&addr, "/hostname") {
-                    seen.insert(b.trim().to_owned());
-                }
-            }
-            (seen == names).then_some(())
+            (hostnames(&addr, 12) == names).then_some(())
         })
         .await;
     }
 
     // The ClusterIP from a pod (agnhost's /dial in its namespace), and on each node's device.
-    let cluster_ip = services
+    let cluster_ip = lab
+        .services()
         .get("nginx")
         .await
         .unwrap()
@@ -156,7 +115,7 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
     }
 
     // Service addresses follow Services: a new one appears on the device, and leaves with it.
-    let k = server.kubectl("1.33").unwrap();
+    let k = lab.server.kubectl("1.33").unwrap();
     k.run(&["create", "service", "clusterip", "extra", "--tcp=81"])
         .ok();
     let extra_ip = k
@@ -220,10 +179,7 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
             .then_some(())
     })
     .await;
-    let now = (0..12)
-        .filter_map(|_| http_get(&nodeport, "/hostname"))
-        .map(|b| b.trim().to_owned())
-        .collect::<BTreeSet<_>>();
+    let now = hostnames(&nodeport, 12);
     assert!(!now.contains(drained) && now.len() == 2, "{now:?}");
 
     // Several nodes: without --node the command asks which.
@@ -235,7 +191,7 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node"));
 
-    assert!(server.stop().expect("stopping up"), "up exits cleanly");
-    drop(down);
+    assert!(lab.stop(), "up exits cleanly");
+    drop(lab);
     assert_eq!(links_and_namespaces(&prefix), Vec::<String>::new());
 }
