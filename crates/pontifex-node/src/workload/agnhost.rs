@@ -231,26 +231,38 @@ pub async fn run_until_signal(args: Vec<String>) -> Result<i32, AgnhostError> {
     Ok(if by_signal != 0 { by_signal } else { result })
 }
 
-async fn bind_tcp(port: u16) -> std::io::Result<TcpListener> {
+async fn bind_tcp(port: u16) -> Result<TcpListener, AgnhostError> {
     // A rootless pod shares the host's network: its own loopback address, privileged ports shifted.
-    if let Some((addr, shift)) = super::rootless::from_process_env() {
-        return TcpListener::bind((addr, shift.port(port))).await;
-    }
-    // Dual-stack like Go's ":port"; plain IPv4 when the namespace has no IPv6.
-    match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
-        Ok(l) => Ok(l),
-        Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
-    }
+    let bound = if let Some((addr, shift)) = super::rootless::from_process_env() {
+        TcpListener::bind((addr, shift.port(port))).await
+    } else {
+        // Dual-stack like Go's ":port"; plain IPv4 when the namespace has no IPv6.
+        match TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(l) => Ok(l),
+            Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
+        }
+    };
+    bound.map_err(|source| AgnhostError::Bind {
+        port,
+        proto: "tcp",
+        source,
+    })
 }
 
-async fn bind_udp(port: u16) -> std::io::Result<UdpSocket> {
-    if let Some((addr, shift)) = super::rootless::from_process_env() {
-        return UdpSocket::bind((addr, shift.port(port))).await;
-    }
-    match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
-        Ok(s) => Ok(s),
-        Err(_) => UdpSocket::bind(("0.0.0.0", port)).await,
-    }
+async fn bind_udp(port: u16) -> Result<UdpSocket, AgnhostError> {
+    let bound = if let Some((addr, shift)) = super::rootless::from_process_env() {
+        UdpSocket::bind((addr, shift.port(port))).await
+    } else {
+        match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(s) => Ok(s),
+            Err(_) => UdpSocket::bind(("0.0.0.0", port)).await,
+        }
+    };
+    bound.map_err(|source| AgnhostError::Bind {
+        port,
+        proto: "udp",
+        source,
+    })
 }
 
 pub(crate) async fn bind_all(
@@ -259,19 +271,11 @@ pub(crate) async fn bind_all(
 ) -> Result<(Vec<TcpListener>, Vec<UdpSocket>), AgnhostError> {
     let mut tcp = Vec::new();
     for &port in http_ports {
-        tcp.push(bind_tcp(port).await.map_err(|source| AgnhostError::Bind {
-            port,
-            proto: "tcp",
-            source,
-        })?);
+        tcp.push(bind_tcp(port).await?);
     }
     let mut udp = Vec::new();
     for &port in udp_ports {
-        udp.push(bind_udp(port).await.map_err(|source| AgnhostError::Bind {
-            port,
-            proto: "udp",
-            source,
-        })?);
+        udp.push(bind_udp(port).await?);
     }
     Ok((tcp, udp))
 }
@@ -648,13 +652,7 @@ async fn serve_hostname(
 ) -> Result<i32, AgnhostError> {
     let stop = shutdown.child_token();
     if o.tcp {
-        let l = bind_tcp(o.port)
-            .await
-            .map_err(|source| AgnhostError::Bind {
-                port: o.port,
-                proto: "tcp",
-                source,
-            })?;
+        let l = bind_tcp(o.port).await?;
         let stop = stop.clone();
         tokio::spawn(async move {
             loop {
@@ -668,13 +666,7 @@ async fn serve_hostname(
         });
     }
     if o.udp {
-        let sock = bind_udp(o.port)
-            .await
-            .map_err(|source| AgnhostError::Bind {
-                port: o.port,
-                proto: "udp",
-                source,
-            })?;
+        let sock = bind_udp(o.port).await?;
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -688,13 +680,7 @@ async fn serve_hostname(
         });
     }
     if o.http {
-        let l = bind_tcp(o.port)
-            .await
-            .map_err(|source| AgnhostError::Bind {
-                port: o.port,
-                proto: "tcp",
-                source,
-            })?;
+        let l = bind_tcp(o.port).await?;
         let (stop, close) = (stop.clone(), o.close);
         tokio::spawn(async move {
             loop {
