@@ -458,27 +458,15 @@ fn sysctl(netns: Option<&str>, path: &str, value: &str) {
     }
 }
 
-/// The node's addresses (`ip -o addr show` in its namespace); empty when it cannot be read.
+/// The node's addresses (netlink, in its namespace); empty when they cannot be read.
 async fn local_addresses(netns: Option<&str>) -> Vec<IpAddr> {
-    let mut cmd = tokio::process::Command::new("ip");
-    if let Some(ns) = netns {
-        cmd.args(["-n", ns]);
+    match pontifex_node::net::addresses(netns, None).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the node's addresses");
+            Vec::new()
+        }
     }
-    let Ok(out) = cmd.args(["-o", "addr", "show"]).output().await else {
-        return Vec::new();
-    };
-    parse_ip_addr_show(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// The addresses in `ip -o addr show` output (`2: eth0    inet 172.31.0.10/24 brd ...`).
-pub(crate) fn parse_ip_addr_show(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            w.find(|t| *t == "inet" || *t == "inet6")?;
-            w.next()?.split('/').next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// Starts the proxy: sysctls, listeners, the proxier loop and the informers. Returns once the

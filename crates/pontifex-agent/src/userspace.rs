@@ -327,11 +327,14 @@ impl ServiceDevice {
     async fn ensure(&mut self) -> &mut BTreeSet<IpAddr> {
         let ns = self.netns.as_deref();
         if self.have.is_none() {
-            let shown = ip(ns, &["-o", "addr", "show", "dev", SERVICE_DEVICE], None).await;
+            let shown = pontifex_node::net::addresses(ns, Some(SERVICE_DEVICE))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read {SERVICE_DEVICE}'s addresses");
+                    None
+                });
             let have = match shown {
-                Some(text) => crate::proxy::parse_ip_addr_show(&text)
-                    .into_iter()
-                    .collect(),
+                Some(found) => found.into_iter().collect(),
                 None => {
                     ip(
                         ns,

@@ -60,3 +60,37 @@ pub enum NetError {
         source: std::io::Error,
     },
 }
+
+/// The addresses in namespace `ns` (`None`: the calling thread's), of link `link` or of every link
+/// when `None`; `Ok(None)` when the named link does not exist.
+pub async fn addresses(
+    ns: Option<&str>,
+    link: Option<&str>,
+) -> Result<Option<Vec<std::net::IpAddr>>, NetError> {
+    use futures::TryStreamExt as _;
+    use netlink_packet_route::address::AddressAttribute;
+
+    let nl = nl::connect(ns).await?;
+    let mut get = nl.h.address().get();
+    if let Some(name) = link {
+        let Some(l) = nl.link(name).await? else {
+            return Ok(None);
+        };
+        get = get.set_link_index_filter(l.header.index);
+    }
+    let messages: Vec<_> = get
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl::nl_err(format!("list addresses in {}", nl.ns)))?;
+    Ok(Some(
+        messages
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+            .collect(),
+    ))
+}

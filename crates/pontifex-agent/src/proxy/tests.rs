@@ -176,21 +176,6 @@ fn updates_after_listing_and_relists_replace_everything() {
 }
 
 #[test]
-fn ip_addr_show_output_is_parsed() {
-    let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
-                2: eth0    inet 172.31.0.10/24 brd 172.31.0.255 scope global eth0\n\
-                2: eth0    inet6 fe80::1/64 scope link\n";
-    assert_eq!(
-        parse_ip_addr_show(text),
-        vec![
-            "127.0.0.1".parse::<IpAddr>().unwrap(),
-            "172.31.0.10".parse().unwrap(),
-            "fe80::1".parse().unwrap()
-        ]
-    );
-}
-
-#[test]
 fn rules_without_a_node_serve_node_ports_everywhere() {
     let d = NodePortAddresses::Default;
     assert_eq!(
