@@ -65,6 +65,7 @@ fn pipes_open() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_both_ways_with_and_without_splice() {
+    let _shared = MEMORY_QUIET.read().await;
     const SIZE: usize = 32 << 20;
     let backend = bulk_backend(SIZE).await;
     for (case, splice) in [(15, true), (16, false)] {
