@@ -60,6 +60,9 @@ pub enum AgnhostError {
 pub(crate) struct NetexecOptions {
     pub(crate) http_ports: Vec<u16>,
     pub(crate) udp_ports: Vec<u16>,
+    /// `--delay-shutdown=N`: on SIGTERM keep serving N seconds, then exit 0 — what Kubernetes'
+    /// e2e tests use to hold a pod in the terminating-but-serving state (KEP-1669).
+    pub(crate) delay_shutdown_seconds: u64,
 }
 
 /// Parsed `serve-hostname` options.
@@ -133,8 +136,17 @@ pub(crate) fn parse(args: &[String]) -> Result<Mode, AgnhostError> {
     match sub.as_str() {
         "netexec" => {
             let (mut http, mut udp) = (None::<Vec<u16>>, None::<Vec<u16>>);
+            let mut delay_shutdown_seconds = 0;
             for (k, v) in &rest {
                 let target = match k.as_str() {
+                    "delay-shutdown" => {
+                        let v = v.as_deref().unwrap_or("");
+                        delay_shutdown_seconds = v.parse().map_err(|_| AgnhostError::BadFlag {
+                            flag: k.clone(),
+                            value: v.to_string(),
+                        })?;
+                        continue;
+                    }
                     "http-port" => &mut http,
                     "udp-port" => &mut udp,
                     other => {
@@ -150,6 +162,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Mode, AgnhostError> {
             Ok(Mode::Netexec(NetexecOptions {
                 http_ports: http.unwrap_or_else(|| vec![8080]),
                 udp_ports: udp.unwrap_or_else(|| vec![8081]),
+                delay_shutdown_seconds,
             }))
         }
         "serve-hostname" => {
@@ -209,9 +222,14 @@ pub async fn run(args: Vec<String>, shutdown: CancellationToken) -> Result<i32, 
 }
 
 /// [`run`] with SIGTERM and SIGINT as the shutdown signal, for the `pontifex agnhost` subcommand.
-/// A signal ends the process with 128 + the signal number, as an unhandled signal would.
+/// A signal ends the process with 128 + the signal number, as an unhandled signal would — except
+/// SIGTERM to `netexec --delay-shutdown=N`, which serves N more seconds and then exits 0.
 pub async fn run_until_signal(args: Vec<String>) -> Result<i32, AgnhostError> {
     use tokio::signal::unix::{SignalKind, signal};
+    let delay = match parse(&args)? {
+        Mode::Netexec(o) => Duration::from_secs(o.delay_shutdown_seconds),
+        _ => Duration::ZERO,
+    };
     let token = CancellationToken::new();
     let code = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let (t, c) = (token.clone(), code.clone());
@@ -223,7 +241,20 @@ pub async fn run_until_signal(args: Vec<String>) -> Result<i32, AgnhostError> {
             return;
         };
         let n = tokio::select! { _ = term.recv() => libc::SIGTERM, _ = int.recv() => libc::SIGINT };
-        c.store(128 + n, std::sync::atomic::Ordering::SeqCst);
+        let graceful = n == libc::SIGTERM && !delay.is_zero();
+        if graceful {
+            tracing::info!(
+                seconds = delay.as_secs(),
+                "SIGTERM: serving on before exiting"
+            );
+            // A SIGINT meanwhile still ends it at once.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = int.recv() => c.store(128 + libc::SIGINT, std::sync::atomic::Ordering::SeqCst),
+            }
+        } else {
+            c.store(128 + n, std::sync::atomic::Ordering::SeqCst);
+        }
         t.cancel();
     });
     let result = run(args, token).await?;

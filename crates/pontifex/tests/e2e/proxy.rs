@@ -5,7 +5,8 @@
 //! without endpoints, the health check node port), SNAT for Cluster policy, session affinity, a
 //! LoadBalancer IP from the host, kube-proxy's metrics in the node namespace, the semantics of
 //! [`semantics`] (externalIPs, source ranges, hairpin, `internalTrafficPolicy: Local`, the
-//! masquerade matrix, a UDP stream across an endpoint's deletion), and last an agent killed with -9
+//! masquerade matrix, a UDP stream across an endpoint's deletion), terminating endpoints used only
+//! while no ready one is left ([`terminating`], KEP-1669), and last an agent killed with -9
 //! and restarted under load without one failed request. A failing lab prints every agent's log.
 
 use std::collections::BTreeSet;
@@ -20,6 +21,7 @@ use test_support::{TestServer, examples_dir};
 use crate::lab::{LabRun, hostnames, http_get, links_and_namespaces, until};
 
 mod semantics;
+mod terminating;
 
 use semantics::{MATRIX, Matrix};
 
@@ -202,6 +204,8 @@ async fn lab_scenario(mode: &str, prefix: &str) {
     let k = lab.server.kubectl("1.33").unwrap();
     k.run_stdin(&["apply", "-f", "-"], EXTRA).ok();
     k.run_stdin(&["apply", "-f", "-"], MATRIX).ok();
+    k.run_stdin(&["apply", "-f", "-"], terminating::TERMINATING)
+        .ok();
 
     let nginx = lab.ready_n("app=nginx", 3).await;
     let names: BTreeSet<String> = nginx.iter().map(|p| p.0.clone()).collect();
@@ -345,6 +349,7 @@ async fn lab_scenario(mode: &str, prefix: &str) {
     m.hairpin_and_internal_traffic_policy().await;
     m.masquerade_matrix(mode).await;
     m.udp_stream_moves_when_its_endpoint_goes(&lab).await;
+    terminating::fallback_to_terminating_endpoints(&lab).await;
 
     // kill -9 node-1's agent under load, then restart it: the rules stay in the kernel.
     let pids = std::fs::read_to_string(data_dir.join("lab").join("agents.pid")).unwrap();

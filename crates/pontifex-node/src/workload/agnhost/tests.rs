@@ -12,9 +12,27 @@ fn netexec_defaults_are_agnhosts() {
         parse(&s(&["netexec"])).unwrap(),
         Mode::Netexec(NetexecOptions {
             http_ports: vec![8080],
-            udp_ports: vec![8081]
+            udp_ports: vec![8081],
+            delay_shutdown_seconds: 0,
         })
     );
+}
+
+#[test]
+fn netexec_delay_shutdown_takes_seconds() {
+    for args in [
+        &["netexec", "--delay-shutdown=100"][..],
+        &["netexec", "--delay-shutdown", "100"],
+    ] {
+        let Mode::Netexec(o) = parse(&s(args)).unwrap() else {
+            panic!("not netexec");
+        };
+        assert_eq!(o.delay_shutdown_seconds, 100);
+    }
+    assert!(matches!(
+        parse(&s(&["netexec", "--delay-shutdown=soon"])),
+        Err(AgnhostError::BadFlag { .. })
+    ));
 }
 
 #[test]
@@ -31,7 +49,8 @@ fn netexec_ports_repeat_and_disable() {
         m,
         Mode::Netexec(NetexecOptions {
             http_ports: vec![80, 81],
-            udp_ports: vec![]
+            udp_ports: vec![],
+            delay_shutdown_seconds: 0,
         })
     );
     assert!(matches!(
