@@ -45,6 +45,8 @@ use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode};
 
+mod ipv6;
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn sh(args: &[&str]) {
