@@ -46,6 +46,7 @@ use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode};
 
 mod ipv6;
+mod netlink;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,0 +1,114 @@
+use super::*;
+
+#[test]
+fn fields_take_one_register_slot_each() {
+    let key = concat(&[
+        Field::V4(Ipv4Addr::new(10, 96, 0, 10)),
+        Field::Port(80),
+        Field::Proto(6),
+        Field::U32(2),
+    ]);
+    let mut want = vec![10, 96, 0, 10, 0, 80, 0, 0, 6, 0, 0, 0];
+    want.extend_from_slice(&2u32.to_ne_bytes());
+    assert_eq!(key, want);
+    assert_eq!(concat(&[Field::V6(Ipv6Addr::LOCALHOST)]).len(), 16);
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// Walks a batch's messages: (type, flags, seq, length).
+fn messages(b: &[u8]) -> Vec<(u16, u16, u32, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        let len = u32_at(b, at) as usize;
+        assert_eq!(len % 4, 0, "messages are 4-byte aligned");
+        out.push((u16_at(b, at + 4), u16_at(b, at + 6), u32_at(b, at + 8), len));
+        at += len;
+    }
+    assert_eq!(at, b.len(), "lengths add up to the batch");
+    out
+}
+
+fn op(set: &str, add: bool, n: u32) -> ElementOp {
+    ElementOp {
+        add,
+        set: set.into(),
+        key: concat(&[Field::U32(n)]),
+        value: add.then(|| Value::Verdict(Verdict::Goto("pick-3".into()))),
+        comment: add.then(|| "default/web:http".into()),
+    }
+}
+
+#[test]
+fn a_batch_is_begin_grouped_element_messages_end() {
+    let mut ops: Vec<ElementOp> = (0..300).map(|n| op("a", true, n)).collect();
+    ops.push(op("a", false, 1));
+    ops.push(op("b", true, 1));
+    let (bytes, acked) = encode_batch(2, "pontifex", &ops, 7).unwrap();
+    let m = messages(&bytes);
+    // begin, 3 × add to a (128 + 128 + 44), delete from a, add to b, end
+    assert_eq!(m.len(), 7, "{m:?}");
+    assert_eq!(m[0].0, NFNL_MSG_BATCH_BEGIN);
+    assert_eq!(m[6].0, NFNL_MSG_BATCH_END);
+    let kinds: Vec<u16> = m[1..6].iter().map(|x| x.0).collect();
+    let new = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+    let del = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM;
+    assert_eq!(kinds, [new, new, new, del, new]);
+    assert!(m[1..6].iter().all(|x| x.1 & NLM_F_ACK != 0));
+    assert_eq!(m[1].1 & NLM_F_CREATE, NLM_F_CREATE);
+    assert_eq!(acked, [8, 9, 10, 11, 12]);
+    assert_eq!(
+        m.iter().map(|x| x.2).collect::<Vec<_>>(),
+        [7, 8, 9, 10, 11, 12, 13]
+    );
+    assert_eq!(describe(&ops, 3), "deleting elements from a");
+    assert_eq!(describe(&ops, 4), "adding elements to b");
+}
+
+#[test]
+fn an_element_nests_key_verdict_and_comment() {
+    let (bytes, _) = encode_batch(2, "t", &[op("s", true, 5)], 1).unwrap();
+    let m = messages(&bytes);
+    let at = m[0].3; // the element message follows the begin message
+    let body = &bytes[at + 20..at + m[1].3]; // after nlmsghdr (16) + nfgenmsg (4)
+    // table "t", set "s", then the nested element list
+    assert_eq!(
+        (u16_at(body, 0), u16_at(body, 2)),
+        (6, NFTA_SET_ELEM_LIST_TABLE)
+    );
+    assert_eq!(&body[4..6], b"t\0");
+    assert_eq!(
+        (u16_at(body, 8), u16_at(body, 10)),
+        (6, NFTA_SET_ELEM_LIST_SET)
+    );
+    let list = &body[16..];
+    assert_eq!(u16_at(list, 2), NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+    assert_eq!(
+        u16_at(list, 0) as usize,
+        list.len(),
+        "the list spans the rest"
+    );
+    let text = String::from_utf8_lossy(list);
+    assert!(text.contains("pick-3\0"), "{text}");
+    assert!(text.contains("default/web:http\0"), "{text}");
+    // The verdict code is NFT_GOTO, big-endian, right before the chain name attribute.
+    let goto = (NFT_GOTO).to_be_bytes();
+    assert!(list.windows(4).any(|w| w == goto));
+}
+
+#[test]
+fn oversized_comments_are_refused_not_truncated() {
+    let mut o = op("s", true, 1);
+    o.comment = Some("x".repeat(300));
+    assert!(matches!(
+        encode_batch(2, "t", &[o], 1),
+        Err(NetlinkError::TooLarge)
+    ));
+}
