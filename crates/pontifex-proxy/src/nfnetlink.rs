@@ -98,6 +98,144 @@ pub fn concat(fields: &[Field]) -> Vec<u8> {
     out
 }
 
+/// The kind of one field of a set's key or a map's value, from `nft`'s spelling of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    V4,
+    V6,
+    Port,
+    Proto,
+    U32,
+}
+
+impl FieldKind {
+    /// `ipv4_addr` or `ip daddr`, `inet_service` or `tcp dport`, … (a `type` name or a `typeof`
+    /// expression).
+    fn of(spec: &str) -> Option<FieldKind> {
+        let spec = spec.trim();
+        let first = spec.split_whitespace().next()?;
+        Some(match first {
+            "ipv4_addr" | "ip" => FieldKind::V4,
+            "ipv6_addr" | "ip6" => FieldKind::V6,
+            "inet_service" | "tcp" | "udp" | "sctp" | "th" => FieldKind::Port,
+            "inet_proto" => FieldKind::Proto,
+            "meta" if spec.ends_with("l4proto") => FieldKind::Proto,
+            "mark" | "numgen" | "meta" | "ct" => FieldKind::U32,
+            _ => return None,
+        })
+    }
+
+    fn parse(self, text: &str) -> Option<Field> {
+        let text = text.trim();
+        Some(match self {
+            FieldKind::V4 => Field::V4(text.parse().ok()?),
+            FieldKind::V6 => Field::V6(text.parse().ok()?),
+            FieldKind::Port => Field::Port(text.parse().ok()?),
+            FieldKind::Proto => Field::Proto(match text {
+                "tcp" => 6,
+                "udp" => 17,
+                "sctp" => 132,
+                n => n.parse().ok()?,
+            }),
+            FieldKind::U32 => Field::U32(match text.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => text.parse().ok()?,
+            }),
+        })
+    }
+}
+
+/// Turns a set's elements, as `nft` text, into [`ElementOp`]s: built from the set's `type` (or
+/// `typeof`) clause, e.g. `ipv4_addr . inet_proto . inet_service : verdict` or
+/// `ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport`.
+#[derive(Debug, Clone)]
+pub struct ElementCodec {
+    key: Vec<FieldKind>,
+    /// `None`: a set; `Some(None)`: a verdict map; `Some(Some(fields))`: a data map.
+    value: Option<Option<Vec<FieldKind>>>,
+}
+
+/// An element or a set type this module cannot encode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode {0:?} for netlink")]
+pub struct Unencodable(pub String);
+
+fn kinds(spec: &str) -> Result<Vec<FieldKind>, Unencodable> {
+    spec.split(" . ")
+        .map(|f| FieldKind::of(f).ok_or_else(|| Unencodable(spec.to_owned())))
+        .collect()
+}
+
+fn fields(kinds: &[FieldKind], text: &str) -> Result<Vec<u8>, Unencodable> {
+    let parts: Vec<&str> = text.split(" . ").collect();
+    if parts.len() != kinds.len() {
+        return Err(Unencodable(text.to_owned()));
+    }
+    let mut out = Vec::new();
+    for (k, p) in kinds.iter().zip(parts) {
+        k.parse(p)
+            .ok_or_else(|| Unencodable(text.to_owned()))?
+            .put(&mut out);
+    }
+    Ok(out)
+}
+
+impl ElementCodec {
+    /// The codec for a set whose `type`/`typeof` clause is `spec` (`key` or `key : value`).
+    pub fn new(spec: &str) -> Result<ElementCodec, Unencodable> {
+        let spec = spec.trim();
+        let spec = spec
+            .strip_prefix("typeof ")
+            .or_else(|| spec.strip_prefix("type "))
+            .unwrap_or(spec);
+        let (key, value) = match spec.split_once(" : ") {
+            None => (spec, None),
+            Some((k, "verdict")) => (k, Some(None)),
+            Some((k, v)) => (k, Some(Some(kinds(v)?))),
+        };
+        Ok(ElementCodec {
+            key: kinds(key)?,
+            value,
+        })
+    }
+
+    /// The operation adding (`value` given for maps) or deleting element `key` of `set`.
+    pub fn op(
+        &self,
+        add: bool,
+        set: &str,
+        key: &str,
+        value: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<ElementOp, Unencodable> {
+        let value = match (add, &self.value, value) {
+            (false, _, _) | (true, None, None) => None,
+            (true, Some(None), Some(v)) => Some(Value::Verdict(parse_verdict(v)?)),
+            (true, Some(Some(kinds)), Some(v)) => Some(Value::Data(fields(kinds, v)?)),
+            _ => return Err(Unencodable(format!("{key} : {value:?}"))),
+        };
+        Ok(ElementOp {
+            add,
+            set: set.to_owned(),
+            key: fields(&self.key, key)?,
+            value,
+            comment: comment.filter(|_| add).map(str::to_owned),
+        })
+    }
+}
+
+fn parse_verdict(text: &str) -> Result<Verdict, Unencodable> {
+    let mut words = text.split_whitespace();
+    let v = match (words.next(), words.next(), words.next()) {
+        (Some("accept"), None, _) => Verdict::Accept,
+        (Some("drop"), None, _) => Verdict::Drop,
+        (Some("jump"), Some(c), None) => Verdict::Jump(c.to_owned()),
+        (Some("goto"), Some(c), None) => Verdict::Goto(c.to_owned()),
+        _ => return Err(Unencodable(text.to_owned())),
+    };
+    Ok(v)
+}
+
 /// A verdict-map value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -112,3 +112,92 @@ fn oversized_comments_are_refused_not_truncated() {
         Err(NetlinkError::TooLarge)
     ));
 }
+
+#[test]
+fn codecs_read_type_and_typeof_clauses() {
+    let vmap = ElementCodec::new("ipv4_addr . inet_proto . inet_service : verdict").unwrap();
+    let op = vmap
+        .op(
+            true,
+            "service-ips",
+            "10.96.0.10 . tcp . 80",
+            Some("goto pick-3"),
+            Some("c"),
+        )
+        .unwrap();
+    assert_eq!(
+        op.key,
+        concat(&[
+            Field::V4(Ipv4Addr::new(10, 96, 0, 10)),
+            Field::Proto(6),
+            Field::Port(80)
+        ])
+    );
+    assert_eq!(
+        op.value,
+        Some(Value::Verdict(Verdict::Goto("pick-3".into())))
+    );
+    assert_eq!(op.comment.as_deref(), Some("c"));
+
+    let data = ElementCodec::new(
+        "typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport",
+    )
+    .unwrap();
+    let op = data
+        .op(
+            true,
+            "m",
+            "10.96.0.10 . 80 . 2",
+            Some("10.244.1.5 . 8080"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(op.key.len(), 12);
+    assert_eq!(
+        op.value,
+        Some(Value::Data(concat(&[
+            Field::V4(Ipv4Addr::new(10, 244, 1, 5)),
+            Field::Port(8080)
+        ])))
+    );
+    // A delete carries neither value nor comment.
+    let del = data
+        .op(false, "m", "10.96.0.10 . 80 . 2", None, Some("x"))
+        .unwrap();
+    assert_eq!((del.value, del.comment), (None, None));
+
+    let v6 = ElementCodec::new("ipv6_addr . ipv6_addr").unwrap();
+    assert_eq!(
+        v6.op(true, "s", "fd00::1 . fd00::2", None, None)
+            .unwrap()
+            .key
+            .len(),
+        32
+    );
+    assert_eq!(
+        ElementCodec::new("inet_proto . inet_service : verdict")
+            .unwrap()
+            .op(true, "np", "udp . 30053", Some("drop"), None)
+            .unwrap()
+            .key,
+        concat(&[Field::Proto(17), Field::Port(30053)])
+    );
+}
+
+#[test]
+fn codecs_refuse_what_they_cannot_encode() {
+    assert!(ElementCodec::new("ifname . inet_service").is_err());
+    let c = ElementCodec::new("ipv4_addr . inet_service : verdict").unwrap();
+    for (key, value) in [
+        ("10.0.0.1", Some("drop")),         // too few fields
+        ("10.0.0.1 . 70000", Some("drop")), // port out of range
+        ("10.0.0.300 . 80", Some("drop")),  // not an address
+        ("10.0.0.1 . 80", Some("goto")),    // no chain
+        ("10.0.0.1 . 80", None),            // a map element without a value
+    ] {
+        assert!(
+            c.op(true, "s", key, value, None).is_err(),
+            "{key} {value:?}"
+        );
+    }
+}
