@@ -1,5 +1,5 @@
 //! Getting rendered rules into the kernel: the [`Applier`] trait (apply an `nft -f`
-//! transaction or an `iptables-restore --noflush` input, read back what our own table or
+//! transaction, a batch of set elements over netlink, or an `iptables-restore --noflush` input, read back what our own table or
 //! chains hold, ensure the jumps from the built-in chains, delete conntrack entries), the real
 //! [`KernelApplier`] that runs `nft`, `iptables-restore`, `iptables` and `conntrack` inside a
 //! named network namespace (`ip netns exec NAME …`) or the current one, and [`FakeApplier`]
@@ -10,7 +10,8 @@
 //! Read-backs look only at our own table (`nft -j list table ip pontifex`, JSON) or at our own
 //! chain declarations in `iptables-save -t nat`.
 //!
-//! Not here: deciding what to apply (the renderers and [`crate::sync`]), netlink.
+//! Not here: deciding what to apply (the renderers and [`crate::sync`]), the netlink wire format
+//! ([`crate::nfnetlink`]).
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use crate::conntrack;
 use crate::iptables::{IptablesConfig, is_service_chain};
 use crate::model::{ConntrackFlush, IpFamily};
+use crate::nfnetlink::{ElementOp, NetlinkError, NfSocket};
 use crate::nftables::NftObjects;
 
 /// Why talking to the kernel failed.
@@ -53,6 +55,9 @@ pub enum ApplyError {
         /// What was wrong.
         detail: String,
     },
+    /// An element batch sent over netlink failed (nothing of it was applied).
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
     /// The network namespace name has characters `ip netns` does not accept.
     #[error("invalid network namespace name {0:?}")]
     InvalidNetns(String),
@@ -159,6 +164,14 @@ pub trait Applier: Send {
     /// The chains and sets of table `family table` (`ip pontifex`), `None` when the table
     /// does not exist.
     fn nft_objects(&mut self, family: &str, table: &str) -> Result<Option<NftObjects>, ApplyError>;
+    /// Adds and deletes elements of existing sets and maps of table `family table`, as one
+    /// transaction sent over netlink (no `nft` process, no parsing).
+    fn nft_elements(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        ops: &[ElementOp],
+    ) -> Result<(), ApplyError>;
     /// Applies one `iptables-restore --noflush` input (`ip6tables-restore` for IPv6).
     fn iptables_restore(&mut self, family: IpFamily, input: &str) -> Result<(), ApplyError>;
     /// The per-service chains (`KUBE-SVC-`, `-SVL-`, `-EXT-`, `-FW-`, `-SEP-`) in the nat
@@ -337,6 +350,25 @@ impl Applier for KernelApplier {
             .map(drop)
     }
 
+    fn nft_elements(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        ops: &[ElementOp],
+    ) -> Result<(), ApplyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // A socket per batch: opening one (a thread entering the namespace) costs ~0.1 ms,
+        // and an applier stays cheap to clone.
+        let mut sock = NfSocket::open(self.netns.as_deref())?;
+        let nfproto = match family {
+            IpFamily::V4 => 2,
+            IpFamily::V6 => 10,
+        };
+        Ok(sock.apply(nfproto, table, ops)?)
+    }
+
     fn nft_objects(&mut self, family: &str, table: &str) -> Result<Option<NftObjects>, ApplyError> {
         let parse = |detail: String| ApplyError::Parse {
             program: "nft".into(),
@@ -409,6 +441,8 @@ pub enum FakeCall {
     Nft(String),
     /// A table listing.
     NftList,
+    /// Element operations over netlink.
+    NftElements(Vec<ElementOp>),
     /// `iptables-restore` with this input.
     IptablesRestore(String),
     /// An `iptables-save -t nat` read-back.
@@ -428,7 +462,7 @@ pub struct FakeState {
     pub nft_table: Option<NftObjects>,
     /// What `iptables_nat_service_chains` returns.
     pub iptables_chains: BTreeSet<String>,
-    /// This many next apply calls (nft or iptables-restore) fail.
+    /// This many next apply calls (nft, netlink elements or iptables-restore) fail.
     pub fail_applies: usize,
 }
 
@@ -458,6 +492,10 @@ impl FakeApplier {
 impl Applier for FakeApplier {
     fn nft_apply(&mut self, transaction: &str) -> Result<(), ApplyError> {
         self.apply(FakeCall::Nft(transaction.to_owned()))
+    }
+
+    fn nft_elements(&mut self, _: IpFamily, _: &str, ops: &[ElementOp]) -> Result<(), ApplyError> {
+        self.apply(FakeCall::NftElements(ops.to_vec()))
     }
 
     fn nft_objects(&mut self, _: &str, _: &str) -> Result<Option<NftObjects>, ApplyError> {

@@ -19,7 +19,6 @@ pub mod health;
 pub mod iptables;
 pub mod metrics;
 pub mod model;
-#[cfg(target_os = "linux")]
 pub mod nfnetlink;
 pub mod nftables;
 pub mod sync;
