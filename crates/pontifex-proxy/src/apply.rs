@@ -1,6 +1,7 @@
 //! Getting rendered rules into the kernel: the [`Applier`] trait (apply an `nft -f`
-//! transaction, a batch of set elements over netlink, or an `iptables-restore --noflush` input, read back what our own table or
-//! chains hold, ensure the jumps from the built-in chains, delete conntrack entries), the real
+//! transaction, a batch of set elements over netlink, or an `iptables-restore --noflush`
+//! input, read back what our own table or chains hold, ensure the jumps from the built-in
+//! chains, delete conntrack entries), the real
 //! [`KernelApplier`] that runs `nft`, `iptables-restore`, `iptables` and `conntrack` inside a
 //! named network namespace (`ip netns exec NAME …`) or the current one, and [`FakeApplier`]
 //! for tests.
