@@ -25,6 +25,47 @@
 //! full, incremental and deferred-delete transactions apply, and incremental + delete ends in
 //! the same table as a full sync.
 //!
+//! # Layouts
+//!
+//! [`NftLayout::Chains`] is kube-proxy's layout (above; golden-tested against its own cases).
+//! [`NftLayout::Maps`] (the default) exists because of what that layout costs on a big table:
+//! every transaction that adds a rule with a jump/goto/nat, or a verdict element with a
+//! goto, makes nf_tables validate the WHOLE table (every chain reachable from the base chains),
+//! so with ~110k per-service and per-endpoint chains at 10k Services each endpoint change costs
+//! ~0.2 s in the kernel whatever tool sends it; and each per-service `numgen … vmap { … }` is an
+//! anonymous set whose bind walks the whole batch (quadratic first sync). In the Maps layout a
+//! Service port without ClientIP affinity has no chain of its own; the table has a fixed set of
+//! ~40 chains plus one pick chain per endpoint count, and a port is only elements:
+//!
+//! - `service-ips` / `service-nodeports` (as kube-proxy's) send a destination to a fixed entry
+//!   chain of its traffic policy instead of the port's own chain: `internal-cluster`,
+//!   `internal-local` (kube-proxy's service / local chain reached for the ClusterIP: the
+//!   masquerade rule for non-pod sources or `--masquerade-all`), `external-cluster`,
+//!   `external-local`, `nodeport-cluster`, `nodeport-local` (kube-proxy's external chain: mark
+//!   for masquerade under Cluster policy; under Local, pods and the node itself short-circuit
+//!   to the cluster set, the node masqueraded).
+//! - The entry chains go to `dispatch-{cluster,local}` (`addr . proto . port vmap
+//!   @picks-{set}`) or `dispatch-nodeport-{cluster,local}` (`proto . port vmap
+//!   @picks-nodeport-{set}`), whose elements name the pick chain of the destination's endpoint
+//!   count N: `pick-cluster-N`, `pick-local-N`, `pick-nodeport-cluster-N`, ….
+//! - A pick chain has one rule per protocol, `meta l4proto tcp dnat ip to ip daddr . tcp dport
+//!   . numgen random mod N map @endpoints-cluster-tcp`, looking the endpoint up in a data map
+//!   keyed `addr . port . index` (`port . index` for node ports) — kube-proxy's service chain's
+//!   `numgen` vmap and its endpoint chains' DNAT in one lookup. One map per protocol and set:
+//!   nft 1.0.6 cannot keep `th dport` or `meta l4proto` in a `typeof` with port data.
+//!   Pick chains are shared by every port with that count; [`NftTable`] ref-counts them.
+//! - Hairpin (kube-proxy: `ip saddr E jump mark-for-masquerade` in E's endpoint chain) is
+//!   `ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade` in
+//!   nat-postrouting, with an `E . E` element for every reachable endpoint.
+//! - No-endpoint reject/drop, cluster-ips, firewall-ips and the filter chains are kube-proxy's.
+//!   Ports with ClientIP affinity keep kube-proxy's per-port and per-endpoint chains (timeout
+//!   sets need per-endpoint update rules; `ct original proto-dst` cannot be a concatenation
+//!   in nft 1.0.6); firewalled load balancers keep their per-port firewall chain. Both are few,
+//!   so the validated graph stays small.
+//!
+//! The decisions are the same packet for packet (property-tested against the iptables
+//! renderer for both layouts). In the Maps layout the first sync is one transaction.
+//!
 //! Not here: running `nft`, listing the kernel's table (the applier passes what exists).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
