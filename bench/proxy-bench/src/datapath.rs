@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use pontifex_proxy::apply::iptables_jump_rules;
 use pontifex_proxy::iptables::{self, SyncKind};
-use pontifex_proxy::nftables::NftTable;
+use pontifex_proxy::nftables::{NftConfig, NftLayout, NftTable};
 use pontifex_proxy::sync::INITIAL_SYNC_PORTS_PER_TRANSACTION;
 
 use crate::netns::{Netns, sh};
@@ -264,9 +264,18 @@ pub(crate) fn measure(
         vec![endpoint(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 2)), 8080)],
     );
     match mode {
-        "nftables" => {
-            // As the proxier's first sync: the table built in steps.
-            let table = NftTable::new(&rules::nft_config(), &snap);
+        "nftables" | "nftables-chains" => {
+            // As the proxier's first sync.
+            let layout = if mode == "nftables" {
+                NftLayout::Maps
+            } else {
+                NftLayout::Chains
+            };
+            let cfg = NftConfig {
+                layout,
+                ..rules::nft_config()
+            };
+            let table = NftTable::new(&cfg, &snap);
             for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
                 lab.node.run(&["nft", "-f", "-"], Some(&tx))?;
             }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use pontifex_proxy::nftables::NftLayout;
 
 #[derive(Parser)]
 struct Cli {
@@ -48,6 +49,9 @@ enum Cmd {
         /// kernel's cost of one batch grows with its square: minutes at 10k).
         #[arg(long, default_value_t = 3000)]
         single_batch_max: usize,
+        /// Run the Chains (kube-proxy) nft layout only up to this many Services.
+        #[arg(long, default_value_t = 10000)]
+        chains_max: usize,
     },
     /// Writes full.nft and change.nft (one endpoint changed) for N Services to a directory.
     Dump {
@@ -57,6 +61,9 @@ enum Cmd {
         services: usize,
         #[arg(long, default_value_t = 10)]
         endpoints: usize,
+        /// nft layout: maps or chains.
+        #[arg(long, default_value = "maps", value_parser = |s: &str| NftLayout::parse(s).ok_or("maps or chains"))]
+        layout: NftLayout,
     },
     /// Data path: connections per second via ClusterIP vs direct.
     Datapath {
@@ -93,7 +100,8 @@ fn main() -> Result<()> {
             dir,
             services,
             endpoints,
-        } => rules::dump(&dir, services, endpoints),
+            layout,
+        } => rules::dump(&dir, services, endpoints, layout),
         Cmd::Client { addr, seconds } => datapath::client(addr, seconds),
         Cmd::Rules {
             services,
@@ -102,6 +110,7 @@ fn main() -> Result<()> {
             repeat,
             skip_nft_backend_above,
             single_batch_max,
+            chains_max,
         } => {
             netns::remove_leftovers(&prefix);
             let mut all = Vec::new();
@@ -115,6 +124,7 @@ fn main() -> Result<()> {
                         n == change_at,
                         skip_nft_backend_above,
                         single_batch_max,
+                        chains_max,
                     )?;
                     if best.is_empty() {
                         best = s;
@@ -140,14 +150,12 @@ fn main() -> Result<()> {
             netns::remove_leftovers(&prefix);
             let mut rows = Vec::new();
             for n in services {
-                for mode in ["nftables", "iptables"] {
-                    let row = datapath::measure(
-                        &format!("{prefix}-d{n}-{}", &mode[..3]),
-                        mode,
-                        n,
-                        seconds,
-                        rounds,
-                    )?;
+                for (k, mode) in ["nftables", "nftables-chains", "iptables"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let row =
+                        datapath::measure(&format!("{prefix}-d{n}-{k}"), mode, n, seconds, rounds)?;
                     eprintln!("{}", datapath::table(std::slice::from_ref(&row)));
                     rows.push(row);
                 }

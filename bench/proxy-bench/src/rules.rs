@@ -17,7 +17,7 @@ use pontifex_proxy::model::{
     ChangeTracker, Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort,
     ServicePortName,
 };
-use pontifex_proxy::nftables::{self, NftConfig, NftObjects, NftTable};
+use pontifex_proxy::nftables::{self, NftConfig, NftLayout, NftObjects, NftTable};
 use pontifex_proxy::sync::INITIAL_SYNC_PORTS_PER_TRANSACTION;
 
 use crate::netns::Netns;
@@ -155,8 +155,11 @@ fn tracker(n: usize, e: usize) -> ChangeTracker {
 
 /// Writes the nft transactions of `n` × `e` to `dir`: `full.nft` (into an empty table) and
 /// `change.nft` (one endpoint changed), for looking at `nft` itself (`-c`, time, strace).
-pub(crate) fn dump(dir: &str, n: usize, e: usize) -> Result<()> {
-    let cfg = nft_config();
+pub(crate) fn dump(dir: &str, n: usize, e: usize, layout: NftLayout) -> Result<()> {
+    let cfg = NftConfig {
+        layout,
+        ..nft_config()
+    };
     let mut t = tracker(n, e);
     let mut table = NftTable::new(&cfg, t.last());
     std::fs::write(
@@ -225,6 +228,8 @@ pub(crate) const RESTORES: [(&str, &str); 2] = [
 ];
 
 /// Full sync into an empty namespace, then (at `change_at` services) one endpoint changed.
+/// The Chains layout runs only up to `chains_max` Services (its first sync is quadratic:
+/// 9 minutes at 30k).
 pub(crate) fn full_and_change(
     ns_prefix: &str,
     n: usize,
@@ -232,6 +237,7 @@ pub(crate) fn full_and_change(
     with_change: bool,
     skip_nft_backend_above: usize,
     single_batch_max: usize,
+    chains_max: usize,
 ) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     let snap = snapshot(n, e);
@@ -249,11 +255,18 @@ pub(crate) fn full_and_change(
         .collect();
 
     // nftables: the proxier's path (change tracker, then the table's own bookkeeping).
-    {
-        let ns = Netns::new(format!("{ns_prefix}-nft"))?;
-        let cfg = nft_config();
+    for layout in [NftLayout::Maps, NftLayout::Chains] {
+        if layout == NftLayout::Chains && n > chains_max {
+            continue;
+        }
+        let l = layout.as_str();
+        let ns = Netns::new(format!("{ns_prefix}-n{}", &l[..1]))?;
+        let cfg = NftConfig {
+            layout,
+            ..nft_config()
+        };
         let mut tracker = tracker(n, e);
-        // First sync into no table: the proxier's stepwise build.
+        // First sync into no table: the proxier's path (Maps: one transaction; Chains: steps).
         let t = Instant::now();
         let mut table = NftTable::new(&cfg, tracker.last());
         let txs = table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION);
@@ -262,11 +275,16 @@ pub(crate) fn full_and_change(
         for tx in &txs {
             apply += ns.run(&["nft", "-f", "-"], Some(tx))?.1;
         }
-        out.push(progress(&Sample {
-            what: format!(
-                "nftables first sync ({} transactions of ≤ {INITIAL_SYNC_PORTS_PER_TRANSACTION} Services), {n} svc",
+        let how = if txs.len() == 1 {
+            "one transaction".to_owned()
+        } else {
+            format!(
+                "{} transactions of ≤ {INITIAL_SYNC_PORTS_PER_TRANSACTION} Services",
                 txs.len()
-            ),
+            )
+        };
+        out.push(progress(&Sample {
+            what: format!("nftables {l} first sync ({how}), {n} svc"),
             render,
             apply,
             bytes: txs.iter().map(String::len).sum(),
@@ -274,13 +292,13 @@ pub(crate) fn full_and_change(
         }));
         drop(txs);
         // A full resync over the existing table: one atomic transaction (flush + re-add).
-        if n <= single_batch_max {
+        if layout == NftLayout::Maps || n <= single_batch_max {
             let t = Instant::now();
             let tx = nftables::full_transaction(table.state(), &table.state().objects());
             let render = t.elapsed();
             let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&tx))?;
             out.push(progress(&Sample {
-                what: format!("nftables full resync (one transaction), {n} svc"),
+                what: format!("nftables {l} full resync (one transaction), {n} svc"),
                 render,
                 apply,
                 bytes: tx.len(),
@@ -296,7 +314,7 @@ pub(crate) fn full_and_change(
             let render = t.elapsed();
             let (_, apply) = ns.run(&["nft", "-f", "-"], Some(&inc.transaction))?;
             out.push(progress(&Sample {
-                what: format!("nftables one endpoint changed, {n} svc"),
+                what: format!("nftables {l} one endpoint changed, {n} svc"),
                 render,
                 apply,
                 bytes: inc.transaction.len(),

@@ -27,6 +27,7 @@ mod pods;
 mod proxy;
 mod userspace;
 
+pub use pontifex_proxy::nftables::NftLayout;
 pub use proxy::{NodePortAddresses, ProxyConfig, ProxyError, ProxyMode, render_rules};
 pub use userspace::{STATS_SOCKET, read_stats};
 

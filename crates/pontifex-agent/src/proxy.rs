@@ -36,7 +36,7 @@ use pontifex_proxy::health::{HealthCheckServers, ProxyHealth};
 use pontifex_proxy::iptables::{IptablesConfig, LocalDetector};
 use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
-use pontifex_proxy::nftables::NftConfig;
+use pontifex_proxy::nftables::{NftConfig, NftLayout};
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode as KernelMode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -129,6 +129,8 @@ impl NodePortAddresses {
 pub struct ProxyConfig {
     /// `--proxy-mode`.
     pub mode: ProxyMode,
+    /// `--nftables-layout` (ours, no upstream flag): Maps (default) or kube-proxy's Chains.
+    pub nftables_layout: NftLayout,
     /// `--cluster-cidr`: sources inside it are pods (local-traffic detection); `None`: no detector.
     pub cluster_cidr: Option<IpNet>,
     /// `--nodeport-addresses`.
@@ -150,6 +152,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             mode: ProxyMode::Nftables,
+            nftables_layout: NftLayout::Maps,
             cluster_cidr: None,
             nodeport_addresses: NodePortAddresses::Default,
             masquerade_all: false,
@@ -229,6 +232,7 @@ pub(crate) fn proxier_config(
     // Userspace mode has no kernel proxier; the nftables settings stand in (unused).
     let mut p = ProxierConfig::new(cfg.mode.kernel().unwrap_or(KernelMode::Nftables), node_name);
     p.nftables = NftConfig {
+        layout: cfg.nftables_layout,
         node_ip,
         local_detector: detector.clone(),
         masquerade_all: cfg.masquerade_all,
@@ -286,12 +290,21 @@ pub fn render_rules(
             tracing::warn!(error = %e, "EndpointSlice skipped");
         }
     }
-    pontifex_proxy::sync::render_rules(
+    let rules = pontifex_proxy::sync::render_rules(
         pcfg.mode,
         &pcfg.nftables,
         &pcfg.iptables,
         &tracker.current(),
-    )
+    );
+    if pcfg.mode == KernelMode::Nftables {
+        // An nft comment, so the output stays valid `nft -f` input.
+        format!(
+            "# nftables layout: {}\n{rules}",
+            pcfg.nftables.layout.as_str()
+        )
+    } else {
+        rules
+    }
 }
 
 type Key = (String, String);
@@ -570,7 +583,11 @@ pub(crate) async fn start(
         health,
         shutdown.clone(),
     ));
-    tracing::info!(mode = mode.as_str(), "service proxy started");
+    tracing::info!(
+        mode = mode.as_str(),
+        nftables_layout = proxy.nftables_layout.as_str(),
+        "service proxy started"
+    );
     Ok(tokio::spawn(async move {
         watch(client, tx, shutdown).await;
         let _ = proxier_task.await;

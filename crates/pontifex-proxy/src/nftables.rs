@@ -25,6 +25,47 @@
 //! full, incremental and deferred-delete transactions apply, and incremental + delete ends in
 //! the same table as a full sync.
 //!
+//! # Layouts
+//!
+//! [`NftLayout::Chains`] is kube-proxy's layout (above; golden-tested against its own cases).
+//! [`NftLayout::Maps`] (the default) exists because of what that layout costs on a big table:
+//! every transaction that adds a rule with a jump/goto/nat, or a verdict element with a
+//! goto, makes nf_tables validate the WHOLE table (every chain reachable from the base chains),
+//! so with ~110k per-service and per-endpoint chains at 10k Services each endpoint change costs
+//! ~0.2 s in the kernel whatever tool sends it; and each per-service `numgen … vmap { … }` is an
+//! anonymous set whose bind walks the whole batch (quadratic first sync). In the Maps layout a
+//! Service port without ClientIP affinity has no chain of its own; the table has a fixed set of
+//! ~40 chains plus one pick chain per endpoint count, and a port is only elements:
+//!
+//! - `service-ips` / `service-nodeports` (as kube-proxy's) send a destination to a fixed entry
+//!   chain of its traffic policy instead of the port's own chain: `internal-cluster`,
+//!   `internal-local` (kube-proxy's service / local chain reached for the ClusterIP: the
+//!   masquerade rule for non-pod sources or `--masquerade-all`), `external-cluster`,
+//!   `external-local`, `nodeport-cluster`, `nodeport-local` (kube-proxy's external chain: mark
+//!   for masquerade under Cluster policy; under Local, pods and the node itself short-circuit
+//!   to the cluster set, the node masqueraded).
+//! - The entry chains go to `dispatch-{cluster,local}` (`addr . proto . port vmap
+//!   @picks-{set}`) or `dispatch-nodeport-{cluster,local}` (`proto . port vmap
+//!   @picks-nodeport-{set}`), whose elements name the pick chain of the destination's endpoint
+//!   count N: `pick-cluster-N`, `pick-local-N`, `pick-nodeport-cluster-N`, ….
+//! - A pick chain has one rule per protocol, `meta l4proto tcp dnat ip to ip daddr . tcp dport
+//!   . numgen random mod N map @endpoints-cluster-tcp`, looking the endpoint up in a data map
+//!   keyed `addr . port . index` (`port . index` for node ports) — kube-proxy's service chain's
+//!   `numgen` vmap and its endpoint chains' DNAT in one lookup. One map per protocol and set:
+//!   nft 1.0.6 cannot keep `th dport` or `meta l4proto` in a `typeof` with port data.
+//!   Pick chains are shared by every port with that count; [`NftTable`] ref-counts them.
+//! - Hairpin (kube-proxy: `ip saddr E jump mark-for-masquerade` in E's endpoint chain) is
+//!   `ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade` in
+//!   nat-postrouting, with an `E . E` element for every reachable endpoint.
+//! - No-endpoint reject/drop, cluster-ips, firewall-ips and the filter chains are kube-proxy's.
+//!   Ports with ClientIP affinity keep kube-proxy's per-port and per-endpoint chains (timeout
+//!   sets need per-endpoint update rules; `ct original proto-dst` cannot be a concatenation
+//!   in nft 1.0.6); firewalled load balancers keep their per-port firewall chain. Both are few,
+//!   so the validated graph stays small.
+//!
+//! The decisions are the same packet for packet (property-tested against the iptables
+//! renderer for both layouts). In the Maps layout the first sync is one transaction.
+//!
 //! Not here: running `nft`, listing the kernel's table (the applier passes what exists).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,9 +83,41 @@ use crate::model::{
 /// Longest chain or set name we produce (kube-proxy/knftables: 256 minus room for a prefix).
 const NAME_MAX: usize = 240;
 
+/// How Service ports become nftables objects (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NftLayout {
+    /// Shared maps and a small fixed set of chains; only ClientIP-affinity ports (and
+    /// firewalled load balancers) get chains of their own. The default.
+    #[default]
+    Maps,
+    /// kube-proxy's layout: chains per service port and per endpoint.
+    Chains,
+}
+
+impl NftLayout {
+    /// `maps` or `chains` (the `--nftables-layout` spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NftLayout::Maps => "maps",
+            NftLayout::Chains => "chains",
+        }
+    }
+
+    /// Parses [`NftLayout::as_str`]'s spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "maps" => Some(NftLayout::Maps),
+            "chains" => Some(NftLayout::Chains),
+            _ => None,
+        }
+    }
+}
+
 /// The settings that shape the nftables ruleset.
 #[derive(Debug, Clone)]
 pub struct NftConfig {
+    /// Maps (default) or kube-proxy's per-service chains.
+    pub layout: NftLayout,
     /// Table name: `pontifex` for us, `kube-proxy` upstream.
     pub table: String,
     /// Family (`ip` or `ip6` table).
@@ -66,6 +139,7 @@ pub struct NftConfig {
 impl Default for NftConfig {
     fn default() -> Self {
         NftConfig {
+            layout: NftLayout::Maps,
             table: "pontifex".into(),
             family: IpFamily::V4,
             node_ip: None,
@@ -85,6 +159,8 @@ pub struct SetDef {
     pub is_map: bool,
     /// The `type …` clause, e.g. `ipv4_addr . inet_proto . inet_service : verdict`.
     pub type_: String,
+    /// `type_` is a `typeof` expression list (`ip daddr . tcp dport : …`), not a type.
+    pub by_expression: bool,
     /// `flags …`, e.g. `dynamic,timeout`.
     pub flags: Option<String>,
     /// `timeout <n>s`.
@@ -206,6 +282,7 @@ impl NftState {
             SetDef {
                 is_map,
                 type_: type_.to_owned(),
+                by_expression: false,
                 flags: None,
                 timeout_seconds: None,
                 comment: Some(comment.to_owned()),
@@ -252,7 +329,8 @@ impl NftState {
     }
 
     fn set_line(&self, name: &str, def: &SetDef) -> String {
-        let mut body = format!("type {} ;", def.type_);
+        let kw = if def.by_expression { "typeof" } else { "type" };
+        let mut body = format!("{kw} {} ;", def.type_);
         if let Some(f) = &def.flags {
             let _ = write!(body, " flags {f} ;");
         }
@@ -499,14 +577,151 @@ fn render_base(cfg: &NftConfig) -> NftState {
             }
         }
     }
+    if cfg.layout == NftLayout::Maps {
+        render_maps_base(&mut st, cfg);
+    }
 
     st
 }
 
-/// Adds what one service port contributes: its elements in the shared maps, its own chains
-/// (service, local, external, firewall, endpoints) and affinity sets. Chains and sets are
-/// named after the port (and endpoint), so no two ports share one; elements may be shared
-/// (two ports of a Service have the same cluster IP), the later port's value winning.
+/// The protocols a Service port can carry, in the order the Maps layout's per-protocol maps and
+/// pick rules are written.
+const PROTOCOLS: [&str; 3] = ["tcp", "udp", "sctp"];
+
+/// The two endpoint sets a port's traffic can pick from (Maps layout): the cluster-wide one
+/// and the node-local one.
+const ENDPOINT_SETS: [&str; 2] = ["cluster", "local"];
+
+/// The fixed part of the Maps layout: the pick vmaps, the per-protocol endpoint data maps, the
+/// hairpin set, the entry chains `service-ips` / `service-nodeports` send to and the dispatch
+/// chains that look up the pick chain of a destination.
+fn render_maps_base(st: &mut NftState, cfg: &NftConfig) {
+    let v4 = cfg.family == IpFamily::V4;
+    let ipx = if v4 { "ip" } else { "ip6" };
+    let addr_t = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+    let key3 = format!("{addr_t} . inet_proto . inet_service : verdict");
+    for set in ENDPOINT_SETS {
+        st.set(
+            &format!("picks-{set}"),
+            true,
+            &key3,
+            &format!("destination to the pick chain of its {set} endpoint count"),
+        );
+        st.set(
+            &format!("picks-nodeport-{set}"),
+            true,
+            "inet_proto . inet_service : verdict",
+            &format!("node port to the pick chain of its {set} endpoint count"),
+        );
+        for p in PROTOCOLS {
+            for (name, key) in [
+                (
+                    format!("endpoints-{set}-{p}"),
+                    format!("{ipx} daddr . {p} dport"),
+                ),
+                (
+                    format!("endpoints-nodeport-{set}-{p}"),
+                    format!("{p} dport"),
+                ),
+            ] {
+                st.set(
+                    &name,
+                    true,
+                    &format!("{key} . numgen random mod 1 : {ipx} daddr . {p} dport"),
+                    &format!("destination and index to a {set} {p} endpoint"),
+                );
+                if let Some(d) = st.sets.get_mut(&name) {
+                    d.by_expression = true;
+                }
+            }
+        }
+    }
+    st.set(
+        "hairpin-endpoints",
+        false,
+        &format!("{addr_t} . {addr_t}"),
+        "endpoint . endpoint: a pod reaching itself through a Service is masqueraded",
+    );
+    st.chain("nat-postrouting").rules.insert(
+        0,
+        format!(
+            "ct status dnat {ipx} saddr . {ipx} daddr @hairpin-endpoints jump mark-for-masquerade"
+        ),
+    );
+    let internal_masq = if cfg.masquerade_all {
+        Some("jump mark-for-masquerade".to_owned())
+    } else {
+        nft_local(&cfg.local_detector, ipx, true).map(|m| format!("{m} jump mark-for-masquerade"))
+    };
+    for set in ENDPOINT_SETS {
+        st.rule(
+            &format!("dispatch-{set}"),
+            format!("{ipx} daddr . meta l4proto . th dport vmap @picks-{set}"),
+        );
+        st.rule(
+            &format!("dispatch-nodeport-{set}"),
+            format!("meta l4proto . th dport vmap @picks-nodeport-{set}"),
+        );
+        let chain = format!("internal-{set}");
+        st.chain(&chain);
+        if let Some(m) = &internal_masq {
+            st.rule(&chain, m.clone());
+        }
+        st.rule(&chain, format!("goto dispatch-{set}"));
+    }
+    for (entry, dispatch) in [("external", "dispatch"), ("nodeport", "dispatch-nodeport")] {
+        st.rule(&format!("{entry}-cluster"), "jump mark-for-masquerade");
+        st.rule(
+            &format!("{entry}-cluster"),
+            format!("goto {dispatch}-cluster"),
+        );
+        let local = format!("{entry}-local");
+        if let Some(m) = nft_local(&cfg.local_detector, ipx, false) {
+            st.rule(
+                &local,
+                format!("{m} goto {dispatch}-cluster comment \"short-circuit pod traffic\""),
+            );
+        }
+        st.rule(
+            &local,
+            "fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\"",
+        );
+        st.rule(
+            &local,
+            format!("fib saddr type local goto {dispatch}-cluster comment \"short-circuit local traffic\""),
+        );
+        st.rule(&local, format!("goto {dispatch}-local"));
+    }
+}
+
+/// A pick chain (Maps layout): `numgen random mod n` indexes the destination's endpoints in
+/// the per-protocol data map of `set` (`cluster`, `local`, `nodeport-cluster`,
+/// `nodeport-local`). One per count and set, shared by every port with that count.
+fn pick_chain(st: &mut NftState, ipx: &str, set: &str, n: usize) -> String {
+    let name = format!("pick-{set}-{n}");
+    let chain = st.chain(&name);
+    if chain.rules.is_empty() {
+        let nodeport = set.starts_with("nodeport-");
+        for p in PROTOCOLS {
+            let key = if nodeport {
+                format!("{p} dport")
+            } else {
+                format!("{ipx} daddr . {p} dport")
+            };
+            chain.rules.push(format!(
+                "meta l4proto {p} dnat {ipx} to {key} . numgen random mod {n} map @endpoints-{set}-{p}"
+            ));
+        }
+    }
+    name
+}
+
+/// Adds what one service port contributes: its elements in the shared maps and, in the Chains
+/// layout or with ClientIP affinity, its own chains (service, local, external, endpoints) and
+/// affinity sets; a firewall chain when its load balancer has source ranges. Per-port chains
+/// and sets are named after the port (and endpoint), so no two ports share one; the Maps
+/// layout's pick chains are shared by count. Elements may be shared (two ports of a Service
+/// have the same cluster IP), the later port's value winning.
 fn render_port(
     st: &mut NftState,
     cfg: &NftConfig,
@@ -516,7 +731,6 @@ fn render_port(
 ) {
     let v4 = cfg.family == IpFamily::V4;
     let ipx = if v4 { "ip" } else { "ip6" };
-    let addr_t = if v4 { "ipv4_addr" } else { "ipv6_addr" };
     let Some(FamilyView {
         cluster_ip,
         external_ips,
@@ -527,6 +741,7 @@ fn render_port(
     else {
         return;
     };
+    let maps = cfg.layout == NftLayout::Maps && svc.affinity_timeout.is_none();
     let name = spn.to_string();
     let p = spn.protocol.as_str();
     let port = svc.port;
@@ -535,26 +750,34 @@ fn render_port(
     let local_chain = chain_name("local-", &base);
     let ext_chain = chain_name("external-", &base);
     let fw_chain = chain_name("firewall-", &base);
-    let ep_chain = |e: &Endpoint| chain_name("endpoint-", &endpoint_base(spn, e));
-    let affinity_set = |e: &Endpoint| chain_name("affinity-", &endpoint_base(spn, e));
 
-    let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-    let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
     let (internal_chain, has_internal) = if svc.internal_policy_local {
         (&local_chain, cat.has_any && !cat.local.is_empty())
     } else {
         (&svc_chain, cat.has_any)
     };
-    let (external_chain, has_external) = if svc.external_policy_local {
-        (&local_chain, cat.has_any && !cat.local.is_empty())
+    let has_external = if svc.external_policy_local {
+        cat.has_any && !cat.local.is_empty()
     } else {
-        (&svc_chain, cat.has_any)
+        cat.has_any
     };
     let uses_ext = cat.has_any && svc.externally_accessible();
     let verdict = if cat.has_any {
         "drop".to_owned()
     } else {
         "goto reject-chain".to_owned()
+    };
+    // Where `service-ips` / `service-nodeports` send the port's traffic: its own chains, or
+    // (Maps) the fixed entry chain of its traffic policy.
+    let policy = |local: bool| if local { "local" } else { "cluster" };
+    let (internal_target, external_target, nodeport_target) = if maps {
+        (
+            format!("internal-{}", policy(svc.internal_policy_local)),
+            format!("external-{}", policy(svc.external_policy_local)),
+            format!("nodeport-{}", policy(svc.external_policy_local)),
+        )
+    } else {
+        (internal_chain.clone(), ext_chain.clone(), ext_chain.clone())
     };
 
     st.element("cluster-ips", cluster_ip.to_string(), None, None);
@@ -564,7 +787,7 @@ fn render_port(
             "service-ips",
             k3(&cluster_ip, port),
             None,
-            Some(format!("goto {internal_chain}")),
+            Some(format!("goto {internal_target}")),
         );
     } else {
         st.element(
@@ -580,7 +803,7 @@ fn render_port(
                 "service-ips",
                 k3(ip, port),
                 None,
-                Some(format!("goto {ext_chain}")),
+                Some(format!("goto {external_target}")),
             );
         }
         if !has_external {
@@ -612,7 +835,7 @@ fn render_port(
                 "service-ips",
                 k3(ip, port),
                 None,
-                Some(format!("goto {ext_chain}")),
+                Some(format!("goto {external_target}")),
             );
         }
         if uses_fw {
@@ -639,7 +862,7 @@ fn render_port(
                 "service-nodeports",
                 key.clone(),
                 None,
-                Some(format!("goto {ext_chain}")),
+                Some(format!("goto {nodeport_target}")),
             );
         }
         if !has_external {
@@ -652,7 +875,157 @@ fn render_port(
         }
     }
 
-    if has_internal {
+    let view = PortView {
+        cluster_ip,
+        addrs: external_ips.iter().chain(&lb_ips).copied().collect(),
+        cat,
+        has_internal,
+        has_external,
+        uses_ext,
+    };
+    if maps {
+        render_port_maps(st, ipx, spn, svc, &view);
+    } else {
+        render_port_chains(st, cfg, spn, svc, &view);
+    }
+}
+
+/// What [`render_port`] computed that both layouts' per-port parts need.
+struct PortView {
+    cluster_ip: IpAddr,
+    /// External and load-balancer IPs.
+    addrs: Vec<IpAddr>,
+    cat: crate::model::Categorized,
+    has_internal: bool,
+    has_external: bool,
+    uses_ext: bool,
+}
+
+/// The Maps layout's per-port part: for each destination (`addr . port`, or the node port)
+/// and endpoint set it uses, a pick-map element naming the pick chain of the set's size and
+/// one data element per endpoint (`addr . port . index : endpoint`); every reachable endpoint
+/// in the hairpin set.
+fn render_port_maps(
+    st: &mut NftState,
+    ipx: &str,
+    spn: &ServicePortName,
+    svc: &ServicePort,
+    v: &PortView,
+) {
+    let p = spn.protocol.as_str();
+    let port = svc.port;
+    let cat = &v.cat;
+    // (set, destinations): the cluster IP picks from the set of the internal policy; external
+    // addresses from the set of the external policy, and from the cluster set when Local
+    // (pods and the node itself are short-circuited to it).
+    let mut wants: Vec<(&str, &[crate::model::Endpoint], Option<IpAddr>)> = Vec::new();
+    if v.has_internal {
+        if svc.internal_policy_local {
+            wants.push(("local", &cat.local, Some(v.cluster_ip)));
+        } else {
+            wants.push(("cluster", &cat.cluster, Some(v.cluster_ip)));
+        }
+    }
+    if v.uses_ext && !cat.cluster.is_empty() {
+        let mut ext: Vec<Option<IpAddr>> = v.addrs.iter().copied().map(Some).collect();
+        if svc.node_port != 0 {
+            ext.push(None);
+        }
+        for d in &ext {
+            wants.push(("cluster", &cat.cluster, *d));
+            if svc.external_policy_local && v.has_external {
+                wants.push(("local", &cat.local, *d));
+            }
+        }
+    }
+    for (set, eps, dst) in wants {
+        if eps.is_empty() {
+            continue;
+        }
+        match dst {
+            Some(d) => {
+                let chain = pick_chain(st, ipx, set, eps.len());
+                st.element(
+                    &format!("picks-{set}"),
+                    format!("{d} . {p} . {port}"),
+                    None,
+                    Some(format!("goto {chain}")),
+                );
+                for (i, e) in eps.iter().enumerate() {
+                    st.element(
+                        &format!("endpoints-{set}-{p}"),
+                        format!("{d} . {port} . {i}"),
+                        None,
+                        Some(format!("{} . {}", e.ip, e.port)),
+                    );
+                }
+            }
+            None => {
+                let np_set = format!("nodeport-{set}");
+                let chain = pick_chain(st, ipx, &np_set, eps.len());
+                st.element(
+                    &format!("picks-{np_set}"),
+                    format!("{p} . {}", svc.node_port),
+                    None,
+                    Some(format!("goto {chain}")),
+                );
+                for (i, e) in eps.iter().enumerate() {
+                    st.element(
+                        &format!("endpoints-{np_set}-{p}"),
+                        format!("{} . {i}", svc.node_port),
+                        None,
+                        Some(format!("{} . {}", e.ip, e.port)),
+                    );
+                }
+            }
+        }
+    }
+    for e in &cat.all_reachable {
+        st.element(
+            "hairpin-endpoints",
+            format!("{} . {}", e.ip, e.ip),
+            None,
+            None,
+        );
+    }
+}
+
+/// kube-proxy's per-port chains: service (cluster set), local, external and endpoint chains,
+/// affinity sets.
+fn render_port_chains(
+    st: &mut NftState,
+    cfg: &NftConfig,
+    spn: &ServicePortName,
+    svc: &ServicePort,
+    v: &PortView,
+) {
+    let v4 = cfg.family == IpFamily::V4;
+    let ipx = if v4 { "ip" } else { "ip6" };
+    let addr_t = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+    let p = spn.protocol.as_str();
+    let port = svc.port;
+    let cluster_ip = v.cluster_ip;
+    let cat = &v.cat;
+    let base = port_base(spn);
+    let svc_chain = chain_name("service-", &base);
+    let local_chain = chain_name("local-", &base);
+    let ext_chain = chain_name("external-", &base);
+    let ep_chain = |e: &Endpoint| chain_name("endpoint-", &endpoint_base(spn, e));
+    let affinity_set = |e: &Endpoint| chain_name("affinity-", &endpoint_base(spn, e));
+    let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+    let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
+    let internal_chain = if svc.internal_policy_local {
+        &local_chain
+    } else {
+        &svc_chain
+    };
+    let external_chain = if svc.external_policy_local {
+        &local_chain
+    } else {
+        &svc_chain
+    };
+
+    if v.has_internal {
         if cfg.masquerade_all {
             st.rule(
                 internal_chain,
@@ -665,7 +1038,7 @@ fn render_port(
             );
         }
     }
-    if uses_ext {
+    if v.uses_ext {
         st.chain(&ext_chain);
         if !svc.external_policy_local {
             st.rule(&ext_chain, "jump mark-for-masquerade");
@@ -684,7 +1057,7 @@ fn render_port(
                 ),
             );
         }
-        if has_external {
+        if v.has_external {
             st.rule(&ext_chain, format!("goto {external_chain}"));
         }
     }
@@ -731,6 +1104,7 @@ fn render_port(
                 SetDef {
                     is_map: false,
                     type_: addr_t.to_owned(),
+                    by_expression: false,
                     flags: Some("dynamic,timeout".into()),
                     timeout_seconds: Some(timeout),
                     comment: None,
@@ -948,6 +1322,9 @@ pub struct NftTable {
     ports: HashMap<ServicePortName, PortObjects>,
     by_service: HashMap<ServiceKey, Vec<ServicePortName>>,
     owners: HashMap<(String, String), Vec<(Owner, Element)>>,
+    /// How many ports use each chain they put in: one for per-port chains, any number for
+    /// the Maps layout's shared pick chains (the chain goes when its last user does).
+    chain_refs: HashMap<String, usize>,
 }
 
 impl NftTable {
@@ -966,6 +1343,7 @@ impl NftTable {
             ports: HashMap::new(),
             by_service: HashMap::new(),
             owners,
+            chain_refs: HashMap::new(),
         };
         for (spn, svc) in &snap.services {
             let frag = t.fragment(snap, spn, svc);
@@ -988,8 +1366,14 @@ impl NftTable {
     /// kernel — minutes at 10k Services. Every prefix of the sequence is a consistent table
     /// (a Service is either fully there or absent), and with no table before there is
     /// nothing to keep atomic; a full sync over an existing table stays one transaction.
+    ///
+    /// The Maps layout has no anonymous sets but those of the few affinity ports, and its
+    /// pick chains are shared between ports: its first sync is one transaction.
     pub fn initial_transactions(&self, ports_per_tx: usize) -> Vec<String> {
         let st = &self.state;
+        if self.cfg.layout == NftLayout::Maps {
+            return vec![full_transaction(st, &NftObjects::default())];
+        }
         let owned_chains: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.chains).collect();
         let owned_sets: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.sets).collect();
         let mut first = st.table_line();
@@ -1065,6 +1449,7 @@ impl NftTable {
         let mut objs = PortObjects::default();
         for (n, d) in frag.chains {
             objs.chains.push(n.clone());
+            *self.chain_refs.entry(n.clone()).or_default() += 1;
             self.state.chains.insert(n, d);
         }
         for (n, d) in frag.sets {
@@ -1144,12 +1529,20 @@ impl NftTable {
                 (se, e)
             })
             .collect();
-        let mut before_chains: BTreeMap<String, ChainDef> = BTreeMap::new();
+        // Every touched chain as it is now: a shared pick chain a new port starts to use may
+        // exist already, one an old port stops using may stay for others.
+        let before_chains: BTreeMap<String, ChainDef> = touched_chains
+            .iter()
+            .filter_map(|n| self.state.chains.get(n).map(|d| (n.clone(), d.clone())))
+            .collect();
         let mut before_sets: BTreeMap<String, SetDef> = BTreeMap::new();
         for (spn, o) in &old_ports {
             for n in &o.chains {
-                if let Some(d) = self.state.chains.remove(n) {
-                    before_chains.insert(n.clone(), d);
+                let refs = self.chain_refs.entry(n.clone()).or_default();
+                *refs = refs.saturating_sub(1);
+                if *refs == 0 {
+                    self.chain_refs.remove(n);
+                    self.state.chains.remove(n);
                 }
             }
             for n in &o.sets {

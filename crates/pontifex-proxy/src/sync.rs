@@ -10,9 +10,9 @@
 //! [`FULL_SYNC_PERIOD`] are full (the whole table in one transaction); the others send only
 //! what changed — for nftables the element and chain delta of the changed Services' ports
 //! ([`NftTable::update`]), for iptables a KEP-3453 partial restore. A first nft sync into a
-//! table that does not exist yet is sent as several transactions
-//! ([`INITIAL_SYNC_PORTS_PER_TRANSACTION`] ports each), each leaving a consistent table; every
-//! later full sync is one transaction. Chains an incremental nft sync left stale are deleted
+//! table that does not exist yet is, in the Chains layout, sent as several transactions
+//! ([`INITIAL_SYNC_PORTS_PER_TRANSACTION`] ports each), each leaving a consistent table (the
+//! Maps layout sends it as one); every later full sync is one transaction. Chains an incremental nft sync left stale are deleted
 //! by the next sync at least 1 s later (kernels before 6.2 could still count a just deleted
 //! map element as a reference).
 //!

@@ -96,6 +96,7 @@ impl Lab {
                 .args(["--netns", &n.netns, "--netns-prefix", &cfg.prefix])
                 .args(["--backend", args.backend.as_str()])
                 .args(["--proxy-mode", args.proxy_mode.as_str()])
+                .args(["--nftables-layout", args.nftables_layout.as_str()])
                 .arg("--cluster-cidr")
                 .arg(args.controllers.cluster_cidr.to_string())
                 .arg("--cluster-dns")

@@ -105,6 +105,10 @@ struct ProxyFlags {
     /// The dataplane: nftables, iptables or userspace.
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     proxy_mode: pontifex_agent::ProxyMode,
+    /// nftables mode's table layout: `maps` (shared maps, few chains) or `chains` (kube-proxy's
+    /// per-service and per-endpoint chains).
+    #[arg(long, default_value = "maps", value_parser = parse_nftables_layout)]
+    nftables_layout: pontifex_agent::NftLayout,
     /// The pods' CIDR: traffic from inside it is pod traffic (local-traffic detection).
     #[arg(long)]
     cluster_cidr: Option<ipnet::IpNet>,
@@ -133,6 +137,7 @@ impl ProxyFlags {
     fn config(&self) -> anyhow::Result<pontifex_agent::ProxyConfig> {
         Ok(pontifex_agent::ProxyConfig {
             mode: self.proxy_mode,
+            nftables_layout: self.nftables_layout,
             cluster_cidr: self.cluster_cidr,
             nodeport_addresses: pontifex_agent::NodePortAddresses::parse(&self.nodeport_addresses)
                 .map_err(anyhow::Error::msg)?,
@@ -147,6 +152,11 @@ impl ProxyFlags {
 
 fn parse_proxy_mode(s: &str) -> Result<pontifex_agent::ProxyMode, String> {
     s.parse()
+}
+
+fn parse_nftables_layout(s: &str) -> Result<pontifex_agent::NftLayout, String> {
+    pontifex_agent::NftLayout::parse(s)
+        .ok_or_else(|| format!("unknown nftables layout {s:?} (maps or chains)"))
 }
 
 #[derive(Args)]
@@ -186,6 +196,9 @@ struct RulesArgs {
     /// Which dataplane's rules: nftables, iptables or userspace (its virtual services).
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     mode: pontifex_agent::ProxyMode,
+    /// nftables mode's table layout: maps or chains (printed as the first line).
+    #[arg(long, default_value = "maps", value_parser = parse_nftables_layout)]
+    nftables_layout: pontifex_agent::NftLayout,
     /// The node whose view to print (its endpoints are local, its InternalIP serves NodePorts).
     #[arg(long)]
     node: Option<String>,
@@ -373,6 +386,9 @@ pub(crate) struct UpArgs {
     /// The lab agents' service proxy: nftables, iptables or userspace.
     #[arg(long, default_value = "nftables", value_parser = parse_proxy_mode)]
     proxy_mode: pontifex_agent::ProxyMode,
+    /// The lab agents' nftables layout: maps or chains.
+    #[arg(long, default_value = "maps", value_parser = parse_nftables_layout)]
+    nftables_layout: pontifex_agent::NftLayout,
     /// The lab's name prefix (hidden: tests run labs side by side).
     #[arg(long, default_value = LAB_PREFIX, hide = true)]
     lab_prefix: String,
@@ -670,6 +686,7 @@ async fn rules(args: RulesArgs) -> anyhow::Result<()> {
     };
     let proxy = pontifex_agent::ProxyConfig {
         mode: args.mode,
+        nftables_layout: args.nftables_layout,
         cluster_cidr: args.cluster_cidr,
         ..pontifex_agent::ProxyConfig::default()
     };

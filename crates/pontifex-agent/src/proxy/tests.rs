@@ -185,3 +185,36 @@ fn rules_without_a_node_serve_node_ports_everywhere() {
     let out = render_rules(&ProxyConfig::default(), "", None, &[], &[]);
     assert!(out.contains("table ip pontifex"), "{out}");
 }
+
+#[test]
+fn rules_print_the_nftables_layout_first() {
+    let maps = render_rules(&ProxyConfig::default(), "", None, &[], &[]);
+    assert!(maps.starts_with("# nftables layout: maps\n"), "{maps}");
+    assert!(maps.contains(" picks-cluster "), "{maps}");
+    let chains = render_rules(
+        &ProxyConfig {
+            nftables_layout: NftLayout::Chains,
+            ..ProxyConfig::default()
+        },
+        "",
+        None,
+        &[],
+        &[],
+    );
+    assert!(
+        chains.starts_with("# nftables layout: chains\n"),
+        "{chains}"
+    );
+    assert!(!chains.contains("picks-cluster"), "{chains}");
+    let ipt = render_rules(
+        &ProxyConfig {
+            mode: ProxyMode::Iptables,
+            ..ProxyConfig::default()
+        },
+        "",
+        None,
+        &[],
+        &[],
+    );
+    assert!(!ipt.contains("layout"), "{ipt}");
+}

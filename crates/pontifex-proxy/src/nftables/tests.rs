@@ -40,10 +40,19 @@ fn snap(eps: &[(&str, bool)], etp_local: bool) -> ProxySnapshot {
     s
 }
 
+/// kube-proxy's layout (what most tests here describe); [`maps_cfg`] for the Maps layout.
 fn cfg() -> NftConfig {
     NftConfig {
+        layout: NftLayout::Chains,
         local_detector: LocalDetector::Cidr("10.244.0.0/16".parse().unwrap()),
         ..Default::default()
+    }
+}
+
+fn maps_cfg() -> NftConfig {
+    NftConfig {
+        layout: NftLayout::Maps,
+        ..cfg()
     }
 }
 
@@ -280,7 +289,7 @@ impl Kernel {
 }
 
 mod proptests {
-    use super::{Kernel, cfg};
+    use super::{Kernel, cfg, maps_cfg};
     use crate::model::{Endpoint, ProxySnapshot, ServicePortName};
     use crate::model::{Protocol, ServiceKey, ServicePort};
     use crate::nftables::*;
@@ -382,8 +391,9 @@ mod proptests {
         #[test]
         fn incremental_equals_diff_of_full_renders(
             snaps in prop::collection::vec(arb_snapshot(), 2..6),
+            maps in any::<bool>(),
         ) {
-            let cfg = cfg();
+            let cfg = if maps { maps_cfg() } else { cfg() };
             let mut table = NftTable::new(&cfg, &snaps[0]);
             prop_assert_eq!(table.state(), &render(&cfg, &snaps[0]));
             let mut kernel = Kernel::of(table.state());

@@ -24,7 +24,7 @@ use pontifex_proxy::model::{
     Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort, ServicePortName,
     categorize,
 };
-use pontifex_proxy::nftables::{self, NftConfig, NftObjects};
+use pontifex_proxy::nftables::{self, NftConfig, NftLayout, NftObjects};
 use proptest::prelude::*;
 
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 2);
@@ -433,6 +433,7 @@ fn probes(snap: &ProxySnapshot) -> Vec<Packet> {
 
 #[derive(Debug, Clone)]
 struct GenCfg {
+    layout: NftLayout,
     detector: bool,
     masquerade_all: bool,
     node_port_addresses: bool,
@@ -446,6 +447,7 @@ fn configs(g: &GenCfg) -> (NftConfig, IptablesConfig) {
     };
     let npa = g.node_port_addresses.then(|| vec![IpAddr::V4(NODE_IP)]);
     let nft = NftConfig {
+        layout: g.layout,
         table: "pontifex".into(),
         family: IpFamily::V4,
         node_ip: Some(IpAddr::V4(NODE_IP)),
@@ -524,7 +526,9 @@ fn upstream_difference(
 }
 
 fn gen_cfg() -> impl Strategy<Value = GenCfg> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(d, m, n)| GenCfg {
+    let layout = prop_oneof![Just(NftLayout::Maps), Just(NftLayout::Chains)];
+    (layout, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(l, d, m, n)| GenCfg {
+        layout: l,
         detector: d,
         masquerade_all: m,
         node_port_addresses: n,
@@ -566,18 +570,25 @@ fn evaluators_see_dnat_masquerade_reject_and_drop() {
     local.etp_local = true;
     local.endpoints = vec![(1, 3, 8080, 0)];
     let snap = snapshot(&[g, empty, local]);
-    let cfg = GenCfg {
-        detector: true,
-        masquerade_all: false,
-        node_port_addresses: false,
-    };
-    let (ncfg, icfg) = configs(&cfg);
+    for layout in [NftLayout::Maps, NftLayout::Chains] {
+        let cfg = GenCfg {
+            layout,
+            detector: true,
+            masquerade_all: false,
+            node_port_addresses: false,
+        };
+        hand_checked(&snap, &cfg);
+    }
+}
+
+fn hand_checked(snap: &ProxySnapshot, cfg: &GenCfg) {
+    let (ncfg, icfg) = configs(cfg);
     let nft = nft::NftTable::parse(&nftables::full_transaction(
-        &nftables::render(&ncfg, &snap),
+        &nftables::render(&ncfg, snap),
         &NftObjects::default(),
     ));
     let ipt = ipt::IptTables::parse(
-        &iptables::render(&icfg, &snap, SyncKind::Full, &BTreeSet::new()).text,
+        &iptables::render(&icfg, snap, SyncKind::Full, &BTreeSet::new()).text,
         &iptables_jump_rules(&icfg),
     );
     let ep = |h: u8, masq: bool| Outcome::Endpoint {
@@ -631,7 +642,7 @@ fn evaluators_see_dnat_masquerade_reject_and_drop() {
     ];
     for (p, want) in cases {
         let want: BTreeSet<Outcome> = want.into_iter().collect();
-        assert_eq!(outcomes(&nft, p), want, "nftables {p:?}");
+        assert_eq!(outcomes(&nft, p), want, "nftables ({:?}) {p:?}", cfg.layout);
         assert_eq!(outcomes(&ipt, p), want, "iptables {p:?}");
     }
 }

@@ -1,11 +1,12 @@
 use pontifex_proxy::iptables::LocalDetector;
 use pontifex_proxy::model::{ChangeTracker, IpFamily, ProxySnapshot};
-use pontifex_proxy::nftables::{self, NftConfig};
+use pontifex_proxy::nftables::{self, NftConfig, NftLayout};
 
 use crate::fixtures::{self, diff};
 
 fn config() -> NftConfig {
     NftConfig {
+        layout: NftLayout::Chains,
         table: "kube-proxy".into(),
         family: IpFamily::V4,
         node_ip: Some("192.168.0.2".parse().unwrap()),
@@ -68,6 +69,27 @@ fn nftables_01_overall() {
         expected == actual,
         "nftables-01 differs:\n{}",
         diff(&expected, &actual)
+    );
+}
+
+/// The Maps layout of the same input: our own file (no upstream counterpart), reviewed by
+/// hand; `PONTIFEX_BLESS=1` rewrites it.
+#[test]
+fn nftables_01_overall_maps() {
+    let cfg = NftConfig {
+        layout: NftLayout::Maps,
+        ..config()
+    };
+    let actual = nftables::render(&cfg, &overall_snapshot()).dump();
+    let path = fixtures::dir("nftables-01-overall").join("expected-maps.nft");
+    if std::env::var_os("PONTIFEX_BLESS").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = fixtures::read("nftables-01-overall", "expected-maps.nft");
+    assert!(
+        normalise(&expected) == normalise(&actual),
+        "nftables-01 (maps) differs:\n{}",
+        diff(&normalise(&expected), &normalise(&actual))
     );
 }
 

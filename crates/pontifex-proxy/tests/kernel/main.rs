@@ -43,6 +43,7 @@ use pontifex_proxy::health::ProxyHealth;
 use pontifex_proxy::iptables::LocalDetector;
 use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
+use pontifex_proxy::nftables::NftLayout;
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode};
 
 mod ipv6;
@@ -294,8 +295,9 @@ fn slice(svc: &str, ips: &[&str]) -> EndpointSlice {
     .unwrap()
 }
 
-fn proxier(lab: &Lab, mode: ProxyMode) -> Proxier<KernelApplier> {
+fn proxier(lab: &Lab, mode: ProxyMode, layout: NftLayout) -> Proxier<KernelApplier> {
     let mut cfg = ProxierConfig::new(mode, "node-a");
+    cfg.nftables.layout = layout;
     let detector = LocalDetector::Cidr("10.244.0.0/16".parse().unwrap());
     cfg.nftables.local_detector = detector.clone();
     cfg.nftables.service_cidrs = vec!["10.96.0.0/12".parse().unwrap()];
@@ -320,13 +322,13 @@ fn answered_by(
     results.iter().map(|r| r.clone().unwrap()).collect()
 }
 
-fn cluster_ip_scenario(mode: ProxyMode) {
+fn cluster_ip_scenario(mode: ProxyMode, layout: NftLayout) {
     if !can_run() {
         return;
     }
     let lab = Lab::new();
     let pod1 = lab.pods[0].clone();
-    let mut p = proxier(&lab, mode);
+    let mut p = proxier(&lab, mode, layout);
     replace(
         &mut p,
         vec![service("web", 80, Some(30080)), {
@@ -379,7 +381,7 @@ fn cluster_ip_scenario(mode: ProxyMode) {
     std::thread::sleep(Duration::from_millis(200));
     drop(p);
     for round in 0..5 {
-        let mut p2 = proxier(&lab, mode);
+        let mut p2 = proxier(&lab, mode, layout);
         let ips: &[&str] = if round % 2 == 0 {
             &["10.244.0.2", "10.244.0.3"]
         } else {
@@ -413,12 +415,17 @@ fn cluster_ip_scenario(mode: ProxyMode) {
 
 #[test]
 fn nftables_cluster_ip_reject_nodeport_update_restart() {
-    cluster_ip_scenario(ProxyMode::Nftables);
+    cluster_ip_scenario(ProxyMode::Nftables, NftLayout::Maps);
+}
+
+#[test]
+fn nftables_chains_cluster_ip_reject_nodeport_update_restart() {
+    cluster_ip_scenario(ProxyMode::Nftables, NftLayout::Chains);
 }
 
 #[test]
 fn iptables_cluster_ip_reject_nodeport_update_restart() {
-    cluster_ip_scenario(ProxyMode::Iptables);
+    cluster_ip_scenario(ProxyMode::Iptables, NftLayout::Maps);
 }
 
 fn udp_service(name: &str, ip: &str, port: u16) -> Service {
@@ -445,12 +452,12 @@ fn udp_slice(svc: &str, ips: &[&str]) -> EndpointSlice {
 /// kept alive by its own packets) whose endpoint is removed stays pinned to it until the
 /// proxier deletes the entry. With the deletion it moves to the remaining endpoint within a
 /// second of the sync.
-fn udp_stream_moves_scenario(mode: ProxyMode) {
+fn udp_stream_moves_scenario(mode: ProxyMode, layout: NftLayout) {
     if !can_run() {
         return;
     }
     let lab = Lab::new();
-    let mut p = proxier(&lab, mode);
+    let mut p = proxier(&lab, mode, layout);
     replace(
         &mut p,
         vec![udp_service("dns", "10.96.0.12", 53)],
@@ -538,10 +545,145 @@ fn udp_stream_moves_scenario(mode: ProxyMode) {
 
 #[test]
 fn nftables_udp_stream_moves_when_its_endpoint_goes() {
-    udp_stream_moves_scenario(ProxyMode::Nftables);
+    udp_stream_moves_scenario(ProxyMode::Nftables, NftLayout::Maps);
+}
+
+#[test]
+fn nftables_chains_udp_stream_moves_when_its_endpoint_goes() {
+    udp_stream_moves_scenario(ProxyMode::Nftables, NftLayout::Chains);
 }
 
 #[test]
 fn iptables_udp_stream_moves_when_its_endpoint_goes() {
-    udp_stream_moves_scenario(ProxyMode::Iptables);
+    udp_stream_moves_scenario(ProxyMode::Iptables, NftLayout::Maps);
+}
+
+/// `nft list table ip pontifex` in the node, normalised: set elements sorted (the kernel lists
+/// a hash set in its own order), empty non-base chains dropped (chains an incremental sync
+/// emptied wait a second before they are deleted; a full sync deletes them at once), blank
+/// lines dropped. Chains stay in the kernel's (creation) order: the full sync adopts the table.
+fn listing(node: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", node, "nft", "list", "table", "ip", "pontifex",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // One line per statement: join element lists that nft wraps.
+    let text = text.replace(",\n", ", ").replace(",\n", ", ");
+    let mut lines: Vec<String> = Vec::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(last) = lines.last_mut()
+            && last.ends_with(',')
+        {
+            last.push(' ');
+            last.push_str(l);
+        } else {
+            lines.push(l.to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for l in lines {
+        if let Some(body) = l.strip_prefix("elements = { ") {
+            let body = body.trim_end_matches(" }").trim_end_matches('}');
+            let mut items: Vec<&str> = body.split(", ").map(str::trim).collect();
+            items.sort_unstable();
+            out.push(format!("elements = {{ {} }}", items.join(", ")));
+        } else {
+            out.push(l);
+        }
+    }
+    // Drop `chain X {` immediately followed by `}`.
+    let mut kept: Vec<String> = Vec::new();
+    for l in out {
+        if l == "}" && kept.last().is_some_and(|p| p.starts_with("chain ")) {
+            kept.pop();
+            continue;
+        }
+        kept.push(l);
+    }
+    kept.join("\n")
+}
+
+fn service_at(name: &str, ip: &str, port: u16, node_port: Option<u16>) -> Service {
+    let mut s = service(name, port, node_port);
+    let spec = s.spec.as_mut().unwrap();
+    spec.cluster_ip = Some(ip.into());
+    spec.cluster_ips = Some(vec![ip.into()]);
+    s
+}
+
+/// A run of incremental syncs (endpoint counts up and down, so shared pick chains come and
+/// go, a Service deleted, one added) leaves the kernel with the table a full sync of the last
+/// state builds.
+fn incremental_ends_as_full(layout: NftLayout) {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let mut p = proxier(&lab, ProxyMode::Nftables, layout);
+    replace(
+        &mut p,
+        vec![
+            service_at("a", "10.96.0.10", 80, Some(30080)),
+            service_at("b", "10.96.0.12", 80, None),
+            service_at("c", "10.96.0.13", 80, None),
+        ],
+        vec![
+            slice("a", &["10.244.0.2", "10.244.0.3"]),
+            slice("b", &["10.244.0.2", "10.244.0.3", "10.244.0.4"]),
+            slice("c", &["10.244.0.5"]),
+        ],
+    );
+    let steps: Vec<ProxyEvent> = vec![
+        ProxyEvent::SlicesUpdated(vec![slice("a", &["10.244.0.3"])]),
+        ProxyEvent::SlicesUpdated(vec![slice("b", &["10.244.0.4"])]),
+        ProxyEvent::ServicesDeleted(vec![ServiceKey::new("default", "c")]),
+        ProxyEvent::SlicesUpdated(vec![slice(
+            "a",
+            &["10.244.0.2", "10.244.0.3", "10.244.0.6"],
+        )]),
+        ProxyEvent::ServicesUpdated(vec![service_at("d", "10.96.0.14", 81, Some(30081))]),
+        ProxyEvent::SlicesUpdated(vec![slice("d", &["10.244.0.2", "10.244.0.3"])]),
+    ];
+    for e in steps {
+        p.handle(e, SystemTime::now());
+        let r = p.sync(Instant::now()).expect("sync");
+        assert!(!r.full, "{layout:?}: incremental");
+    }
+    let incremental = listing(&lab.node);
+    drop(p);
+    // A new proxier adopts the table and replaces it in one full transaction.
+    let mut p2 = proxier(&lab, ProxyMode::Nftables, layout);
+    replace(
+        &mut p2,
+        vec![
+            service_at("a", "10.96.0.10", 80, Some(30080)),
+            service_at("b", "10.96.0.12", 80, None),
+            service_at("d", "10.96.0.14", 81, Some(30081)),
+        ],
+        vec![
+            slice("a", &["10.244.0.2", "10.244.0.3", "10.244.0.6"]),
+            slice("b", &["10.244.0.4"]),
+            slice("d", &["10.244.0.2", "10.244.0.3"]),
+        ],
+    );
+    let full = listing(&lab.node);
+    assert!(
+        incremental.contains("10.96.0.14"),
+        "{layout:?}: the last Service is there:\n{incremental}"
+    );
+    assert_eq!(incremental, full, "{layout:?}");
+}
+
+#[test]
+fn nftables_incremental_ends_as_full() {
+    incremental_ends_as_full(NftLayout::Maps);
+}
+
+#[test]
+fn nftables_chains_incremental_ends_as_full() {
+    incremental_ends_as_full(NftLayout::Chains);
 }

@@ -93,6 +93,7 @@ fn rules_prints_both_modes_for_kubectl_made_services() {
     };
     let (web, db) = (svc_ip("web"), svc_ip("db"));
     let nft = rules("nftables");
+    assert!(nft.starts_with("# nftables layout: maps\n"), "{nft}");
     assert!(nft.contains("add table ip pontifex"), "{nft}");
     // No endpoints: both Services are in the reject map, web also by its node port.
     assert!(
@@ -181,7 +182,8 @@ spec:
 "#;
 
 /// The whole scenario in one lab per mode (labs are slow to build and must run one at a time).
-async fn lab_scenario(mode: &str, prefix: &str) {
+/// `layout` is the nftables layout (`maps`, the default, or `chains`; iptables ignores it).
+async fn lab_scenario(mode: &str, layout: &str, prefix: &str) {
     let prefix = format!("{prefix}{}", std::process::id() % 100);
     let manifest = examples_dir().join("nginx-nodeport.yaml");
     let Some(lab) = LabRun::start(
@@ -191,6 +193,8 @@ async fn lab_scenario(mode: &str, prefix: &str) {
             "2",
             "--proxy-mode",
             mode,
+            "--nftables-layout",
+            layout,
             "-f",
             manifest.to_str().unwrap(),
         ],
@@ -439,10 +443,16 @@ async fn lab_scenario(mode: &str, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_lab_nftables() {
-    lab_scenario("nftables", "pxn").await;
+    lab_scenario("nftables", "maps", "pxn").await;
+}
+
+/// kube-proxy's own layout keeps its real-packet coverage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_lab_nftables_chains() {
+    lab_scenario("nftables", "chains", "pxc").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_lab_iptables() {
-    lab_scenario("iptables", "pxi").await;
+    lab_scenario("iptables", "maps", "pxi").await;
 }

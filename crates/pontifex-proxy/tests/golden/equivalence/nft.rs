@@ -236,18 +236,30 @@ impl NftTable {
                     fail(st)
                 }
             }
+            "ct" if w(i + 1) == "status" && w(i + 2) == "dnat" => {
+                if st.dnat.is_some() {
+                    self.rule(cx, r, i + 3, st)
+                } else {
+                    fail(st)
+                }
+            }
             "ip" | "meta" if w(i + 2) == "." || w(i + 3) == "." => {
-                // A concatenation looked up in a verdict map.
-                let vmap = (i..r.len()).find(|&k| w(k) == "vmap").expect("vmap");
-                let key: Vec<String> = w_range(r, i, vmap)
+                // A concatenation looked up in a set (`@set`) or a verdict map (`vmap @map`).
+                let end = (i..r.len())
+                    .find(|&k| w(k) == "vmap" || w(k).starts_with('@'))
+                    .expect("vmap or set");
+                let key: Vec<String> = w_range(r, i, end)
                     .split(" . ")
-                    .map(|f| match f {
-                        "ip daddr" => st.daddr.to_string(),
-                        "meta l4proto" => cx.proto.to_owned(),
-                        "th dport" => st.dport.to_string(),
-                        _ => panic!("unknown concatenation field {f:?}"),
-                    })
+                    .map(|f| self.field(cx, f, &st))
                     .collect();
+                if let Some(set) = w(end).strip_prefix('@') {
+                    return if self.elements[set].contains_key(&key.join(" . ")) {
+                        self.rule(cx, r, end + 1, st)
+                    } else {
+                        fail(st)
+                    };
+                }
+                let vmap = end;
                 let map = w(vmap + 1).strip_prefix('@').expect("named map");
                 match self.elements[map].get(&key.join(" . ")) {
                     Some(v) => {
@@ -332,6 +344,34 @@ impl NftTable {
                 out
             }
             "masquerade" => vec![(st, Flow::Verdict(Verdict::Masquerade))],
+            "dnat" if w(i + 1) == "ip" => {
+                // `dnat ip to <fields> . numgen random mod N map @m`: every index's endpoint.
+                assert_eq!(w(i + 2), "to");
+                let m = (i..r.len()).find(|&k| w(k) == "map").expect("dnat map");
+                let expr = w_range(r, i + 3, m);
+                let (fields, n) = expr
+                    .rsplit_once(" . numgen random mod ")
+                    .expect("numgen index");
+                let n: usize = n.parse().unwrap();
+                let key: Vec<String> = fields
+                    .split(" . ")
+                    .map(|f| self.field(cx, f, &st))
+                    .collect();
+                let map = &self.elements[w(m + 1).strip_prefix('@').expect("named map")];
+                let mut out = Vec::new();
+                for k in 0..n {
+                    // A missing key ends the rule (the kernel's lookup breaks).
+                    match map.get(&format!("{} . {k}", key.join(" . "))) {
+                        Some(v) => {
+                            let (ip, port) = v.split_once(" . ").expect("addr . port");
+                            let to = SocketAddrV4::new(ip.parse().unwrap(), port.parse().unwrap());
+                            out.push((st, Flow::Verdict(Verdict::Dnat(to))));
+                        }
+                        None => out.extend(fail(st)),
+                    }
+                }
+                out
+            }
             "dnat" => {
                 assert_eq!(w(i + 1), "to");
                 let to: SocketAddrV4 = w(i + 2).parse().expect("dnat to ip:port");
@@ -340,6 +380,20 @@ impl NftTable {
             "goto" | "jump" => self.verdict(cx, &[w(i), w(i + 1)], st),
             "drop" | "reject" | "accept" | "return" => self.verdict(cx, &[w(i)], st),
             other => panic!("unknown nft rule construct {other:?} in {:?}", words(r)),
+        }
+    }
+}
+
+impl NftTable {
+    /// The value of one field of a concatenation for this packet.
+    fn field(&self, cx: &Ctx, f: &str, st: &St) -> String {
+        match f.split_once(' ') {
+            Some(("ip", "daddr")) => st.daddr.to_string(),
+            Some(("ip", "saddr")) => cx.src.to_string(),
+            Some(("meta", "l4proto")) => cx.proto.to_owned(),
+            Some(("th", "dport")) => st.dport.to_string(),
+            Some((p, "dport")) if p == cx.proto => st.dport.to_string(),
+            _ => panic!("unknown concatenation field {f:?}"),
         }
     }
 }
