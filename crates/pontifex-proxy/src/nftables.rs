@@ -79,6 +79,7 @@ use crate::iptables::{LocalDetector, safe_ifname};
 use crate::model::{
     Endpoint, FamilyView, IpFamily, ProxySnapshot, ServiceKey, ServicePort, ServicePortName,
 };
+use crate::nfnetlink::{ElementCodec, ElementOp};
 
 /// Longest chain or set name we produce (kube-proxy/knftables: 256 minus room for a prefix).
 const NAME_MAX: usize = 240;
@@ -1202,6 +1203,17 @@ pub struct Incremental {
     pub stale_chains: Vec<String>,
 }
 
+/// One element an incremental update deletes (`add: None`) or adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChange {
+    /// The set or map.
+    pub set: String,
+    /// The key, as `nft` writes it.
+    pub key: String,
+    /// The element added (comment, value), `None` for a delete.
+    pub add: Option<Element>,
+}
+
 /// The transaction from `old` to `new`, or `None` when only a full sync can do it (other
 /// table or family, a base chain's definition changed).
 pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Incremental> {
@@ -1325,6 +1337,8 @@ pub struct NftTable {
     /// How many ports use each chain they put in: one for per-port chains, any number for
     /// the Maps layout's shared pick chains (the chain goes when its last user does).
     chain_refs: HashMap<String, usize>,
+    /// What [`NftTable::last_element_changes`] returns.
+    last_elements: Option<Vec<ElementChange>>,
 }
 
 impl NftTable {
@@ -1344,6 +1358,7 @@ impl NftTable {
             by_service: HashMap::new(),
             owners,
             chain_refs: HashMap::new(),
+            last_elements: None,
         };
         for (spn, svc) in &snap.services {
             let frag = t.fragment(snap, spn, svc);
@@ -1355,6 +1370,31 @@ impl NftTable {
     /// The whole desired table.
     pub fn state(&self) -> &NftState {
         &self.state
+    }
+
+    /// A first sync into a table that does not exist, in two parts: a transaction with the
+    /// table, sets, chains and rules but no elements, then every element as netlink
+    /// operations ([`crate::nfnetlink`]). Between the two the table is there with empty maps,
+    /// which is harmless when nothing was there before. `None` when an element cannot be
+    /// encoded (the caller sends the whole table through `nft`).
+    ///
+    /// Why: at 10k Services × 10 endpoints most of a one-transaction load is `nft` parsing
+    /// ~200k element lines (measured 1.5 s of 2.3 s); netlink sends the same in ~0.2 s.
+    pub fn initial_skeleton_and_elements(&self) -> Option<(String, Vec<ElementOp>)> {
+        let st = &self.state;
+        let ops = self.element_ops(st.elements.iter().flat_map(|(set, elems)| {
+            elems
+                .iter()
+                .map(move |(k, e)| (set.as_str(), k.as_str(), Some(e)))
+        }))?;
+        let skeleton = NftState {
+            family: st.family,
+            table: st.table.clone(),
+            sets: st.sets.clone(),
+            chains: st.chains.clone(),
+            elements: BTreeMap::new(),
+        };
+        Some((full_transaction(&skeleton, &NftObjects::default()), ops))
     }
 
     /// The table as a first transaction (table, maps, base chains) and then one transaction
@@ -1576,13 +1616,46 @@ impl NftTable {
                 }
             }
         }
-        self.delta(
+        let (inc, elements) = self.delta(
             &touched_chains,
             &touched_sets,
             &before_chains,
             &before_sets,
             &before_elems,
-        )
+        );
+        self.last_elements = elements;
+        inc
+    }
+
+    /// When the last [`NftTable::update`] changed set elements only (no set, chain or rule):
+    /// those changes, in its transaction's order — what [`Self::element_ops`] sends over netlink.
+    pub fn last_element_changes(&self) -> Option<&[ElementChange]> {
+        self.last_elements.as_deref()
+    }
+
+    /// Element changes as netlink operations, or `None` if a set's type or an element is
+    /// beyond [`ElementCodec`] (the caller then uses the `nft` transaction).
+    pub fn element_ops<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a Element>)>,
+    ) -> Option<Vec<ElementOp>> {
+        let mut codecs: HashMap<&str, ElementCodec> = HashMap::new();
+        let mut ops = Vec::new();
+        for (set, key, add) in changes {
+            let codec = match codecs.get(set) {
+                Some(c) => c,
+                None => {
+                    let c = ElementCodec::new(&self.state.sets.get(set)?.type_).ok()?;
+                    codecs.entry(set).or_insert(c)
+                }
+            };
+            let op = match add {
+                Some(e) => codec.op(true, set, key, e.value.as_deref(), e.comment.as_deref()),
+                None => codec.op(false, set, key, None, None),
+            };
+            ops.push(op.ok()?);
+        }
+        Some(ops)
     }
 
     /// The transaction for the touched names, in [`incremental_transaction`]'s order.
@@ -1593,8 +1666,12 @@ impl NftTable {
         before_chains: &BTreeMap<String, ChainDef>,
         before_sets: &BTreeMap<String, SetDef>,
         before_elems: &BTreeMap<&(String, String), Option<Element>>,
-    ) -> Incremental {
+    ) -> (Incremental, Option<Vec<ElementChange>>) {
         let new = &self.state;
+        // Whether anything but elements changes, and the element changes themselves: a
+        // change of elements only can go over netlink instead of through `nft`.
+        let mut structural = false;
+        let mut changes = Vec::new();
         let pre = new.prefix();
         let now_elem = |(set, k): &(String, String)| new.elements.get(set).and_then(|m| m.get(k));
         let mut out = String::new();
@@ -1606,6 +1683,7 @@ impl NftTable {
                 let refs = before_chains.iter().filter(|(_, def)| refers_to(def, n));
                 redefine_set(&pre, n, o, refs.map(|(c, _)| c), &mut rewrite, &mut out);
                 out.push_str(&new.set_line(n, d));
+                structural = true;
             }
         }
         for n in touched_sets {
@@ -1613,6 +1691,7 @@ impl NftTable {
                 && !before_sets.contains_key(n)
             {
                 out.push_str(&new.set_line(n, d));
+                structural = true;
             }
         }
         for n in touched_chains {
@@ -1620,6 +1699,7 @@ impl NftTable {
                 && !before_chains.contains_key(n)
             {
                 out.push_str(&new.chain_line(n, d));
+                structural = true;
             }
         }
         for (se, before) in before_elems {
@@ -1628,6 +1708,11 @@ impl NftTable {
                 && now_elem(se) != Some(b)
             {
                 out.push_str(&new.element_line("delete", &se.0, &se.1, None));
+                changes.push(ElementChange {
+                    set: se.0.clone(),
+                    key: se.1.clone(),
+                    add: None,
+                });
             }
         }
         for n in touched_chains {
@@ -1636,8 +1721,12 @@ impl NftTable {
                 (Some(_), Some(d)) => {
                     let _ = writeln!(out, "flush chain {pre} {n}");
                     new.rule_lines(n, d, &mut out);
+                    structural = true;
                 }
-                (None, Some(d)) => new.rule_lines(n, d, &mut out),
+                (None, Some(d)) => {
+                    new.rule_lines(n, d, &mut out);
+                    structural = true;
+                }
                 (_, None) => {}
             }
         }
@@ -1646,6 +1735,11 @@ impl NftTable {
                 && before.as_ref() != Some(e)
             {
                 out.push_str(&new.element_line("add", &se.0, &se.1, Some(e)));
+                changes.push(ElementChange {
+                    set: se.0.clone(),
+                    key: se.1.clone(),
+                    add: Some(e.clone()),
+                });
             }
         }
         let mut stale_chains = Vec::new();
@@ -1653,18 +1747,21 @@ impl NftTable {
             if before_chains.contains_key(n) && !new.chains.contains_key(n) {
                 let _ = writeln!(out, "flush chain {pre} {n}");
                 stale_chains.push(n.clone());
+                structural = true;
             }
         }
         for (n, d) in before_sets {
             if !new.sets.contains_key(n) {
                 let kind = if d.is_map { "map" } else { "set" };
                 let _ = writeln!(out, "delete {kind} {pre} {n}");
+                structural = true;
             }
         }
-        Incremental {
+        let inc = Incremental {
             transaction: out,
             stale_chains,
-        }
+        };
+        (inc, (!structural).then_some(changes))
     }
 }
 

@@ -395,8 +395,25 @@ impl<A: Applier> Proxier<A> {
             self.known.stale = waiting;
             let names: Vec<String> = ready.into_iter().map(|(n, _)| n).collect();
             let mut tx = nftables::delete_chains_transaction(new, &names);
+            // Elements only (an endpoint came or went): straight to the kernel over netlink,
+            // one transaction as `nft -f` would make, without an `nft` process and its cache.
+            let table = self.known.nft.as_ref().expect("updated above");
+            let ops = match table.last_element_changes() {
+                Some(changes) if tx.is_empty() && !changes.is_empty() => table.element_ops(
+                    changes
+                        .iter()
+                        .map(|c| (c.set.as_str(), c.key.as_str(), c.add.as_ref())),
+                ),
+                _ => None,
+            };
             tx.push_str(&inc.transaction);
-            self.applier.nft_apply(&tx)?;
+            match ops {
+                Some(ops) => {
+                    self.applier
+                        .nft_elements(self.cfg.nftables.family, &new.table, &ops)?
+                }
+                None => self.applier.nft_apply(&tx)?,
+            }
             let stale: BTreeSet<&String> = self.known.stale.iter().map(|(n, _)| n).collect();
             let fresh: Vec<(String, Instant)> = inc
                 .stale_chains
@@ -438,16 +455,27 @@ impl<A: Applier> Proxier<A> {
                     tx.len()
                 }
                 None => {
-                    // Nothing to replace atomically: build the table in steps, each a
-                    // consistent table, to stay clear of the kernel's quadratic cost of one
-                    // huge batch (see `NftTable::initial_transactions`).
+                    // Nothing to replace atomically. Maps layout: the skeleton through `nft`,
+                    // the elements over netlink (`NftTable::initial_skeleton_and_elements`).
+                    // Chains layout: in steps, each a consistent table, to stay clear of the
+                    // kernel's quadratic cost of one huge batch (`initial_transactions`).
                     self.known.stale.clear();
-                    let mut bytes = 0;
-                    for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
-                        self.applier.nft_apply(&tx)?;
-                        bytes += tx.len();
+                    let split = (self.cfg.nftables.layout == nftables::NftLayout::Maps)
+                        .then(|| table.initial_skeleton_and_elements())
+                        .flatten();
+                    if let Some((skeleton, ops)) = split {
+                        self.applier.nft_apply(&skeleton)?;
+                        self.applier
+                            .nft_elements(self.cfg.nftables.family, &new.table, &ops)?;
+                        skeleton.len() + ops.iter().map(|o| o.key.len()).sum::<usize>()
+                    } else {
+                        let mut bytes = 0;
+                        for tx in table.initial_transactions(INITIAL_SYNC_PORTS_PER_TRANSACTION) {
+                            self.applier.nft_apply(&tx)?;
+                            bytes += tx.len();
+                        }
+                        bytes
                     }
-                    bytes
                 }
             };
             self.known.adopted = true;

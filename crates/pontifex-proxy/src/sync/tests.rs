@@ -1,5 +1,6 @@
 use super::*;
 use crate::apply::{FakeApplier, FakeCall};
+use crate::nfnetlink::ElementOp;
 
 fn svc(name: &str, ip: &str) -> Service {
     serde_json::from_value(serde_json::json!({
@@ -177,33 +178,85 @@ async fn loop_waits_for_first_event_and_coalesces() {
     cancel.cancel();
     let p = task.await.unwrap();
     assert_eq!(p.applied().services.len(), 5);
-    // No table existed: the first sync builds it as the base transaction and one for the
-    // (fewer than INITIAL_SYNC_PORTS_PER_TRANSACTION) ports.
-    let nft: Vec<String> = fake
-        .state()
-        .calls
+    // No table existed: the first sync (Maps layout) sends the table without elements
+    // through `nft`, then every element in one netlink batch.
+    let calls = fake.state().calls.clone();
+    let nft: Vec<&String> = calls
         .iter()
         .filter_map(|c| match c {
-            FakeCall::Nft(t) => Some(t.clone()),
+            FakeCall::Nft(t) => Some(t),
             _ => None,
         })
         .collect();
-    assert_eq!(nft.len(), 2);
+    assert_eq!(nft.len(), 1);
     assert!(nft[0].starts_with("add table ip pontifex"));
-    assert!(!nft[0].contains("flush table"), "nothing to flush");
-    assert_eq!(
-        nft[1].matches("add chain ip pontifex service-").count(),
-        0,
-        "no endpoints yet"
-    );
+    assert!(!nft[0].contains("add element"), "elements go over netlink");
+    let ops: Vec<&ElementOp> = calls
+        .iter()
+        .filter_map(|c| match c {
+            FakeCall::NftElements(ops) => Some(ops),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     // The five share 10.96.0.20:80/udp: one element, written once, with the last one's name.
-    assert_eq!(
-        nft[1]
-            .matches("add element ip pontifex no-endpoint-services")
-            .count(),
-        1
+    let no_ep: Vec<_> = ops
+        .iter()
+        .filter(|o| o.set == "no-endpoint-services")
+        .collect();
+    assert_eq!(no_ep.len(), 1, "{ops:?}");
+    assert_eq!(no_ep[0].comment.as_deref(), Some("ns1/s4:p80"));
+    assert!(no_ep[0].add);
+}
+
+#[test]
+fn endpoint_changes_go_over_netlink_and_structural_ones_through_nft() {
+    let (mut p, fake, _) = proxier(ProxyMode::Nftables);
+    let t0 = Instant::now();
+    let kernel_calls = |fake: &FakeApplier| -> Vec<FakeCall> {
+        let mut s = fake.state();
+        let calls = std::mem::take(&mut s.calls);
+        // UDP endpoints that go also get their conntrack entries deleted: not rules.
+        calls
+            .into_iter()
+            .filter(|c| !matches!(c, FakeCall::Conntrack(_)))
+            .collect()
+    };
+    let step = |p: &mut Proxier<FakeApplier>, ips: &[&str], secs: u64| {
+        p.handle(
+            ProxyEvent::SlicesUpdated(vec![slice("a", ips, None)]),
+            SystemTime::now(),
+        );
+        p.sync(t0 + Duration::from_secs(secs)).unwrap();
+    };
+    p.handle(
+        ProxyEvent::Replace {
+            services: vec![svc("a", "10.96.0.10")],
+            slices: vec![slice("a", &["10.244.0.2", "10.244.0.3"], None)],
+        },
+        SystemTime::now(),
     );
-    assert!(nft[1].contains("comment \"ns1/s4:p80\""));
+    p.sync(t0).unwrap();
+    kernel_calls(&fake);
+    // 2 → 1 endpoints: the shared pick chain for one endpoint comes in — structural, `nft`.
+    step(&mut p, &["10.244.0.3"], 2);
+    let calls = kernel_calls(&fake);
+    assert!(matches!(calls.as_slice(), [FakeCall::Nft(_)]), "{calls:?}");
+    // The next sync also deletes the chain left stale (pick for two): `nft` again.
+    step(&mut p, &["10.244.0.4"], 4);
+    let calls = kernel_calls(&fake);
+    assert!(
+        matches!(calls.as_slice(), [FakeCall::Nft(t)] if t.contains("delete chain")),
+        "{calls:?}"
+    );
+    // The endpoint replaced by another, nothing else: elements only — netlink.
+    step(&mut p, &["10.244.0.5"], 6);
+    let calls = kernel_calls(&fake);
+    let [FakeCall::NftElements(ops)] = calls.as_slice() else {
+        panic!("{calls:?}");
+    };
+    assert!(ops.iter().any(|o| !o.add), "the old endpoint's elements go");
+    assert!(ops.iter().any(|o| o.add), "the new one's come");
 }
 
 #[test]
