@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 mod bulk;
+mod concurrency;
 mod schedulers;
 
 /// A service address unique to this test process and test case.
@@ -341,8 +342,8 @@ async fn refusing_backend_is_retried_elsewhere() {
     );
 }
 
-/// As `tcp_backend`, with a 64-byte buffer per connection (tokio's `copy` takes 8 KiB), so that the
-/// 10k test's memory figure is mostly the proxy's.
+/// As `tcp_backend`, with a 64-byte buffer per connection (tokio's `copy` takes 8 KiB): the 10k
+/// test's backends hold ten thousand of them.
 async fn small_backend(name: &'static str) -> SocketAddr {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -370,11 +371,11 @@ async fn small_backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-/// Resident memory of this process, in KiB.
-/// The connection-memory test measures the whole process's RSS: it runs alone against the tests
-/// that move megabytes (they take this for reading, it takes it for writing).
-static MEMORY_QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+/// Tests that count this process's pipes take this for writing; tests that splice take it for
+/// reading, so that their pipes do not show up in another's count.
+static PIPES_QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// Resident memory of this process, in KiB.
 fn rss_kib() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -382,128 +383,4 @@ fn rss_kib() -> usize {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_concurrent_connections() {
-    let _alone = MEMORY_QUIET.write().await;
-    // See `raise_nofile`: fewer only where the hard limit cannot be raised (no CAP_SYS_RESOURCE).
-    // Each connection costs four descriptors in this process (client, proxy both sides, backend).
-    let n = raise_nofile(10_000, 4);
-    let eps = [
-        (small_backend("a").await, 1),
-        (small_backend("b").await, 1),
-        (small_backend("c").await, 1),
-    ];
-    let svc = service_addr(7);
-    let lab = Lab::new(vec![tcp_service(svc, "lc", &eps)], ProxyConfig::default()).await;
-    let started = std::time::Instant::now();
-    let rss_before = rss_kib();
-    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel::<bool>(n);
-    let release = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let held_tx = held_tx.clone();
-        let release = release.clone();
-        // Spread clients over many source addresses so that ephemeral ports never run short.
-        let source = Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
-        tasks.push(tokio::spawn(async move {
-            let notified = release.notified();
-            let sock = TcpSocket::new_v4()?;
-            sock.bind(SocketAddr::new(source.into(), 0))?;
-            let mut s = sock.connect(svc).await?;
-            let mut greeting = [0u8; 2];
-            s.read_exact(&mut greeting).await?;
-            held_tx.send(greeting[1] == b'\n').await.ok();
-            notified.await;
-            s.write_all(b"bye").await?;
-            s.shutdown().await?;
-            let mut rest = [0u8; 8];
-            let mut got = 0;
-            while let n @ 1.. = s.read(&mut rest[got..]).await? {
-                got += n;
-            }
-            assert_eq!(&rest[..got], b"bye");
-            Ok::<_, std::io::Error>(())
-        }));
-    }
-    drop(held_tx);
-    let mut greeted = 0;
-    for _ in 0..n {
-        let ok = tokio::time::timeout(Duration::from_secs(60), held_rx.recv())
-            .await
-            .expect("all connections established in time")
-            .expect("a client failed before its greeting");
-        greeted += usize::from(ok);
-    }
-    assert_eq!(greeted, n, "every client reached a backend");
-    let grown = rss_kib().saturating_sub(rss_before);
-    let stats = lab.proxy.stats();
-    let active: u32 = stats.services[0]
-        .endpoints
-        .iter()
-        .map(|e| e.active_conns)
-        .sum();
-    assert_eq!(active as usize, n, "all connections established at once");
-    // lc spreads them (not exactly evenly: connections still opening weigh 1/256 of established ones).
-    for e in &stats.services[0].endpoints {
-        assert!(e.active_conns as usize >= n / 4, "{e:?}");
-    }
-    // Proxy, clients and backends together: the proxy holds no buffer for an idle connection, so
-    // what remains is tasks and socket bookkeeping, a few KiB per connection.
-    eprintln!(
-        "{n} connections held: RSS grew by {grown} KiB ({} bytes per connection, all roles)",
-        grown * 1024 / n
-    );
-    // RSS is the whole test process's (clients, backends and small tests running alongside), so
-    // the bound has slack: it still fails if the proxy kept a copy buffer per idle connection
-    // (2 × 16 KiB).
-    assert!(
-        grown * 1024 / n < 16 * 1024,
-        "{grown} KiB for {n} connections"
-    );
-    release.notify_waiters();
-    let mut failures = 0;
-    for t in tasks {
-        if !matches!(t.await, Ok(Ok(_))) {
-            failures += 1;
-        }
-    }
-    assert_eq!(failures, 0);
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
-}
-
-/// Raise RLIMIT_NOFILE so that `wanted` connections of `per_conn` descriptors fit, and return how many
-/// connections fit. Raising the hard limit needs CAP_SYS_RESOURCE; without it the soft limit goes up to
-/// the hard one and the test runs with as many connections as that allows (and says so).
-fn raise_nofile(wanted: usize, per_conn: usize) -> usize {
-    let pid = std::process::id().to_string();
-    let set = |limit: usize| {
-        std::process::Command::new("prlimit")
-            .args(["--pid", &pid, &format!("--nofile={limit}:{limit}")])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let needed = wanted * per_conn + 2_000;
-    if set(needed) {
-        return wanted;
-    }
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let hard: usize = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|h| h.parse().ok())
-        .expect("hard NOFILE limit");
-    assert!(
-        set(hard),
-        "cannot raise the soft NOFILE limit to the hard one"
-    );
-    let n = (hard.saturating_sub(2_000) / per_conn).min(wanted);
-    eprintln!(
-        "RLIMIT_NOFILE hard limit {hard} < {needed}: testing {n} concurrent connections, not {wanted}"
-    );
-    n
 }
