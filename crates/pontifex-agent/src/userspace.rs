@@ -281,6 +281,9 @@ impl Binder for NodeBinder {
     fn bind_tcp(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
         self.run(|| DefaultBinder.bind_tcp(addr))
     }
+    fn bind_tcp_group(&self, addr: SocketAddr, count: usize) -> std::io::Result<Vec<TcpListener>> {
+        self.run(|| DefaultBinder.bind_tcp_group(addr, count))
+    }
     fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
         self.run(|| DefaultBinder.bind_udp(addr))
     }

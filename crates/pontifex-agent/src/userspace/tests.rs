@@ -226,6 +226,7 @@ async fn stats_socket_serves_json_that_reads_back() {
             scheduler: "rr".into(),
             affinity_timeout: None,
             endpoints: vec![("127.0.0.1:9".parse().unwrap(), 1)],
+            source_ranges: Vec::new(),
         }],
     }));
     let handle = Arc::new(us::spawn(rx, us::ProxyConfig::default()));

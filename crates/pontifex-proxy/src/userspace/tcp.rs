@@ -39,6 +39,13 @@ pub(crate) async fn serve(listener: TcpListener, svc: Arc<Service>, config: Arc<
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<Service>, config: Arc<ProxyConfig>) {
+    if !svc.admits(peer.ip()) {
+        // Outside loadBalancerSourceRanges. kube-proxy drops the SYN; a userspace proxy only sees
+        // the connection once the kernel accepted it, so the nearest is a reset (linger 0): the
+        // client gets neither a byte nor a clean EOF.
+        let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+        return;
+    }
     let _ = client.set_nodelay(true);
     let mut tried = Vec::with_capacity(config.max_attempts);
     let mut upstream = None;

@@ -130,6 +130,7 @@ async fn udp_flow_expires_after_idle_timeout() {
             scheduler: "rr".into(),
             affinity_timeout: None,
             endpoints: vec![(a, 1), (b, 1)],
+            source_ranges: Vec::new(),
         }],
         config,
     )

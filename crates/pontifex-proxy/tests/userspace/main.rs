@@ -85,6 +85,7 @@ fn tcp_service(listen: SocketAddr, scheduler: &str, eps: &[(SocketAddr, u32)]) -
         scheduler: scheduler.into(),
         affinity_timeout: None,
         endpoints: eps.to_vec(),
+        source_ranges: Vec::new(),
     }
 }
 
@@ -215,6 +216,7 @@ async fn udp_flows_reply_from_the_service_address_and_move_when_endpoints_leave(
         scheduler: "rr".into(),
         affinity_timeout: None,
         endpoints: eps,
+        source_ranges: Vec::new(),
     };
     let lab = Lab::new(vec![vs(vec![(a, 1), (b, 1)])], ProxyConfig::default()).await;
     let c1 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -383,4 +385,118 @@ fn rss_kib() -> usize {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_source_ranges_refuse_and_drop_other_clients() {
+    let admitted = Ipv4Addr::new(127, 0, 0, 2);
+    let outsider = Ipv4Addr::new(127, 0, 0, 3);
+    let ranges = vec!["127.0.0.2/32".parse().unwrap()];
+    let tcp = service_addr(20);
+    let udp = service_addr(21);
+    let mut vs_tcp = tcp_service(tcp, "rr", &[(tcp_backend("a").await, 1)]);
+    vs_tcp.source_ranges.clone_from(&ranges);
+    let vs_udp = VirtualService {
+        listen: udp,
+        protocol: Protocol::Udp,
+        scheduler: "rr".into(),
+        affinity_timeout: None,
+        endpoints: vec![(udp_backend("u").await, 1)],
+        source_ranges: ranges,
+    };
+    let _lab = Lab::new(vec![vs_tcp, vs_udp], ProxyConfig::default()).await;
+
+    assert_eq!(greeting_from(tcp, admitted).await, "a");
+    // The outsider's connection is accepted by the kernel, then reset before any byte.
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(outsider.into(), 0)).unwrap();
+    let mut buf = Vec::new();
+    // The reset may come before the connect's completion is seen, or after.
+    let read = match sock.connect(tcp).await {
+        Ok(mut s) => tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("refused at once"),
+        Err(e) => Err(e),
+    };
+    assert!(
+        buf.is_empty(),
+        "no greeting: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert_eq!(
+        read.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "a reset, not a clean close"
+    );
+
+    let inside = UdpSocket::bind(SocketAddr::new(admitted.into(), 0))
+        .await
+        .unwrap();
+    assert_eq!(ask(&inside, udp, "x").await, "u:x");
+    let outside = UdpSocket::bind(SocketAddr::new(outsider.into(), 0))
+        .await
+        .unwrap();
+    outside.send_to(b"y", udp).await.unwrap();
+    let mut reply = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), outside.recv_from(&mut reply))
+            .await
+            .is_err(),
+        "the outsider's datagram is dropped"
+    );
+    // The admitted client still gets through after the drop.
+    assert_eq!(ask(&inside, udp, "z").await, "u:z");
+}
+
+/// Listening TCP sockets of this process's network namespace on `addr` (IPv4).
+fn listeners_on(addr: SocketAddr) -> usize {
+    let SocketAddr::V4(a) = addr else {
+        unreachable!()
+    };
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(a.ip().octets()),
+        a.port()
+    );
+    std::fs::read_to_string("/proc/self/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[1] == want && f[3] == "0A"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reuseport_listener_per_worker_all_closed_on_removal() {
+    let svc = service_addr(22);
+    let mut config = ProxyConfig::default();
+    config.listeners = std::num::NonZeroUsize::new(3);
+    let lab = Lab::new(
+        vec![tcp_service(svc, "rr", &[(tcp_backend("a").await, 1)])],
+        config,
+    )
+    .await;
+    assert_eq!(listeners_on(svc), 3);
+    // Whichever listener the kernel hands a connection to, it is served.
+    for _ in 0..12 {
+        assert_eq!(greeting(svc).await, "a");
+    }
+    assert_eq!(lab.proxy.stats().services[0].conns, 12);
+    lab.publish(vec![]).await;
+    // Aborted accept tasks drop their listeners.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(listeners_on(svc), 0, "every listener of the group closed");
+    assert!(TcpStream::connect(svc).await.is_err());
+
+    // The default is one listener per runtime worker.
+    let svc = service_addr(23);
+    let _lab = Lab::new(
+        vec![tcp_service(svc, "rr", &[(tcp_backend("b").await, 1)])],
+        ProxyConfig::default(),
+    )
+    .await;
+    assert_eq!(listeners_on(svc), 2);
 }
