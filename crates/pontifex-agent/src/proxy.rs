@@ -554,6 +554,7 @@ pub(crate) async fn start(
                 setup,
                 rx,
                 health.clone(),
+                metrics.clone(),
                 shutdown.clone(),
             ))
         }
