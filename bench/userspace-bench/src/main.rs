@@ -165,6 +165,7 @@ async fn proxy(services: Vec<String>, backends: Vec<SocketAddr>, no_splice: bool
             scheduler: scheduler.into(),
             affinity_timeout: None,
             endpoints: backends.iter().map(|b| (*b, 1)).collect(),
+            source_ranges: Vec::new(),
         });
     }
     let mut config = ProxyConfig::default();

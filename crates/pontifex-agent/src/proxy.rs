@@ -567,6 +567,7 @@ pub(crate) async fn start(
                 setup,
                 rx,
                 health.clone(),
+                metrics.clone(),
                 shutdown.clone(),
             ))
         }

@@ -32,7 +32,8 @@
 //!
 //! Not here: upstream connections are made from the agent's own namespace (the engine's `Binder`
 //! covers listening sockets only; in the lab the host routes every pod CIDR, so they arrive), the
-//! sync metrics of `/metrics` (those count kernel syncs), `loadBalancerSourceRanges`.
+//! `ipvs`-specific metrics. The sync metrics of `/metrics` (`kubeproxy_sync_proxy_rules_*`,
+//! network programming latency) are recorded per userspace sync as for kernel syncs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -44,6 +45,7 @@ use std::time::SystemTime;
 use k8s_openapi::api::core::v1::Pod;
 use pontifex_node::workload::rootless;
 use pontifex_proxy::health::ProxyHealth;
+use pontifex_proxy::metrics::{self, ProxyMetrics};
 use pontifex_proxy::model::ChangeTracker;
 use pontifex_proxy::sync::ProxyEvent;
 use pontifex_proxy::userspace::{
@@ -281,6 +283,9 @@ impl Binder for NodeBinder {
     fn bind_tcp(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
         self.run(|| DefaultBinder.bind_tcp(addr))
     }
+    fn bind_tcp_group(&self, addr: SocketAddr, count: usize) -> std::io::Result<Vec<TcpListener>> {
+        self.run(|| DefaultBinder.bind_tcp_group(addr, count))
+    }
     fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
         self.run(|| DefaultBinder.bind_udp(addr))
     }
@@ -487,13 +492,47 @@ pub(crate) async fn watch_weights(
     }
 }
 
-/// Runs the userspace proxy: events from `rx` until `shutdown`.
+/// What an event changed, for the sync metrics: (Services, EndpointSlices, slice trigger times).
+pub(crate) fn event_changes(ev: &ProxyEvent) -> (u64, u64, Vec<SystemTime>) {
+    let triggers = |slices: &[k8s_openapi::api::discovery::v1::EndpointSlice]| -> Vec<SystemTime> {
+        slices.iter().filter_map(metrics::trigger_time).collect()
+    };
+    match ev {
+        ProxyEvent::ServicesUpdated(v) => (v.len() as u64, 0, Vec::new()),
+        ProxyEvent::ServicesDeleted(v) => (v.len() as u64, 0, Vec::new()),
+        ProxyEvent::SlicesUpdated(v) => (0, v.len() as u64, triggers(v)),
+        ProxyEvent::SlicesDeleted(v) => (0, v.len() as u64, Vec::new()),
+        ProxyEvent::Replace { services, slices } => {
+            (services.len() as u64, slices.len() as u64, triggers(slices))
+        }
+    }
+}
+
+/// Takes `ev` into `model`, recording it as queued in `metrics` and its trigger times in
+/// `triggers` (network programming latency is measured when the sync that carries it ends).
+fn take_event(
+    model: &mut Model,
+    ev: ProxyEvent,
+    metrics: &ProxyMetrics,
+    triggers: &mut Vec<SystemTime>,
+) {
+    let (services, slices, t) = event_changes(&ev);
+    metrics.record_queued(services, slices, SystemTime::now());
+    triggers.extend(t);
+    model.handle(ev);
+}
+
+/// Runs the userspace proxy: events from `rx` until `shutdown`. Each sync (snapshot built,
+/// device addresses added, engine applied, stale addresses removed) is recorded in `metrics` as
+/// kube-proxy records a rule sync.
 pub(crate) async fn run(
     setup: Setup,
     mut rx: mpsc::UnboundedReceiver<ProxyEvent>,
     health: Arc<ProxyHealth>,
+    metrics: Arc<ProxyMetrics>,
     shutdown: CancellationToken,
 ) {
+    let mut triggers = Vec::new();
     let mut model = Model::new(&setup.node_name, setup.node_ips).with_rootless(setup.rootless);
     let (tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let binder = Arc::new(NodeBinder {
@@ -524,7 +563,7 @@ pub(crate) async fn run(
             ev = rx.recv() => match ev {
                 Some(ev) => {
                     health.queued_update(SystemTime::now());
-                    model.handle(ev);
+                    take_event(&mut model, ev, &metrics, &mut triggers);
                     listed = true;
                 }
                 None => break,
@@ -542,8 +581,9 @@ pub(crate) async fn run(
         }
         // Level-triggered: everything queued meanwhile goes into the same snapshot.
         while let Ok(ev) = rx.try_recv() {
-            model.handle(ev);
+            take_event(&mut model, ev, &metrics, &mut triggers);
         }
+        let started = std::time::Instant::now();
         let snap = Arc::new(model.snapshot());
         // Rootless: no device can be made; only loopback service addresses can be served.
         let want = if setup.rootless.is_some() {
@@ -555,7 +595,9 @@ pub(crate) async fn run(
         tx.send_replace(snap);
         handle.synced().await;
         device.remove_stale(&want).await;
-        health.updated(SystemTime::now());
+        let done = SystemTime::now();
+        metrics.record_sync(started.elapsed(), done, triggers.drain(..));
+        health.updated(done);
         tracing::debug!(
             services = tx.borrow().services.len(),
             "userspace proxy synced"

@@ -2,14 +2,36 @@
 //! clusterloader2 `NetworkProgrammingLatency` query work), in the Prometheus text exposition
 //! format, written by hand: a few counters, gauges and histograms need no metrics crate.
 //!
-//! Recorded by [`crate::sync::Proxier`]; served by [`crate::health::serve_metrics`].
+//! Recorded by [`crate::sync::Proxier`] for the kernel modes and, through the public
+//! [`ProxyMetrics::record_queued`] / [`ProxyMetrics::record_sync`], by the agent's userspace
+//! proxy; served by [`crate::health::serve_metrics`].
 //! Not here: `ip_family` labels (one proxier, one family), the nfacct-based counters, the
 //! conntrack reconciler's metrics.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The `endpoints.kubernetes.io/last-change-trigger-time` of a slice: when the change it carries
+/// began (the EndpointSlice controller sets it), the start of network programming latency.
+pub fn trigger_time(slice: &EndpointSlice) -> Option<SystemTime> {
+    let v = slice
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(crate::sync::TRIGGER_TIME_ANNOTATION)?;
+    let ts: jiff::Timestamp = v.parse().ok()?;
+    Some(SystemTime::from(ts))
+}
 
 /// A cumulative histogram with fixed upper bounds.
 #[derive(Debug, Clone)]
@@ -179,6 +201,30 @@ impl ProxyMetrics {
         m.nft_objects.insert("chains", chains);
         m.nft_objects.insert("rules", rules);
         m.nft_objects.insert("elements", elements);
+    }
+
+    /// For proxiers outside [`crate::sync`] (the userspace proxy): changes to `services`
+    /// Services and `slices` EndpointSlices were queued at `at`.
+    pub fn record_queued(&self, services: u64, slices: u64, at: SystemTime) {
+        self.queued(services, slices, unix_seconds(at));
+    }
+
+    /// For proxiers outside [`crate::sync`]: everything queued so far is in effect at `at`, after
+    /// a sync of `took`; `triggers` are the trigger times ([`trigger_time`]) of the EndpointSlice
+    /// changes it carried (network programming latency). The userspace proxy applies every
+    /// snapshot whole, so its syncs count as full ones.
+    pub fn record_sync(
+        &self,
+        took: Duration,
+        at: SystemTime,
+        triggers: impl IntoIterator<Item = SystemTime>,
+    ) {
+        self.synced(true, took, unix_seconds(at));
+        for t in triggers {
+            if let Ok(d) = at.duration_since(t) {
+                self.programmed(d);
+            }
+        }
     }
 
     /// Successful syncs so far.

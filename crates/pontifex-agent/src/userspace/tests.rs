@@ -226,6 +226,7 @@ async fn stats_socket_serves_json_that_reads_back() {
             scheduler: "rr".into(),
             affinity_timeout: None,
             endpoints: vec![("127.0.0.1:9".parse().unwrap(), 1)],
+            source_ranges: Vec::new(),
         }],
     }));
     let handle = Arc::new(us::spawn(rx, us::ProxyConfig::default()));
@@ -336,4 +337,30 @@ fn pod_weights_reach_the_endpoints() {
         .map(|(a, w)| format!("{}/{w}", a.ip()))
         .collect();
     assert_eq!(eps, ["10.244.1.2/3", "10.244.2.2/1", "10.244.3.2/0"]);
+}
+
+#[test]
+fn events_count_their_changes_and_trigger_times() {
+    let mut s = slice("web", &["10.244.1.5"]);
+    s.metadata.annotations = Some(
+        [(
+            pontifex_proxy::sync::TRIGGER_TIME_ANNOTATION.to_owned(),
+            "1970-01-01T00:16:40Z".to_owned(),
+        )]
+        .into(),
+    );
+    let plain = slice("db", &["10.244.1.6"]);
+    let (svcs, slices, triggers) =
+        event_changes(&ProxyEvent::SlicesUpdated(vec![s.clone(), plain.clone()]));
+    assert_eq!((svcs, slices), (0, 2));
+    assert_eq!(
+        triggers,
+        [SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000)]
+    );
+    let replace = ProxyEvent::Replace {
+        services: vec![svc("web", "10.96.0.10", None, None)],
+        slices: vec![s, plain],
+    };
+    let (svcs, slices, triggers) = event_changes(&replace);
+    assert_eq!((svcs, slices, triggers.len()), (1, 2, 1));
 }

@@ -42,3 +42,48 @@ fn bucket_layouts_match_kube_proxy() {
     assert_eq!(*p.last().unwrap(), 300.0);
     assert!(p.windows(2).all(|w| w[0] < w[1]));
 }
+
+#[test]
+fn public_recorders_for_the_userspace_proxy() {
+    let m = ProxyMetrics::default();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    m.record_queued(1, 2, t0);
+    assert!(
+        m.render()
+            .contains("kubeproxy_sync_proxy_rules_endpoint_changes_pending 2\n")
+    );
+    m.record_sync(
+        Duration::from_millis(3),
+        t0 + Duration::from_secs(2),
+        [t0, t0 + Duration::from_secs(5)],
+    );
+    let text = m.render();
+    for line in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_count 1",
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1002",
+        "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0",
+        // The trigger in the future (clock skew) is not a latency.
+        "kubeproxy_network_programming_duration_seconds_count 1",
+        "kubeproxy_network_programming_duration_seconds_bucket{le=\"1\"} 0",
+        "kubeproxy_network_programming_duration_seconds_bucket{le=\"2\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+    }
+}
+
+#[test]
+fn trigger_time_reads_the_slice_annotation() {
+    let mut s = EndpointSlice::default();
+    assert_eq!(trigger_time(&s), None);
+    s.metadata.annotations = Some(
+        [(
+            crate::sync::TRIGGER_TIME_ANNOTATION.to_string(),
+            "1970-01-01T00:16:40Z".to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(
+        trigger_time(&s),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000))
+    );
+}

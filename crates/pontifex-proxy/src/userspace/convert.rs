@@ -15,6 +15,10 @@
 //! userspace analogue of kube-proxy's REJECT (IPVS leaves a virtual server without real servers).
 //! SCTP ports are skipped (the userspace proxy carries TCP and UDP only).
 //!
+//! **`loadBalancerSourceRanges`** restrict the load-balancer IPs only (not the ClusterIP,
+//! NodePorts or external IPs, as in kube-proxy): their virtual services carry the ranges, plus
+//! the LB IPs themselves when the node's address is in a range (see `lb_sources`).
+//!
 //! **Scheduler**: the Service annotation [`SCHEDULER_ANNOTATION`] (`pontifex.io/scheduler: wrr`),
 //! an IPVS scheduler name; absent or unknown, the default from configuration (`rr`, kube-proxy's
 //! `--ipvs-scheduler` default). The model does not carry annotations, so the agent keeps the parsed
@@ -28,8 +32,7 @@
 //! pods (hand-written EndpointSlices), weigh 1.
 //!
 //! Not here: binding (the engine), making service addresses local (the agent, from
-//! [`local_service_ips`]), `loadBalancerSourceRanges` (a userspace proxy would have to filter
-//! sources itself; not done yet), health-check node ports (the health server).
+//! [`local_service_ips`]), health-check node ports (the health server).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -39,7 +42,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use pontifex_balance::{BalanceError, SchedulerKind};
 
 use super::model::{Protocol, Snapshot, VirtualService};
-use crate::model::{self, Endpoint, IpFamily, ProxySnapshot, ServiceKey};
+use crate::model::{self, Endpoint, FamilyView, IpFamily, ProxySnapshot, ServiceKey};
 
 /// Service annotation naming the IPVS scheduler of all its ports: `rr`, `wrr`, `lc`, `wlc`, `sed`,
 /// `nq`, `sh`, `dh` or `mh`.
@@ -150,7 +153,9 @@ pub fn to_snapshot(snap: &ProxySnapshot, opts: &ConvertOptions) -> Snapshot {
             } else {
                 &cat.cluster
             });
-            let mut add = |listen: SocketAddr, endpoints: &Vec<(SocketAddr, u32)>| {
+            let mut add = |listen: SocketAddr,
+                           endpoints: &Vec<(SocketAddr, u32)>,
+                           source_ranges: &[ipnet::IpNet]| {
                 if taken.insert((protocol, listen)) {
                     services.push(VirtualService {
                         listen,
@@ -158,22 +163,43 @@ pub fn to_snapshot(snap: &ProxySnapshot, opts: &ConvertOptions) -> Snapshot {
                         scheduler: scheduler.clone(),
                         affinity_timeout,
                         endpoints: endpoints.clone(),
+                        source_ranges: source_ranges.to_vec(),
                     });
                 }
             };
-            add(SocketAddr::new(view.cluster_ip, svc.port), &internal);
+            add(SocketAddr::new(view.cluster_ip, svc.port), &internal, &[]);
             if svc.node_port != 0 {
                 for ip in opts.node_ips.iter().filter(|ip| IpFamily::of(ip) == family) {
-                    add(SocketAddr::new(*ip, svc.node_port), &external);
+                    add(SocketAddr::new(*ip, svc.node_port), &external, &[]);
                 }
             }
-            for ip in view.external_ips.iter().chain(&view.lb_ips) {
-                add(SocketAddr::new(*ip, svc.port), &external);
+            for ip in &view.external_ips {
+                add(SocketAddr::new(*ip, svc.port), &external, &[]);
+            }
+            let lb_sources = lb_sources(&view, opts, family);
+            for ip in &view.lb_ips {
+                add(SocketAddr::new(*ip, svc.port), &external, &lb_sources);
             }
         }
     }
     services.sort_by_key(|s| (s.protocol, s.listen));
     Snapshot { services }
+}
+
+/// Who may reach a load-balancer IP of `view`: its `loadBalancerSourceRanges` (empty: everyone),
+/// plus — when the node's own address of this family (the first given, kube-proxy's `nodeIP`) lies
+/// in one of them — the service's load-balancer IPs themselves, as kube-proxy's firewall chain
+/// does: the LB IPs are local, so a client on the node reaching one has it as its source.
+fn lb_sources(view: &FamilyView, opts: &ConvertOptions, family: IpFamily) -> Vec<ipnet::IpNet> {
+    let mut sources = view.source_ranges.clone();
+    if sources.is_empty() {
+        return sources;
+    }
+    let node_ip = opts.node_ips.iter().find(|ip| IpFamily::of(ip) == family);
+    if node_ip.is_some_and(|ip| view.source_ranges.iter().any(|n| n.contains(ip))) {
+        sources.extend(view.lb_ips.iter().map(|ip| ipnet::IpNet::from(*ip)));
+    }
+    sources
 }
 
 /// The addresses the node must hold locally for the proxy to bind its services (ClusterIPs,

@@ -1,7 +1,8 @@
 //! The engine task: follows the snapshot channel, binds and unbinds listeners, and serves stats.
 //!
-//! Tasks: one engine task (this file), one per TCP listener, one per TCP connection, one per UDP
-//! service socket, one per UDP flow. Channels: the input `watch` of snapshots (latest wins, nothing
+//! Tasks: one engine task (this file), one per TCP listener (a virtual service has
+//! `ProxyConfig::listeners` of them, `SO_REUSEPORT`, by default one per runtime worker), one per
+//! TCP connection, one per UDP service socket, one per UDP flow. Channels: the input `watch` of snapshots (latest wins, nothing
 //! queues) and an output `watch` saying which snapshot was applied last. Removing a service aborts its
 //! listener (and UDP flows) but never a TCP connection task, so connections finish on their own.
 
@@ -25,6 +26,12 @@ use super::{tcp, udp};
 pub trait Binder: Send + Sync + 'static {
     /// A listening TCP socket on `addr`.
     fn bind_tcp(&self, addr: SocketAddr) -> io::Result<TcpListener>;
+    /// `count` listening sockets on `addr` that share its connections (`SO_REUSEPORT`), one per
+    /// runtime worker. The default binds one socket, which is always correct, only less parallel.
+    fn bind_tcp_group(&self, addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+        let _ = count;
+        self.bind_tcp(addr).map(|l| vec![l])
+    }
     /// A UDP socket bound to `addr`.
     fn bind_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket>;
 }
@@ -37,15 +44,40 @@ pub struct DefaultBinder;
 /// Listen backlog of TCP listeners.
 const BACKLOG: u32 = 4096;
 
+fn listen_on(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    if reuseport {
+        sock.set_reuseport(true)?;
+    }
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
 impl Binder for DefaultBinder {
     fn bind_tcp(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        let sock = match addr {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        sock.set_reuseaddr(true)?;
-        sock.bind(addr)?;
-        sock.listen(BACKLOG)
+        listen_on(addr, false)
+    }
+
+    /// With `count` > 1, `SO_REUSEPORT` sockets: the kernel spreads new connections over their
+    /// accept queues by a hash of the 4-tuple, so each worker accepts from a queue of its own
+    /// instead of all waking on one. A port that someone else holds without `SO_REUSEPORT` still
+    /// fails to bind (EADDRINUSE), as a single socket would; the group is all or nothing.
+    fn bind_tcp_group(&self, addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+        if count <= 1 {
+            return self.bind_tcp(addr).map(|l| vec![l]);
+        }
+        let first = listen_on(addr, true)?;
+        // Port 0: the rest of the group must share the port the first one got.
+        let addr = first.local_addr()?;
+        let mut group = vec![first];
+        for _ in 1..count {
+            group.push(listen_on(addr, true)?);
+        }
+        Ok(group)
     }
 
     fn bind_udp(&self, addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -92,6 +124,11 @@ pub fn spawn_with_binder(
 ) -> ProxyHandle {
     let shared = Arc::new(Shared::default());
     let (applied_tx, applied) = watch::channel(None);
+    let mut config = config;
+    if config.listeners.is_none() {
+        config.listeners =
+            std::num::NonZeroUsize::new(tokio::runtime::Handle::current().metrics().num_workers());
+    }
     let cancel = CancellationToken::new();
     let engine = Engine {
         shared: shared.clone(),
@@ -138,13 +175,15 @@ impl ProxyHandle {
 
 struct Running {
     service: Arc<Service>,
-    task: Option<JoinHandle<()>>,
+    /// The accept tasks (one per listener of the group) or the UDP socket's task; empty while
+    /// unbound.
+    tasks: Vec<JoinHandle<()>>,
     flows: Option<Arc<udp::Flows>>,
 }
 
 impl Running {
     fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
+        for t in self.tasks.drain(..) {
             t.abort();
         }
         if let Some(f) = &self.flows {
@@ -199,7 +238,7 @@ impl Engine {
                         let svc = r.service.clone();
                         flows.prune(&r.service, |ep| svc.accepts(ep));
                     }
-                    if r.task.is_none() {
+                    if r.tasks.is_empty() {
                         // Binding failed before (address not local yet?): try again on each snapshot.
                         start(self.binder.as_ref(), &self.config, r, vs);
                     }
@@ -209,7 +248,7 @@ impl Engine {
                     self.shared.lock().insert(key, service.clone());
                     let mut r = Running {
                         service,
-                        task: None,
+                        tasks: Vec::new(),
                         flows: None,
                     };
                     start(self.binder.as_ref(), &self.config, &mut r, vs);
@@ -232,23 +271,30 @@ impl Engine {
     }
 }
 
-/// Bind the service's socket and spawn its serving task; on failure the service stays unbound.
+/// Bind the service's socket(s) and spawn their serving tasks; on failure the service stays
+/// unbound. TCP gets one listener and accept task per runtime worker (see
+/// [`Binder::bind_tcp_group`]); UDP one socket (flows are keyed by client on it).
 fn start(binder: &dyn Binder, config: &Arc<ProxyConfig>, r: &mut Running, vs: &VirtualService) {
     let svc = r.service.clone();
     let config = config.clone();
-    let task = match vs.protocol {
+    let tasks = match vs.protocol {
         Protocol::Tcp => binder
-            .bind_tcp(vs.listen)
-            .map(|l| tokio::spawn(tcp::serve(l, svc, config))),
+            .bind_tcp_group(vs.listen, config.listeners.map_or(1, |n| n.get()))
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|l| tokio::spawn(tcp::serve(l, svc.clone(), config.clone())))
+                    .collect()
+            }),
         Protocol::Udp => binder.bind_udp(vs.listen).map(|s| {
             let flows = Arc::new(udp::Flows::new());
             r.flows = Some(flows.clone());
-            tokio::spawn(udp::serve(Arc::new(s), svc, flows, config))
+            vec![tokio::spawn(udp::serve(Arc::new(s), svc, flows, config))]
         }),
     };
-    match task {
+    match tasks {
         Ok(t) => {
-            r.task = Some(t);
+            r.tasks = t;
             r.service.set_listening(true);
         }
         Err(e) => {

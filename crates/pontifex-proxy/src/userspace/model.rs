@@ -37,6 +37,10 @@ pub struct VirtualService {
     pub affinity_timeout: Option<Duration>,
     /// Endpoints and weights (0 drains one: existing connections finish, no new ones).
     pub endpoints: Vec<(SocketAddr, u32)>,
+    /// Client source addresses admitted; empty admits every source. Set on load-balancer IPs of
+    /// Services with `loadBalancerSourceRanges` (see `convert.rs`); a TCP client from elsewhere is
+    /// reset right after the accept, a UDP datagram from elsewhere is dropped.
+    pub source_ranges: Vec<ipnet::IpNet>,
 }
 
 /// Everything the proxy serves, published whole through a `watch` channel.
@@ -71,6 +75,10 @@ pub struct ProxyConfig {
     /// (Linux). A direction switches to it once one read fills the copy buffer; off, every byte is
     /// copied through userspace.
     pub splice: bool,
+    /// TCP listening sockets per virtual service, sharing the address with `SO_REUSEPORT` so that
+    /// accepts spread over the runtime's workers. `None` (the default): as many as the runtime
+    /// the proxy is spawned on has workers.
+    pub listeners: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for ProxyConfig {
@@ -85,6 +93,7 @@ impl Default for ProxyConfig {
             tcp_time_wait: Duration::from_secs(120),
             tcp_close: Duration::from_secs(10),
             splice: true,
+            listeners: None,
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -67,6 +67,8 @@ struct State {
     traffic: HashMap<SocketAddr, Arc<Traffic>>,
     /// Closed connections still counted in InActConn, by the time they leave it.
     linger: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    /// `VirtualService::source_ranges`: empty admits everyone.
+    sources: Vec<ipnet::IpNet>,
 }
 
 impl State {
@@ -96,6 +98,19 @@ pub(crate) struct Service {
     state: Mutex<State>,
     pub(crate) totals: Traffic,
     listening: AtomicBool,
+    /// Whether `State::sources` restricts clients: read without the lock on every accept, so that
+    /// services without source ranges (nearly all) pay nothing for them.
+    filtered: AtomicBool,
+}
+
+/// Whether a client from `ip` may use a service admitting `sources` (empty: everyone). An
+/// IPv4-mapped IPv6 client (a dual-stack socket) is matched as the IPv4 address it is.
+pub(crate) fn admitted(sources: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    sources.is_empty() || sources.iter().any(|n| n.contains(&ip))
 }
 
 /// An unknown scheduler name is not worth refusing a Service over: warn and use IPVS's default.
@@ -124,9 +139,11 @@ impl Service {
                 health: HashMap::new(),
                 traffic: HashMap::new(),
                 linger: BinaryHeap::new(),
+                sources: Vec::new(),
             }),
             totals: Traffic::default(),
             listening: AtomicBool::new(false),
+            filtered: AtomicBool::new(false),
         };
         svc.update(vs);
         svc
@@ -145,9 +162,19 @@ impl Service {
         self.listening.load(Ordering::Relaxed)
     }
 
+    /// Whether a new connection or flow from `client` is admitted (`loadBalancerSourceRanges`).
+    /// Established ones are never cut when the ranges change: kube-proxy's firewall rules, too,
+    /// see only the first packet of a connection.
+    pub(crate) fn admits(&self, client: IpAddr) -> bool {
+        !self.filtered.load(Ordering::Acquire) || admitted(&self.lock().sources, client)
+    }
+
     /// Apply a new version of the virtual service (same protocol and address).
     pub(crate) fn update(&self, vs: &VirtualService) {
         let mut st = self.lock();
+        st.sources.clone_from(&vs.source_ranges);
+        self.filtered
+            .store(!vs.source_ranges.is_empty(), Ordering::Release);
         st.balancer.set_kind(scheduler_kind(vs), OPTIONS);
         st.balancer.set_affinity(vs.affinity_timeout);
         let eps: Vec<Endpoint> = vs

@@ -4,8 +4,9 @@
 //! scratch buffer and writes on at once; only bytes the other side cannot take yet get a buffer of
 //! their own, so idle connections cost no buffer memory and 10k concurrent connections stay within
 //! tens of megabytes. A read that fills the buffer marks bulk transfer: on Linux that direction
-//! then moves its data with splice(2) through a pipe of its own (zero-copy; the pipe lives as long as
-//! the connection), falling back to the copy loop if no pipe can be created.
+//! then moves its data with splice(2) (zero-copy) through pipes borrowed from a small per-thread
+//! pool only while bytes sit in them, so a connection costs its two sockets and no more descriptors;
+//! when no pipe can be had, that round copies.
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,6 +39,13 @@ pub(crate) async fn serve(listener: TcpListener, svc: Arc<Service>, config: Arc<
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<Service>, config: Arc<ProxyConfig>) {
+    if !svc.admits(peer.ip()) {
+        // Outside loadBalancerSourceRanges. kube-proxy drops the SYN; a userspace proxy only sees
+        // the connection once the kernel accepted it, so the nearest is a reset (linger 0): the
+        // client gets neither a byte nor a clean EOF.
+        let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+        return;
+    }
     let _ = client.set_nodelay(true);
     let mut tried = Vec::with_capacity(config.max_attempts);
     let mut upstream = None;
@@ -111,8 +119,9 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<Service>, config: 
 /// socket is nearly always writable): a request/response exchange then costs two syscalls and no
 /// allocation, and an idle connection holds no buffer at all. Only bytes the other side cannot take
 /// yet are copied into a buffer of their own while the direction waits. A read that fills the
-/// scratch buffer means bulk data: the direction then switches to splice(2) when `splice` allows it
-/// and a pipe can be had, for the rest of the connection.
+/// scratch buffer means bulk data: when `splice` allows it, the direction then moves its data with
+/// splice(2) for the rest of the connection, each round through a pipe borrowed from the thread's
+/// pool (see `zero_copy`), or by copying when no pipe can be had.
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
@@ -120,29 +129,19 @@ async fn pump(
     count: impl Fn(usize),
     on_eof: &impl Fn(),
 ) -> io::Result<()> {
+    let mut bulk = false;
     loop {
         from.readable().await?;
-        let step = SCRATCH.with_borrow_mut(|buf| -> io::Result<Step> {
-            let n = match from.try_read(buf) {
-                Ok(0) => return Ok(Step::Eof),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
-                Err(e) => return Err(e),
-            };
-            count(n);
-            let mut off = 0;
-            while off < n {
-                match to.try_write(&buf[off..n]) {
-                    Ok(m) => off += m,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(Step::Pending(buf[off..n].to_vec(), n == buf.len()));
-                    }
-                    Err(e) => return Err(e),
-                }
+        #[cfg(target_os = "linux")]
+        if bulk && let Some(pipe) = zero_copy::take() {
+            if zero_copy::round(from, to, pipe, &count).await? {
+                on_eof();
+                shutdown_write(to);
+                return Ok(());
             }
-            Ok(Step::Done(n == buf.len()))
-        })?;
-        let full = match step {
+            continue;
+        }
+        let full = match copy_round(from, to, &count)? {
             Step::Eof => {
                 on_eof();
                 shutdown_write(to);
@@ -155,15 +154,32 @@ async fn pump(
                 full
             }
         };
-        #[cfg(target_os = "linux")]
-        if full
-            && splice
-            && let Some(pipe) = zero_copy::Pipe::new()
-        {
-            return zero_copy::pump(from, to, pipe, count, on_eof).await;
-        }
-        let _ = (full, splice);
+        bulk |= full && splice;
     }
+}
+
+/// One read into the thread's scratch buffer, written on at once as far as `to` takes it.
+fn copy_round(from: &TcpStream, to: &TcpStream, count: &impl Fn(usize)) -> io::Result<Step> {
+    SCRATCH.with_borrow_mut(|buf| {
+        let n = match from.try_read(buf) {
+            Ok(0) => return Ok(Step::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+            Err(e) => return Err(e),
+        };
+        count(n);
+        let mut off = 0;
+        while off < n {
+            match to.try_write(&buf[off..n]) {
+                Ok(m) => off += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Step::Pending(buf[off..n].to_vec(), n == buf.len()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Step::Done(n == buf.len()))
+    })
 }
 
 /// What one read-and-forward attempt did.
@@ -203,8 +219,15 @@ fn shutdown_write(to: &TcpStream) {
 }
 
 /// splice(2) through a pipe: socket → pipe → socket, the bytes never entering userspace.
+///
+/// Pipes are borrowed per round, not owned per connection: a direction takes one when its socket
+/// has data, fills it, drains it into the other socket (waiting for that socket if it must, the
+/// only time a pipe is held across an await) and gives it back empty. So a proxied connection costs
+/// its two sockets and nothing else while idle, whatever it carried before, and the process holds
+/// at most `POOL_MAX` idle pipes per runtime thread plus one per direction that is mid-transfer.
 #[cfg(target_os = "linux")]
 mod zero_copy {
+    use std::cell::RefCell;
     use std::io;
     use std::os::fd::OwnedFd;
 
@@ -215,56 +238,82 @@ mod zero_copy {
     /// Ask for this much per splice; the pipe's capacity (64 KiB by default) is the real bound.
     const CHUNK: usize = 1 << 20;
 
+    /// Idle pipes kept per runtime thread. A handful covers the directions one thread moves at
+    /// once; more would only hold descriptors that the connection budget wants.
+    pub(super) const POOL_MAX: usize = 4;
+
+    /// A non-blocking pipe; empty whenever it is in the pool.
     pub(super) struct Pipe {
         read: OwnedFd,
         write: OwnedFd,
     }
 
-    impl Pipe {
-        /// A non-blocking pipe, or `None` (descriptor limit reached): the caller keeps copying.
-        pub(super) fn new() -> Option<Pipe> {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
-            Some(Pipe { read, write })
+    thread_local! {
+        /// Idle, empty pipes of this thread. A pipe taken on one thread may come back on another
+        /// (tasks move between runtime threads); each pool only caches, so that does not matter.
+        static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty pipe from the pool, or a new one; `None` when none can be made (descriptor limit
+    /// reached): the caller copies this round instead.
+    pub(super) fn take() -> Option<Pipe> {
+        if let Some(p) = POOL.with_borrow_mut(Vec::pop) {
+            return Some(p);
         }
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
+        Some(Pipe { read, write })
+    }
+
+    /// Return an empty pipe; beyond `POOL_MAX` it is closed.
+    fn give(pipe: Pipe) {
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() < POOL_MAX {
+                pool.push(pipe);
+            }
+        });
     }
 
     const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_NONBLOCK.union(SpliceFFlags::SPLICE_F_MOVE);
 
-    /// As `super::pump`, moving the data with splice. The pipe is drained completely after each fill,
-    /// so a fill never finds it full, and its pages are the only buffer.
-    pub(super) async fn pump(
+    /// One round: fill `pipe` from `from` and drain it into `to` completely, then give it back.
+    /// Returns `true` at EOF. A pipe that may still hold bytes (an error mid-drain) is closed, never
+    /// pooled, so a pooled pipe is always empty.
+    pub(super) async fn round(
         from: &TcpStream,
         to: &TcpStream,
         pipe: Pipe,
-        count: impl Fn(usize),
-        on_eof: &impl Fn(),
-    ) -> io::Result<()> {
-        loop {
-            from.readable().await?;
-            let filled = from.try_io(Interest::READABLE, || {
-                splice(from, None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
+        count: &impl Fn(usize),
+    ) -> io::Result<bool> {
+        let filled = from.try_io(Interest::READABLE, || {
+            splice(from, None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
+        });
+        let mut left = match filled {
+            Ok(0) => {
+                give(pipe);
+                return Ok(true);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                give(pipe);
+                return Ok(false);
+            }
+            Err(e) => {
+                give(pipe);
+                return Err(e);
+            }
+        };
+        count(left);
+        while left > 0 {
+            let drained = to.try_io(Interest::WRITABLE, || {
+                splice(&pipe.read, None, to, None, left, FLAGS).map_err(io::Error::from)
             });
-            let mut left = match filled {
-                Ok(0) => {
-                    on_eof();
-                    super::shutdown_write(to);
-                    return Ok(());
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            match drained {
+                Ok(n) => left -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
                 Err(e) => return Err(e),
-            };
-            count(left);
-            while left > 0 {
-                let drained = to.try_io(Interest::WRITABLE, || {
-                    splice(&pipe.read, None, to, None, left, FLAGS).map_err(io::Error::from)
-                });
-                match drained {
-                    Ok(n) => left -= n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
-                    Err(e) => return Err(e),
-                }
             }
         }
+        give(pipe);
+        Ok(false)
     }
 }

@@ -100,6 +100,8 @@ pub(crate) async fn serve(
             .map(|f| (f.upstream.clone(), f.traffic.clone(), f.last.clone()));
         let (upstream, traffic, last) = match existing {
             Some(f) => f,
+            // Outside loadBalancerSourceRanges: dropped, as kube-proxy's firewall rule does.
+            None if !svc.admits(client.ip()) => continue,
             None => match open(&socket, &svc, &flows, &config, client).await {
                 Some(f) => f,
                 None => continue,

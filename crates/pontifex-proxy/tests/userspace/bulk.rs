@@ -65,7 +65,7 @@ fn pipes_open() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_both_ways_with_and_without_splice() {
-    let _shared = MEMORY_QUIET.read().await;
+    let _shared = PIPES_QUIET.read().await;
     const SIZE: usize = 32 << 20;
     let backend = bulk_backend(SIZE).await;
     for (case, splice) in [(15, true), (16, false)] {
@@ -130,6 +130,7 @@ async fn udp_flow_expires_after_idle_timeout() {
             scheduler: "rr".into(),
             affinity_timeout: None,
             endpoints: vec![(a, 1), (b, 1)],
+            source_ranges: Vec::new(),
         }],
         config,
     )
@@ -186,4 +187,44 @@ async fn refusing_backend_is_ejected() {
         }
     }
     assert_eq!(failed, 2, "two refusals eject the endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_hold_no_pipe_after_bulk() {
+    let _alone = PIPES_QUIET.write().await;
+    const CONNS: usize = 20;
+    const SIZE: usize = 512 << 10;
+    let svc = service_addr(19);
+    let lab = Lab::new(
+        vec![tcp_service(svc, "rr", &[(tcp_backend("a").await, 1)])],
+        ProxyConfig::default(),
+    )
+    .await;
+    let before = pipes_open();
+    let mut open = Vec::new();
+    for _ in 0..CONNS {
+        let mut s = TcpStream::connect(svc).await.unwrap();
+        let mut greeting = [0u8; 2];
+        s.read_exact(&mut greeting).await.unwrap();
+        // Echo SIZE bytes both ways at once: each direction of the proxy fills its buffer and
+        // switches to splice.
+        let data: Vec<u8> = (0..SIZE).map(pattern).collect();
+        let (mut r, mut w) = s.split();
+        let mut back = vec![0u8; SIZE];
+        let (wrote, read) = tokio::join!(w.write_all(&data), r.read_exact(&mut back));
+        wrote.unwrap();
+        read.unwrap();
+        assert!(back == data, "echo intact");
+        open.push(s);
+    }
+    let stats = lab.proxy.stats();
+    assert!(stats.services[0].in_bytes as usize >= CONNS * SIZE);
+    // A pipe per direction for the connection's life would be 2 × 2 × CONNS descriptors; borrowed
+    // pipes go back to the pools (4 per runtime thread, 2 threads) once drained.
+    let held = pipes_open() - before;
+    assert!(
+        held <= 2 * 4 * 2,
+        "{held} pipe descriptors for {CONNS} idle connections"
+    );
+    drop(open);
 }

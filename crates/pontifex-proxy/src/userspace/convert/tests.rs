@@ -347,3 +347,34 @@ fn pod_weight_annotation() {
     };
     assert!(pod_weights(&plain).is_empty());
 }
+
+#[test]
+fn source_ranges_restrict_only_load_balancer_ips() {
+    let mut p = port("lb", model::Protocol::Tcp);
+    p.node_port = 30003;
+    p.external_ips = vec!["172.31.255.7".parse().unwrap()];
+    p.load_balancer_ips = vec!["172.31.255.9".parse().unwrap()];
+    p.load_balancer_source_ranges = vec!["192.0.2.0/24".parse().unwrap()];
+    let snap = snapshot(vec![p.clone()], vec![ep("10.244.1.5", false, READY)]);
+    let out = to_snapshot(&snap, &opts());
+    for open in ["10.96.0.5:80", "172.31.0.2:30003", "172.31.255.7:80"] {
+        assert!(
+            find(&out, open, Protocol::Tcp).source_ranges.is_empty(),
+            "{open} is not restricted"
+        );
+    }
+    let lb = find(&out, "172.31.255.9:80", Protocol::Tcp);
+    assert_eq!(lb.source_ranges, ["192.0.2.0/24".parse().unwrap()]);
+
+    // The node's address inside a range: the LB IPs themselves are admitted too.
+    p.load_balancer_source_ranges
+        .push("172.31.0.0/24".parse().unwrap());
+    let snap = snapshot(vec![p], vec![ep("10.244.1.5", false, READY)]);
+    let out = to_snapshot(&snap, &opts());
+    let lb = find(&out, "172.31.255.9:80", Protocol::Tcp);
+    let want: Vec<ipnet::IpNet> = ["192.0.2.0/24", "172.31.0.0/24", "172.31.255.9/32"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(lb.source_ranges, want);
+}

@@ -11,6 +11,7 @@ fn vs(eps: &[(&str, u32)]) -> VirtualService {
         scheduler: "rr".into(),
         affinity_timeout: None,
         endpoints: eps.iter().map(|(a, w)| (a.parse().unwrap(), *w)).collect(),
+        source_ranges: Vec::new(),
     }
 }
 
@@ -91,4 +92,39 @@ fn removed_endpoint_keeps_draining_counters() {
         st.endpoints[0].inactive_conns, 1,
         "only the new pick's opening"
     );
+}
+
+#[test]
+fn source_ranges_admit_only_their_clients() {
+    let none: [ipnet::IpNet; 0] = [];
+    assert!(
+        admitted(&none, "203.0.113.1".parse().unwrap()),
+        "no ranges: everyone"
+    );
+    let ranges: Vec<ipnet::IpNet> = vec![
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    assert!(admitted(&ranges, "192.0.2.77".parse().unwrap()));
+    assert!(!admitted(&ranges, "192.0.3.1".parse().unwrap()));
+    assert!(admitted(&ranges, "2001:db8::5".parse().unwrap()));
+    assert!(
+        admitted(&ranges, "::ffff:192.0.2.1".parse().unwrap()),
+        "v4-mapped"
+    );
+    assert!(!admitted(&ranges, "::ffff:10.0.0.1".parse().unwrap()));
+
+    let mut v = vs(&[("10.244.0.2:80", 1)]);
+    let svc = Service::new(&v, Arc::new(ProxyConfig::default()));
+    assert!(svc.admits("10.0.0.9".parse().unwrap()));
+    v.source_ranges = ranges;
+    svc.update(&v);
+    assert!(
+        !svc.admits("10.0.0.9".parse().unwrap()),
+        "ranges apply on update"
+    );
+    assert!(svc.admits("192.0.2.1".parse().unwrap()));
+    v.source_ranges.clear();
+    svc.update(&v);
+    assert!(svc.admits("10.0.0.9".parse().unwrap()), "and go away again");
 }
