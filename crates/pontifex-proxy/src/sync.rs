@@ -234,7 +234,7 @@ impl<A: Applier> Proxier<A> {
                 if let Err(e) = t.update_endpoint_slice(s) {
                     tracing::warn!(error = %e, "EndpointSlice skipped");
                 }
-                if let Some(at) = trigger_time(s) {
+                if let Some(at) = crate::metrics::trigger_time(s) {
                     triggers.push(at);
                 }
             };
@@ -548,17 +548,6 @@ pub fn health_check_ports(snap: &ProxySnapshot) -> BTreeMap<ServiceKey, (u16, us
         e.1 = e.1.max(local);
     }
     out
-}
-
-/// The `endpoints.kubernetes.io/last-change-trigger-time` of a slice.
-fn trigger_time(s: &EndpointSlice) -> Option<SystemTime> {
-    let v = s
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(TRIGGER_TIME_ANNOTATION)?;
-    let ts: jiff::Timestamp = v.parse().ok()?;
-    Some(SystemTime::from(ts))
 }
 
 /// What `pontifex rules` prints: the ruleset a full sync of `snap` programs, in the kernel
