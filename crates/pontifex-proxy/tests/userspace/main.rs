@@ -92,17 +92,37 @@ fn tcp_service(listen: SocketAddr, scheduler: &str, eps: &[(SocketAddr, u32)]) -
 struct Lab {
     tx: watch::Sender<Arc<Snapshot>>,
     proxy: ProxyHandle,
+    /// Every proxy may splice, so every lab keeps the pipe-counting tests away while it runs.
+    _quiet: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl Lab {
     async fn new(services: Vec<VirtualService>, config: ProxyConfig) -> Lab {
+        let quiet = PIPES_QUIET.read().await;
+        Lab::build(services, config, Some(quiet)).await
+    }
+
+    /// A lab for a test that holds [`PIPES_QUIET`] for writing (it counts pipes).
+    async fn new_alone(services: Vec<VirtualService>, config: ProxyConfig) -> Lab {
+        Lab::build(services, config, None).await
+    }
+
+    async fn build(
+        services: Vec<VirtualService>,
+        config: ProxyConfig,
+        quiet: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+    ) -> Lab {
         let (tx, rx) = watch::channel(Arc::new(Snapshot { services }));
         let proxy = userspace::spawn(rx, config);
         proxy.synced().await;
         for s in proxy.stats().services {
             assert!(s.listening, "{} not bound", s.addr);
         }
-        Lab { tx, proxy }
+        Lab {
+            tx,
+            proxy,
+            _quiet: quiet,
+        }
     }
 
     async fn publish(&self, services: Vec<VirtualService>) {
@@ -373,8 +393,8 @@ async fn small_backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-/// Tests that count this process's pipes take this for writing; tests that splice take it for
-/// reading, so that their pipes do not show up in another's count.
+/// Tests that count this process's pipes take this for writing (and use [`Lab::new_alone`]);
+/// every other lab holds it for reading, so that its pipes do not show up in a count.
 static PIPES_QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Resident memory of this process, in KiB.
