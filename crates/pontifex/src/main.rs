@@ -434,29 +434,11 @@ fn main() -> anyhow::Result<()> {
             Command::Rules(args) => rules(args).await,
             Command::Ipvsadm(args) => ipvsadm(args).await,
             Command::Exec(args) => {
-                let client = pod_client(&args.target).await?;
-                let t = &args.target;
-                let target = podcmd::find(
-                    client,
-                    &t.data_dir,
-                    &t.namespace,
-                    &t.pod,
-                    t.container.as_deref(),
-                )
-                .await?;
+                let target = find_container(&args.target).await?;
                 std::process::exit(podcmd::exec(&target, &args.command)?);
             }
             Command::Logs(args) => {
-                let client = pod_client(&args.target).await?;
-                let t = &args.target;
-                let target = podcmd::find(
-                    client,
-                    &t.data_dir,
-                    &t.namespace,
-                    &t.pod,
-                    t.container.as_deref(),
-                )
-                .await?;
+                let target = find_container(&args.target).await?;
                 podcmd::logs(&target, args.follow, args.previous).await
             }
             Command::ContainerShim => unreachable!("handled before the runtime starts"),
@@ -754,16 +736,25 @@ async fn down(args: DownArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The client `exec` and `logs` use: --kubeconfig, else the data dir's, else the default.
-async fn pod_client(t: &PodTarget) -> anyhow::Result<kube::Client> {
+/// The container `exec` and `logs` act on, found through --kubeconfig, else the data dir's
+/// kubeconfig, else the default one.
+async fn find_container(t: &PodTarget) -> anyhow::Result<podcmd::Target> {
     let local = t.data_dir.join("kubeconfig");
-    match &t.kubeconfig {
-        Some(path) => client_for(path).await,
-        None if local.exists() => client_for(&local).await,
+    let client = match &t.kubeconfig {
+        Some(path) => client_for(path).await?,
+        None if local.exists() => client_for(&local).await?,
         None => kube::Client::try_default()
             .await
-            .context("finding a kubeconfig"),
-    }
+            .context("finding a kubeconfig")?,
+    };
+    podcmd::find(
+        client,
+        &t.data_dir,
+        &t.namespace,
+        &t.pod,
+        t.container.as_deref(),
+    )
+    .await
 }
 
 /// A kube client for the cluster a kubeconfig file names.
