@@ -8,7 +8,7 @@
 //! the crate doc), and `nodad` addresses: duplicate address detection holds a new address
 //! "tentative" for a second or more, and a tentative address cannot be bound.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use pontifex_proxy::model::IpFamily;
 
@@ -75,22 +75,7 @@ impl Lab {
                 "via",
                 "fd00:244::1",
             ]);
-            let (name, stop) = (format!("p{}", i + 1), self.stop.clone());
-            let (tx, rx) = std::sync::mpsc::channel();
-            in_ns(pod, move || {
-                let l = TcpListener::bind(format!("[{ip}]:{PORT}")).unwrap();
-                l.set_nonblocking(true).unwrap();
-                tx.send(()).unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((mut s, _)) => {
-                            let _ = s.write_all(name.as_bytes());
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
-            });
-            rx.recv().unwrap();
+            self.serve_tcp(pod, format!("[{ip}]:{PORT}"), format!("p{}", i + 1));
         }
         // The links' IPv6 side comes up a moment after the addresses (neighbour discovery, the
         // link-local addresses' DAD): wait until each pod reaches the node — a refused connection

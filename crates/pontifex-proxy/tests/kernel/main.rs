@@ -212,24 +212,10 @@ impl Lab {
 
     /// TCP and UDP echo servers on port 8080 that answer with `name`.
     fn serve(&self, pod: &str, name: String) {
+        self.serve_tcp(pod, "0.0.0.0:8080".into(), name.clone());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop = self.stop.clone();
-        let n2 = name.clone();
-        let tx2 = ready_tx.clone();
-        in_ns(pod, move || {
-            let l = TcpListener::bind("0.0.0.0:8080").unwrap();
-            l.set_nonblocking(true).unwrap();
-            ready_tx.send(()).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.write_all(name.as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        let stop = self.stop.clone();
+        let (n2, tx2) = (name, ready_tx);
         in_ns(pod, move || {
             let u = UdpSocket::bind("0.0.0.0:8080").unwrap();
             u.set_read_timeout(Some(Duration::from_millis(100)))
@@ -243,6 +229,26 @@ impl Lab {
             }
         });
         ready_rx.recv().unwrap();
+    }
+
+    /// A TCP server in `pod` on `bind` that answers every connection with `name`; returns once
+    /// it listens.
+    fn serve_tcp(&self, pod: &str, bind: String, name: String) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stop = self.stop.clone();
+        in_ns(pod, move || {
+            let l = TcpListener::bind(bind).unwrap();
+            l.set_nonblocking(true).unwrap();
+            ready_tx.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(name.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
         ready_rx.recv().unwrap();
     }
 }
