@@ -53,6 +53,21 @@ pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// The lab nodes' underlay addresses (node-1, node-2), as `up --nodes 2` assigns them.
+pub(crate) const NODE_IPS: [&str; 2] = ["172.31.0.10", "172.31.0.11"];
+
+/// Waits until the seed's NodePort 30002 on either node reaches every pod in `names` from the
+/// host (the distinct `/hostname`s).
+pub(crate) async fn seed_nodeport_reaches(names: &BTreeSet<String>, secs: u64) {
+    for ip in NODE_IPS {
+        let addr = format!("{ip}:30002");
+        until(secs, "all three pods through the NodePort", async || {
+            (hostnames(&addr, 12) == *names).then_some(())
+        })
+        .await;
+    }
+}
+
 /// The distinct `/hostname` answers of `tries` requests to `addr` (which pods a Service reaches).
 pub(crate) fn hostnames(addr: &str, tries: usize) -> BTreeSet<String> {
     (0..tries)

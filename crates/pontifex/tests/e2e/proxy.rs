@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use test_support::{TestServer, examples_dir};
 
-use crate::lab::{LabRun, hostnames, http_get, links_and_namespaces, until};
+use crate::lab::{LabRun, NODE_IPS, http_get, links_and_namespaces, seed_nodeport_reaches, until};
 
 mod semantics;
 mod terminating;
@@ -132,8 +132,6 @@ fn rules_prints_both_modes_for_kubectl_made_services() {
     server.stop().unwrap();
 }
 
-const NODE_IPS: [&str; 2] = ["172.31.0.10", "172.31.0.11"];
-
 const EXTRA: &str = r#"
 apiVersion: v1
 kind: Service
@@ -215,13 +213,7 @@ async fn lab_scenario(mode: &str, layout: &str, prefix: &str) {
     let names: BTreeSet<String> = nginx.iter().map(|p| p.0.clone()).collect();
 
     // The seed: NodePort 30002 on either node reaches all three pods from the host.
-    for ip in NODE_IPS {
-        let addr = format!("{ip}:30002");
-        until(40, "all three pods through the NodePort", async || {
-            (hostnames(&addr, 40) == names).then_some(())
-        })
-        .await;
-    }
+    seed_nodeport_reaches(&names, 40).await;
 
     // ClusterIP from a pod (agnhost's /dial) and from a node's own namespace.
     let cluster_ip = services

@@ -9,9 +9,9 @@ use std::process::Command;
 
 use test_support::examples_dir;
 
-use crate::lab::{LabRun, hostnames, http_get, links_and_namespaces, until};
-
-const NODE_IPS: [&str; 2] = ["172.31.0.10", "172.31.0.11"];
+use crate::lab::{
+    LabRun, NODE_IPS, hostnames, http_get, links_and_namespaces, seed_nodeport_reaches, until,
+};
 
 /// `pontifex ipvsadm <args> --data-dir <dir>`'s output.
 fn ipvsadm(data_dir: &Path, args: &[&str]) -> String {
@@ -78,13 +78,7 @@ async fn userspace_proxy_lab_seed_and_ipvsadm() {
     let names: BTreeSet<String> = nginx.iter().map(|p| p.0.clone()).collect();
 
     // The seed: NodePort 30002 on either node reaches all three pods from the host.
-    for ip in NODE_IPS {
-        let addr = format!("{ip}:30002");
-        until(60, "all three pods through the NodePort", async || {
-            (hostnames(&addr, 12) == names).then_some(())
-        })
-        .await;
-    }
+    seed_nodeport_reaches(&names, 60).await;
 
     // The ClusterIP from a pod (agnhost's /dial in its namespace), and on each node's device.
     let cluster_ip = lab

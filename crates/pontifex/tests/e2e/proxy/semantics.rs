@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::DeleteParams;
 
-use super::{HOST_IP, NODE_IPS};
-use crate::lab::{LabRun, http_get, until};
+use super::HOST_IP;
+use crate::lab::{LabRun, NODE_IPS, http_get, until};
 
 /// Two endpoint pods (mx-1 on node-1, mx-2 on node-2), a client pod on node-1, Services of the three
 /// traffic policies, hairpin, externalIPs, source ranges and a UDP Deployment.

@@ -10,8 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 
-use super::NODE_IPS;
-use crate::lab::{LabRun, http_get, until};
+use crate::lab::{LabRun, NODE_IPS, http_get, until};
 
 /// A Service with one endpoint pod that keeps serving for a while after SIGTERM.
 pub(super) const TERMINATING: &str = r#"
