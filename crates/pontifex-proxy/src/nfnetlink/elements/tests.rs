@@ -1,4 +1,5 @@
 use super::*;
+use crate::nfnetlink::NLA_F_NESTED;
 
 #[test]
 fn fields_take_one_register_slot_each() {
@@ -200,4 +201,34 @@ fn codecs_refuse_what_they_cannot_encode() {
             "{key} {value:?}"
         );
     }
+}
+
+#[test]
+fn a_diff_deletes_what_goes_or_changes_and_adds_what_comes_or_changes() {
+    let el = |n: u32, v: u32| ElementOp {
+        value: Some(Value::Data(concat(&[Field::U32(v)]))),
+        ..op("m", true, n)
+    };
+    let have = vec![el(1, 1), el(2, 2), el(3, 3)];
+    let want = vec![
+        el(1, 1),
+        el(3, 30),
+        ElementOp {
+            comment: Some("only the comment differs".into()),
+            ..el(2, 2)
+        },
+        el(4, 4),
+    ];
+    let ops = element_diff(&want, &have);
+    let summary: Vec<(bool, Vec<u8>)> = ops.iter().map(|o| (o.add, o.key.clone())).collect();
+    let key = |n: u32| concat(&[Field::U32(n)]);
+    assert_eq!(
+        summary,
+        vec![(false, key(3)), (true, key(3)), (true, key(4))],
+        "deletes first, then adds; a comment alone is no change"
+    );
+    assert_eq!(ops[1].value, el(3, 30).value);
+    assert!(element_diff(&have, &have).is_empty());
+    let gone = element_diff(&[], &have);
+    assert!(gone.iter().all(|o| !o.add) && gone.len() == 3);
 }
