@@ -12,6 +12,7 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::{Service, ServicePort as ApiPort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint as ApiEndpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use pontifex_proxy::apply::KernelApplier;
 use pontifex_proxy::iptables::{self, IptablesConfig, LocalDetector, SyncKind};
 use pontifex_proxy::model::{
     ChangeTracker, Endpoint, IpFamily, Protocol, ProxySnapshot, ServiceKey, ServicePort,
@@ -19,7 +20,7 @@ use pontifex_proxy::model::{
 };
 use pontifex_proxy::nfnetlink::NfSocket;
 use pontifex_proxy::nftables::{self, NftConfig, NftLayout, NftObjects, NftTable};
-use pontifex_proxy::sync::INITIAL_SYNC_PORTS_PER_TRANSACTION;
+use pontifex_proxy::sync::{INITIAL_SYNC_PORTS_PER_TRANSACTION, apply_resync};
 
 use crate::netns::Netns;
 
@@ -351,6 +352,33 @@ pub(crate) fn full_and_change(
             lines: lines(&skeleton) + ops.len(),
         }));
         drop(ops);
+        // A full resync over that table, the proxier's path: the whole table rendered again,
+        // the skeleton rewritten through `nft`, every map read back over netlink and only the
+        // difference sent (none here). A periodic resync comes long after the last bulk
+        // insert: let the kernel's background resize of the big hash maps finish first.
+        std::thread::sleep(Duration::from_secs(2));
+        {
+            let t = Instant::now();
+            let fresh = NftTable::new(&nft_config(), tracker.last());
+            let plan = fresh
+                .resync(&table.state().objects())
+                .ok_or_else(|| anyhow::anyhow!("an element netlink cannot encode"))?;
+            let render = t.elapsed();
+            let t = Instant::now();
+            let mut applier = KernelApplier::new(Some(&ns.name))?;
+            let stats = apply_resync(&mut applier, IpFamily::V4, "pontifex", &plan)?;
+            let apply = t.elapsed();
+            out.push(progress(&Sample {
+                what: format!(
+                    "nftables maps full resync (nft skeleton + {} elements read back over netlink, {} sent), {n} svc",
+                    stats.held, stats.sent
+                ),
+                render,
+                apply,
+                bytes: stats.bytes,
+                lines: lines(&plan.skeleton) + stats.sent,
+            }));
+        }
         if with_change {
             let t = Instant::now();
             tracker.update_endpoint_slice(&changed_slice(e))?;

@@ -14,7 +14,7 @@
 //! Not here: deciding what to apply (the renderers and [`crate::sync`]), the netlink wire format
 //! ([`crate::nfnetlink`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -173,6 +173,13 @@ pub trait Applier: Send {
         table: &str,
         ops: &[ElementOp],
     ) -> Result<(), ApplyError>;
+    /// Every element of set or map `set` of table `family table`, read over netlink.
+    fn nft_list_elements(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<ElementOp>, ApplyError>;
     /// Applies one `iptables-restore --noflush` input (`ip6tables-restore` for IPv6).
     fn iptables_restore(&mut self, family: IpFamily, input: &str) -> Result<(), ApplyError>;
     /// The per-service chains (`KUBE-SVC-`, `-SVL-`, `-EXT-`, `-FW-`, `-SEP-`) in the nat
@@ -298,6 +305,14 @@ pub(crate) struct RunOutput {
     pub(crate) stderr: String,
 }
 
+/// nf_tables' number for an IP family (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
+fn nfproto(family: IpFamily) -> u8 {
+    match family {
+        IpFamily::V4 => 2,
+        IpFamily::V6 => 10,
+    }
+}
+
 fn tools(family: IpFamily) -> (&'static str, &'static str, &'static str) {
     match family {
         IpFamily::V4 => ("iptables", "iptables-restore", "iptables-save"),
@@ -363,11 +378,17 @@ impl Applier for KernelApplier {
         // A socket per batch: opening one (a thread entering the namespace) costs ~0.1 ms,
         // and an applier stays cheap to clone.
         let mut sock = NfSocket::open(self.netns.as_deref())?;
-        let nfproto = match family {
-            IpFamily::V4 => 2,
-            IpFamily::V6 => 10,
-        };
-        Ok(sock.apply(nfproto, table, ops)?)
+        Ok(sock.apply(nfproto(family), table, ops)?)
+    }
+
+    fn nft_list_elements(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<ElementOp>, ApplyError> {
+        let mut sock = NfSocket::open(self.netns.as_deref())?;
+        Ok(sock.list_elements(nfproto(family), table, set)?)
     }
 
     fn nft_objects(&mut self, family: &str, table: &str) -> Result<Option<NftObjects>, ApplyError> {
@@ -444,6 +465,8 @@ pub enum FakeCall {
     NftList,
     /// Element operations over netlink.
     NftElements(Vec<ElementOp>),
+    /// A set's elements read back over netlink.
+    NftListElements(String),
     /// `iptables-restore` with this input.
     IptablesRestore(String),
     /// An `iptables-save -t nat` read-back.
@@ -461,6 +484,9 @@ pub struct FakeState {
     pub calls: Vec<FakeCall>,
     /// What `nft_objects` returns.
     pub nft_table: Option<NftObjects>,
+    /// The elements the kernel holds per set: what `nft_elements` batches made of them (an
+    /// `nft -f` transaction is not parsed, so its elements do not show here).
+    pub nft_elements: BTreeMap<String, Vec<ElementOp>>,
     /// What `iptables_nat_service_chains` returns.
     pub iptables_chains: BTreeSet<String>,
     /// This many next apply calls (nft, netlink elements or iptables-restore) fail.
@@ -496,7 +522,28 @@ impl Applier for FakeApplier {
     }
 
     fn nft_elements(&mut self, _: IpFamily, _: &str, ops: &[ElementOp]) -> Result<(), ApplyError> {
-        self.apply(FakeCall::NftElements(ops.to_vec()))
+        self.apply(FakeCall::NftElements(ops.to_vec()))?;
+        // One batch, applied in order, as the kernel does.
+        let mut s = self.state();
+        for op in ops {
+            let held = s.nft_elements.entry(op.set.clone()).or_default();
+            held.retain(|e| e.key != op.key);
+            if op.add {
+                held.push(op.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn nft_list_elements(
+        &mut self,
+        _: IpFamily,
+        _: &str,
+        set: &str,
+    ) -> Result<Vec<ElementOp>, ApplyError> {
+        let mut s = self.state();
+        s.calls.push(FakeCall::NftListElements(set.to_owned()));
+        Ok(s.nft_elements.get(set).cloned().unwrap_or_default())
     }
 
     fn nft_objects(&mut self, _: &str, _: &str) -> Result<Option<NftObjects>, ApplyError> {

@@ -54,6 +54,10 @@ pub enum NetlinkError {
     /// An element's key or value does not fit a netlink attribute.
     #[error("element too large")]
     TooLarge,
+    /// A dump saw the object change while it was read (`NLM_F_DUMP_INTR`, or an element
+    /// twice): read it again.
+    #[error("the dump was interrupted by a change")]
+    Interrupted,
     /// The kernel's answer did not have the expected layout.
     #[error("malformed netlink answer: {0}")]
     Malformed(&'static str),
@@ -68,6 +72,8 @@ pub(crate) const NLM_F_CREATE: u16 = 0x400;
 pub(crate) const NLMSG_ERROR: u16 = 0x2;
 pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_DONE: u16 = 0x3;
+/// Set on a dump's messages when what it reads changed meanwhile.
+const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `NLM_F_ROOT | NLM_F_MATCH`.
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
 /// Attribute types carry two flag bits (nested, network byte order) above the type.
@@ -262,13 +268,18 @@ impl NfSocket {
         self.send_all(&bytes)?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 20];
+        let mut interrupted = false;
         loop {
             let n = self.receive(&mut buf)?;
             for m in messages(&buf[..n]) {
                 if m.seq != seq {
                     continue;
                 }
+                interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
                 match m.kind {
+                    // Read to the end either way: the rest of the dump would otherwise be
+                    // taken for the answer to the next request.
+                    NLMSG_DONE if interrupted => return Err(NetlinkError::Interrupted),
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => match m.error_code() {
                         Some(0) => {}
@@ -290,6 +301,8 @@ impl NfSocket {
 pub(crate) struct Received<'a> {
     /// `nlmsg_type`.
     pub(crate) kind: u16,
+    /// `nlmsg_flags`.
+    pub(crate) flags: u16,
     /// `nlmsg_seq`.
     pub(crate) seq: u32,
     /// What follows the netlink header.
@@ -314,6 +327,7 @@ pub(crate) fn messages(buf: &[u8]) -> Vec<Received<'_>> {
         }
         out.push(Received {
             kind: u16::from_ne_bytes([buf[at + 4], buf[at + 5]]),
+            flags: u16::from_ne_bytes([buf[at + 6], buf[at + 7]]),
             seq: u32::from_ne_bytes([buf[at + 8], buf[at + 9], buf[at + 10], buf[at + 11]]),
             payload: &buf[at + 16..at + len],
         });

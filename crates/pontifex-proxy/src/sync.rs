@@ -36,7 +36,8 @@ use crate::apply::{Applier, ApplyError, iptables_jump_rules};
 use crate::health::{HealthCheckServers, ProxyHealth};
 use crate::iptables::{self, IptablesConfig, SyncKind};
 use crate::metrics::{Failure, ProxyMetrics};
-use crate::model::{ChangeTracker, ProxySnapshot, ServiceKey};
+use crate::model::{ChangeTracker, IpFamily, ProxySnapshot, ServiceKey};
+use crate::nfnetlink::element_diff;
 use crate::nftables::{self, NftConfig, NftObjects, NftTable};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -151,6 +152,9 @@ pub struct SyncReport {
     pub conntrack_flushes: usize,
     /// Conntrack deletion failed (rules are in place; logged, not retried).
     pub conntrack_error: Option<String>,
+    /// A full nftables sync over an existing table went in steps ([`nftables::Resync`])
+    /// rather than as one transaction.
+    pub stepped: bool,
 }
 
 /// The kernel state the proxier believes in, per mode.
@@ -312,9 +316,9 @@ impl<A: Applier> Proxier<A> {
             ProxyMode::Nftables => {
                 self.sync_nft(&update.snapshot, &update.changed_services, full, now)
             }
-            ProxyMode::Iptables => self.sync_iptables(&update, full),
+            ProxyMode::Iptables => self.sync_iptables(&update, full).map(|b| (b, false)),
         };
-        let bytes = match result {
+        let (bytes, stepped) = match result {
             Ok(b) => b,
             Err(e) => {
                 self.tracker.resync_failed();
@@ -367,6 +371,7 @@ impl<A: Applier> Proxier<A> {
             duration: took,
             conntrack_flushes: update.conntrack.len(),
             conntrack_error,
+            stepped,
         })
     }
 
@@ -376,7 +381,8 @@ impl<A: Applier> Proxier<A> {
         changed: &BTreeSet<ServiceKey>,
         full: bool,
         now: Instant,
-    ) -> Result<usize, ApplyError> {
+    ) -> Result<(usize, bool), ApplyError> {
+        let mut stepped = false;
         // Incremental: only the changed Services' ports are rendered again (the table is
         // updated in place; on failure `known` is dropped and the next sync is full).
         let incremental = match (&mut self.known.nft, full) {
@@ -450,9 +456,29 @@ impl<A: Applier> Proxier<A> {
                     existing
                         .chains
                         .extend(self.known.stale.drain(..).map(|(c, _)| c));
-                    let tx = nftables::full_transaction(new, &existing);
-                    self.applier.nft_apply(&tx)?;
-                    tx.len()
+                    let resync = (self.cfg.nftables.layout == nftables::NftLayout::Maps)
+                        .then(|| table.resync(&existing))
+                        .flatten();
+                    let family = self.cfg.nftables.family;
+                    let attempt = resync.map(|plan| {
+                        apply_resync(&mut self.applier, family, &new.table, &plan).map(|r| r.bytes)
+                    });
+                    match attempt {
+                        Some(Ok(bytes)) => {
+                            stepped = true;
+                            bytes
+                        }
+                        fallback => {
+                            if let Some(Err(e)) = fallback {
+                                // Whatever step failed, one atomic transaction still makes
+                                // the table right: it flushes everything first.
+                                tracing::warn!(error = %e, "stepped nftables resync failed; replacing the table in one transaction");
+                            }
+                            let tx = nftables::full_transaction(new, &existing);
+                            self.applier.nft_apply(&tx)?;
+                            tx.len()
+                        }
+                    }
                 }
                 None => {
                     // Nothing to replace atomically. Maps layout: the skeleton through `nft`,
@@ -487,7 +513,7 @@ impl<A: Applier> Proxier<A> {
         let rules: usize = new.chains.values().map(|c| c.rules.len()).sum();
         let elements: usize = new.elements.values().map(|e| e.len()).sum();
         self.metrics.nft_objects(new.chains.len(), rules, elements);
-        Ok(bytes)
+        Ok((bytes, stepped))
     }
 
     fn sync_iptables(
@@ -548,6 +574,45 @@ pub fn health_check_ports(snap: &ProxySnapshot) -> BTreeMap<ServiceKey, (u16, us
         e.1 = e.1.max(local);
     }
     out
+}
+
+/// What [`apply_resync`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResyncStats {
+    /// Bytes sent (both `nft` transactions and the element keys).
+    pub bytes: usize,
+    /// Elements the kernel held (read back).
+    pub held: usize,
+    /// Element operations sent.
+    pub sent: usize,
+}
+
+/// A full sync over an existing table as a [`nftables::Resync`]: the skeleton, then the
+/// difference between the elements the kernel holds and those wanted (one netlink batch),
+/// then the stale objects' removal.
+pub fn apply_resync<A: Applier>(
+    applier: &mut A,
+    family: IpFamily,
+    table: &str,
+    plan: &nftables::Resync,
+) -> Result<ResyncStats, ApplyError> {
+    applier.nft_apply(&plan.skeleton)?;
+    let mut ops = Vec::new();
+    let mut held = 0;
+    for (set, want) in &plan.elements {
+        let have = applier.nft_list_elements(family, table, set)?;
+        held += have.len();
+        ops.extend(element_diff(want, &have));
+    }
+    applier.nft_elements(family, table, &ops)?;
+    applier.nft_apply(&plan.cleanup)?;
+    Ok(ResyncStats {
+        bytes: plan.skeleton.len()
+            + ops.iter().map(|o| o.key.len()).sum::<usize>()
+            + plan.cleanup.len(),
+        held,
+        sent: ops.len(),
+    })
 }
 
 /// What `pontifex rules` prints: the ruleset a full sync of `snap` programs, in the kernel

@@ -15,7 +15,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use super::{
     Msg, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
@@ -403,8 +404,37 @@ impl NfSocket {
     }
 
     /// Every element of set or map `set` in table `family`/`table`, as the kernel holds it
-    /// (as adds: key, value, comment), read with one `NFT_MSG_GETSETELEM` dump.
+    /// (as adds: key, value, comment), read with `NFT_MSG_GETSETELEM` dumps.
+    ///
+    /// A dump comes in pieces, and the kernel resumes each piece by skipping as many elements
+    /// as it sent before; when a hash set is resized in between (the kernel does that in the
+    /// background after a large insert), the order changes and the pieces repeat some elements
+    /// and miss as many others. So a dump that holds a key twice (or that the kernel marks
+    /// interrupted) is read again.
     pub fn list_elements(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<ElementOp>, NetlinkError> {
+        for attempt in 0..DUMP_ATTEMPTS {
+            match self.dump_elements(family, table, set) {
+                Ok(els) => {
+                    let mut keys: HashSet<&[u8]> = HashSet::with_capacity(els.len());
+                    if els.iter().all(|e| keys.insert(&e.key)) {
+                        return Ok(els);
+                    }
+                }
+                Err(NetlinkError::Interrupted) => {}
+                Err(e) => return Err(e),
+            }
+            // Give the resize a moment to finish.
+            std::thread::sleep(Duration::from_millis(5 << attempt));
+        }
+        Err(NetlinkError::Interrupted)
+    }
+
+    fn dump_elements(
         &mut self,
         family: u8,
         table: &str,
@@ -439,6 +469,9 @@ impl NfSocket {
         Ok(out)
     }
 }
+
+/// How often [`NfSocket::list_elements`] reads a set that keeps changing under it.
+const DUMP_ATTEMPTS: u32 = 6;
 
 /// The payload of the first `NFTA_DATA_VALUE` inside nested attribute `nested`.
 fn data_value(nested: &[u8]) -> Option<Vec<u8>> {

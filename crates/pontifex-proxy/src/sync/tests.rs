@@ -58,13 +58,34 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
     let r = p.sync(Instant::now()).unwrap();
     assert!(r.full);
     {
+        // Maps layout over an existing table: the skeleton (never a flush of the table), the
+        // elements read back and completed in one batch, then the stale chain removed.
         let s = fake.state();
         assert_eq!(s.calls[0], FakeCall::NftList);
-        let FakeCall::Nft(tx) = &s.calls[1] else {
+        let FakeCall::Nft(skeleton) = &s.calls[1] else {
             panic!("{:?}", s.calls)
         };
-        assert!(!tx.starts_with("flush"), "never flush first: {tx}");
-        assert!(tx.contains("delete chain ip pontifex service-OLD-ns1/gone/udp/p80"));
+        assert!(
+            !skeleton.contains("flush table"),
+            "never flush first: {skeleton}"
+        );
+        let batch = s
+            .calls
+            .iter()
+            .position(|c| matches!(c, FakeCall::NftElements(_)))
+            .expect("an element batch");
+        assert!(
+            s.calls[2..batch]
+                .iter()
+                .all(|c| matches!(c, FakeCall::NftListElements(_)))
+        );
+        let FakeCall::Nft(cleanup) = &s.calls[batch + 1] else {
+            panic!("{:?}", s.calls)
+        };
+        assert_eq!(
+            cleanup,
+            "flush chain ip pontifex service-OLD-ns1/gone/udp/p80\ndelete chain ip pontifex service-OLD-ns1/gone/udp/p80\n"
+        );
     }
     // An endpoint goes: small incremental transaction and a targeted UDP conntrack flush.
     p.handle(
@@ -101,19 +122,125 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
         SystemTime::now(),
     );
     assert!(p.sync(Instant::now()).is_err());
+    let failed_at = fake.state().calls.len();
     let r = p.sync(Instant::now()).unwrap();
     assert!(r.full);
     let s = fake.state();
-    let n = s.calls.len();
     assert!(
-        s.calls[n - 4..].contains(&FakeCall::NftList),
+        s.calls[failed_at..].contains(&FakeCall::NftList),
         "{:?}",
-        &s.calls[n - 4..]
+        &s.calls[failed_at..]
     );
     assert!(
         metrics
             .render()
             .contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1")
+    );
+}
+
+/// A set's elements as (key, value).
+type Held = Vec<(Vec<u8>, Option<crate::nfnetlink::Value>)>;
+
+/// The elements `fake` holds, per set, sorted (for comparing).
+fn held(fake: &FakeApplier) -> BTreeMap<String, Held> {
+    fake.state()
+        .nft_elements
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(set, v)| {
+            let mut v: Vec<_> = v.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            (set.clone(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn nft_maps_resync_sends_only_what_the_kernel_lacks_and_falls_back_to_one_transaction() {
+    let (mut p, fake, _) = proxier(ProxyMode::Nftables);
+    let services = vec![svc("a", "10.96.0.10"), svc("b", "10.96.0.11")];
+    let slices = vec![
+        slice("a", &["10.244.0.2", "10.244.0.3"], None),
+        slice("b", &["10.244.0.4"], None),
+    ];
+    p.handle(
+        ProxyEvent::Replace {
+            services: services.clone(),
+            slices: slices.clone(),
+        },
+        SystemTime::now(),
+    );
+    // No table yet: skeleton + every element over netlink.
+    p.sync(Instant::now()).unwrap();
+    let wanted = held(&fake);
+    assert!(
+        wanted.values().map(Vec::len).sum::<usize>() >= 3 + 2,
+        "{wanted:?}"
+    );
+
+    // A resync that finds the kernel as it should be sends an empty batch.
+    p.force_full();
+    let before = fake.state().calls.len();
+    assert!(p.sync(Instant::now()).unwrap().full);
+    {
+        let s = fake.state();
+        let sent: Vec<&Vec<ElementOp>> = s.calls[before..]
+            .iter()
+            .filter_map(|c| match c {
+                FakeCall::NftElements(ops) => Some(ops),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![&Vec::<ElementOp>::new()], "nothing to change");
+        assert!(
+            s.calls[before..]
+                .iter()
+                .all(|c| !matches!(c, FakeCall::Nft(t) if t.contains("flush table")))
+        );
+    }
+
+    // Drift: someone deleted an element and added a stray one; the resync puts back exactly
+    // what is wanted.
+    {
+        let mut s = fake.state();
+        let elems = s
+            .nft_elements
+            .values_mut()
+            .find(|v| v.len() >= 2)
+            .expect("a map with two elements");
+        let mut stray = elems.pop().expect("an element");
+        stray.key[0] ^= 0xff;
+        elems.push(stray);
+    }
+    assert_ne!(held(&fake), wanted);
+    p.force_full();
+    let before = fake.state().calls.len();
+    p.sync(Instant::now()).unwrap();
+    assert_eq!(held(&fake), wanted);
+    {
+        let s = fake.state();
+        let ops: Vec<&ElementOp> = s.calls[before..]
+            .iter()
+            .filter_map(|c| match c {
+                FakeCall::NftElements(ops) => Some(ops),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(ops.len(), 2, "one stray delete, one add: {ops:?}");
+    }
+
+    // A failing step: the same sync replaces the table in one transaction instead.
+    p.force_full();
+    fake.state().fail_applies = 1;
+    let before = fake.state().calls.len();
+    assert!(p.sync(Instant::now()).unwrap().full);
+    let s = fake.state();
+    let last = s.calls.last().expect("calls");
+    assert!(
+        matches!(last, FakeCall::Nft(t) if t.contains("flush table ip pontifex")),
+        "{:?}",
+        &s.calls[before..]
     );
 }
 

@@ -44,7 +44,7 @@ use pontifex_proxy::iptables::LocalDetector;
 use pontifex_proxy::metrics::ProxyMetrics;
 use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::nftables::NftLayout;
-use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode};
+use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode, SyncReport};
 
 mod ipv6;
 mod netlink;
@@ -316,9 +316,13 @@ fn proxier(lab: &Lab, mode: ProxyMode, layout: NftLayout) -> Proxier<KernelAppli
     )
 }
 
-fn replace(p: &mut Proxier<KernelApplier>, services: Vec<Service>, slices: Vec<EndpointSlice>) {
+fn replace(
+    p: &mut Proxier<KernelApplier>,
+    services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
+) -> SyncReport {
     p.handle(ProxyEvent::Replace { services, slices }, SystemTime::now());
-    p.sync(Instant::now()).expect("sync");
+    p.sync(Instant::now()).expect("sync")
 }
 
 fn answered_by(
@@ -393,11 +397,14 @@ fn cluster_ip_scenario(mode: ProxyMode, layout: NftLayout) {
         } else {
             &["10.244.0.3"]
         };
-        replace(
+        let r = replace(
             &mut p2,
             vec![service("web", 80, Some(30080))],
             vec![slice("web", ips)],
         );
+        // The Maps layout adopts the table in steps (no transaction flushes it).
+        let maps = mode == ProxyMode::Nftables && layout == NftLayout::Maps;
+        assert_eq!(r.stepped, maps, "{mode:?} {layout:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -610,7 +617,33 @@ fn listing(node: &str) -> String {
         }
         kept.push(l);
     }
-    kept.join("\n")
+    // nft lists chains in the order they were made; the order says nothing about the table's
+    // meaning, so the sets, maps and chains are compared sorted.
+    let (mut head, mut blocks, mut current) = (Vec::new(), Vec::new(), Vec::<String>::new());
+    let mut depth = 0;
+    for l in kept {
+        let opens = l.ends_with('{');
+        let closes = l == "}";
+        if depth == 1 && opens {
+            current.push(l);
+            depth += 1;
+        } else if depth >= 2 {
+            current.push(l);
+            depth = depth + usize::from(opens) - usize::from(closes);
+            if depth == 1 {
+                blocks.push(current.join("\n"));
+                current.clear();
+            }
+        } else {
+            depth = depth + usize::from(opens) - usize::from(closes && depth > 0);
+            head.push(l);
+        }
+    }
+    blocks.sort();
+    let tail = head.pop().unwrap_or_default();
+    head.extend(blocks);
+    head.push(tail);
+    head.join("\n")
 }
 
 fn service_at(name: &str, ip: &str, port: u16, node_port: Option<u16>) -> Service {
@@ -660,28 +693,69 @@ fn incremental_ends_as_full(layout: NftLayout) {
         assert!(!r.full, "{layout:?}: incremental");
     }
     let incremental = listing(&lab.node);
-    drop(p);
-    // A new proxier adopts the table and replaces it in one full transaction.
-    let mut p2 = proxier(&lab, ProxyMode::Nftables, layout);
-    replace(
-        &mut p2,
-        vec![
-            service_at("a", "10.96.0.10", 80, Some(30080)),
-            service_at("b", "10.96.0.12", 80, None),
-            service_at("d", "10.96.0.14", 81, Some(30081)),
-        ],
-        vec![
-            slice("a", &["10.244.0.2", "10.244.0.3", "10.244.0.6"]),
-            slice("b", &["10.244.0.4"]),
-            slice("d", &["10.244.0.2", "10.244.0.3"]),
-        ],
-    );
-    let full = listing(&lab.node);
     assert!(
         incremental.contains("10.96.0.14"),
         "{layout:?}: the last Service is there:\n{incremental}"
     );
-    assert_eq!(incremental, full, "{layout:?}");
+    drop(p);
+    let last = || {
+        (
+            vec![
+                service_at("a", "10.96.0.10", 80, Some(30080)),
+                service_at("b", "10.96.0.12", 80, None),
+                service_at("d", "10.96.0.14", 81, Some(30081)),
+            ],
+            vec![
+                slice("a", &["10.244.0.2", "10.244.0.3", "10.244.0.6"]),
+                slice("b", &["10.244.0.4"]),
+                slice("d", &["10.244.0.2", "10.244.0.3"]),
+            ],
+        )
+    };
+    // A new proxier adopts the table (Maps: in steps, which here change nothing).
+    let mut p2 = proxier(&lab, ProxyMode::Nftables, layout);
+    let (services, slices) = last();
+    let r = replace(&mut p2, services, slices);
+    assert_eq!(r.stepped, layout == NftLayout::Maps);
+    assert_eq!(listing(&lab.node), incremental, "{layout:?}: adopted");
+
+    // Drift a full sync must undo: an element gone, a stray element, a stray rule, a stray
+    // chain.
+    let nft = |cmd: &str| sh(&["ip", "netns", "exec", &lab.node, "nft", cmd]);
+    let drifted = match layout {
+        NftLayout::Maps => {
+            "delete element ip pontifex hairpin-endpoints { 10.244.0.4 . 10.244.0.4 }\n\
+             add element ip pontifex cluster-ips { 10.96.0.99 }\n"
+        }
+        NftLayout::Chains => "add element ip pontifex cluster-ips { 10.96.0.99 }\n",
+    };
+    for line in drifted.lines() {
+        nft(line);
+    }
+    nft("add rule ip pontifex services ip daddr 10.96.0.98 drop");
+    nft("add chain ip pontifex stray-chain");
+    assert_ne!(listing(&lab.node), incremental, "the drift shows");
+    p2.force_full();
+    let r = p2.sync(Instant::now()).expect("resync");
+    assert!(r.full);
+    assert_eq!(r.stepped, layout == NftLayout::Maps);
+    assert_eq!(listing(&lab.node), incremental, "{layout:?}: drift undone");
+
+    // And what the incremental syncs built is what a first sync builds from nothing.
+    drop(p2);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.node,
+        "nft",
+        "delete table ip pontifex",
+    ]);
+    let mut p3 = proxier(&lab, ProxyMode::Nftables, layout);
+    let (services, slices) = last();
+    let r = replace(&mut p3, services, slices);
+    assert!(!r.stepped);
+    assert_eq!(listing(&lab.node), incremental, "{layout:?}: from nothing");
 }
 
 #[test]

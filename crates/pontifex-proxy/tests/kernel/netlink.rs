@@ -256,6 +256,12 @@ fn netlink_reads_elements_back_and_a_diff_makes_the_kernel_what_is_wanted() {
     assert_eq!(listed.len(), big.len() + 3);
     let mut want_big = big;
     want_big.extend(want.into_iter().filter(|o| o.set == "eps-tcp"));
-    assert!(element_diff(&want_big, &listed).is_empty());
+    let d = element_diff(&want_big, &listed);
+    assert!(
+        d.is_empty(),
+        "{} ops, first {:?}",
+        d.len(),
+        &d[..d.len().min(4)]
+    );
     drop(ns);
 }
