@@ -180,6 +180,17 @@ pub trait Applier: Send {
         table: &str,
         set: &str,
     ) -> Result<Vec<ElementOp>, ApplyError>;
+    /// The elements of each of `sets` (in that order); an applier may read them in parallel.
+    fn nft_list_sets(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        sets: &[&str],
+    ) -> Result<Vec<Vec<ElementOp>>, ApplyError> {
+        sets.iter()
+            .map(|set| self.nft_list_elements(family, table, set))
+            .collect()
+    }
     /// Applies one `iptables-restore --noflush` input (`ip6tables-restore` for IPv6).
     fn iptables_restore(&mut self, family: IpFamily, input: &str) -> Result<(), ApplyError>;
     /// The per-service chains (`KUBE-SVC-`, `-SVL-`, `-EXT-`, `-FW-`, `-SEP-`) in the nat
@@ -389,6 +400,51 @@ impl Applier for KernelApplier {
     ) -> Result<Vec<ElementOp>, ApplyError> {
         let mut sock = NfSocket::open(self.netns.as_deref())?;
         Ok(sock.list_elements(nfproto(family), table, set)?)
+    }
+
+    fn nft_list_sets(
+        &mut self,
+        family: IpFamily,
+        table: &str,
+        sets: &[&str],
+    ) -> Result<Vec<Vec<ElementOp>>, ApplyError> {
+        // Reading a big hash set back costs the kernel more than the socket (every piece of
+        // the dump walks the set from its start), so two sets are read at once, each on its
+        // own socket: the caller lists the biggest first, and each reader takes the next.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<Vec<ElementOp>>>> =
+            sets.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let netns = self.netns.as_deref();
+        let read = || -> Result<(), ApplyError> {
+            let mut sock = NfSocket::open(netns)?;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(set) = sets.get(i) else {
+                    return Ok(());
+                };
+                let els = sock.list_elements(nfproto(family), table, set)?;
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(els);
+            }
+        };
+        std::thread::scope(|s| {
+            let other = s.spawn(read);
+            let mine = read();
+            let theirs = other.join().unwrap_or_else(|_| {
+                Err(ApplyError::Spawn {
+                    program: "netlink reader".into(),
+                    source: std::io::Error::other("the reading thread panicked"),
+                })
+            });
+            mine.and(theirs)
+        })?;
+        Ok(slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 
     fn nft_objects(&mut self, family: &str, table: &str) -> Result<Option<NftObjects>, ApplyError> {

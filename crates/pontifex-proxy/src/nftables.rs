@@ -68,7 +68,11 @@
 //!
 //! Not here: running `nft`, listing the kernel's table (the applier passes what exists).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The table's bookkeeping maps: a seeded fast hash (keys come from API objects, so not an
+/// unseeded one).
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -1355,12 +1359,12 @@ struct PortObjects {
 pub struct NftTable {
     cfg: NftConfig,
     state: NftState,
-    ports: HashMap<ServicePortName, PortObjects>,
-    by_service: HashMap<ServiceKey, Vec<ServicePortName>>,
-    owners: HashMap<(String, String), Vec<(Owner, Element)>>,
+    ports: FastMap<ServicePortName, PortObjects>,
+    by_service: FastMap<ServiceKey, Vec<ServicePortName>>,
+    owners: FastMap<(String, String), Vec<(Owner, Element)>>,
     /// How many ports use each chain they put in: one for per-port chains, any number for
     /// the Maps layout's shared pick chains (the chain goes when its last user does).
-    chain_refs: HashMap<String, usize>,
+    chain_refs: FastMap<String, usize>,
     /// What [`NftTable::last_element_changes`] returns.
     last_elements: Option<Vec<ElementChange>>,
 }
@@ -1369,7 +1373,7 @@ impl NftTable {
     /// The table for `snap` (as [`render`] makes it), with its per-port bookkeeping.
     pub fn new(cfg: &NftConfig, snap: &ProxySnapshot) -> Self {
         let state = render_base(cfg);
-        let mut owners = HashMap::new();
+        let mut owners = FastMap::default();
         for (set, elems) in &state.elements {
             for (k, e) in elems {
                 owners.insert((set.clone(), k.clone()), vec![(None, e.clone())]);
@@ -1378,10 +1382,10 @@ impl NftTable {
         let mut t = NftTable {
             cfg: cfg.clone(),
             state,
-            ports: HashMap::new(),
-            by_service: HashMap::new(),
+            ports: FastMap::default(),
+            by_service: FastMap::default(),
             owners,
-            chain_refs: HashMap::new(),
+            chain_refs: FastMap::default(),
             last_elements: None,
         };
         for (spn, svc) in &snap.services {
@@ -1712,7 +1716,7 @@ impl NftTable {
         &self,
         changes: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a Element>)>,
     ) -> Option<Vec<ElementOp>> {
-        let mut codecs: HashMap<&str, ElementCodec> = HashMap::new();
+        let mut codecs: FastMap<&str, ElementCodec> = FastMap::default();
         let mut ops = Vec::new();
         for (set, key, add) in changes {
             let codec = match codecs.get(set) {

@@ -37,7 +37,7 @@ use crate::health::{HealthCheckServers, ProxyHealth};
 use crate::iptables::{self, IptablesConfig, SyncKind};
 use crate::metrics::{Failure, ProxyMetrics};
 use crate::model::{ChangeTracker, IpFamily, ProxySnapshot, ServiceKey};
-use crate::nfnetlink::element_diff;
+use crate::nfnetlink::{ElementOp, element_diff};
 use crate::nftables::{self, NftConfig, NftObjects, NftTable};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -597,12 +597,16 @@ pub fn apply_resync<A: Applier>(
     plan: &nftables::Resync,
 ) -> Result<ResyncStats, ApplyError> {
     applier.nft_apply(&plan.skeleton)?;
+    // Biggest first, so parallel readers finish together.
+    let mut sets: Vec<(&String, &Vec<ElementOp>)> = plan.elements.iter().collect();
+    sets.sort_by_key(|(_, want)| std::cmp::Reverse(want.len()));
+    let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
+    let held_now = applier.nft_list_sets(family, table, &names)?;
     let mut ops = Vec::new();
     let mut held = 0;
-    for (set, want) in &plan.elements {
-        let have = applier.nft_list_elements(family, table, set)?;
+    for ((_, want), have) in sets.iter().zip(&held_now) {
         held += have.len();
-        ops.extend(element_diff(want, &have));
+        ops.extend(element_diff(want, have));
     }
     applier.nft_elements(family, table, &ops)?;
     applier.nft_apply(&plan.cleanup)?;
