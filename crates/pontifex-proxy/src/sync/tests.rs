@@ -47,6 +47,7 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
     fake.state().nft_table = Some(NftObjects {
         chains: ["service-OLD-ns1/gone/udp/p80".to_owned()].into(),
         sets: Default::default(),
+        counters: ["ct_state_invalid_dropped_pkts".to_owned(), "old".to_owned()].into(),
     });
     p.handle(
         ProxyEvent::Replace {
@@ -65,6 +66,10 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
         };
         assert!(!tx.starts_with("flush"), "never flush first: {tx}");
         assert!(tx.contains("delete chain ip pontifex service-OLD-ns1/gone/udp/p80"));
+        // Our counter is kept (its counts survive), a counter we no longer have goes.
+        assert!(tx.contains("add counter ip pontifex ct_state_invalid_dropped_pkts\n"));
+        assert!(!tx.contains("delete counter ip pontifex ct_state_invalid_dropped_pkts"));
+        assert!(tx.contains("delete counter ip pontifex old\n"));
     }
     // An endpoint goes: small incremental transaction and a targeted UDP conntrack flush.
     p.handle(
@@ -75,9 +80,16 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
         )]),
         SystemTime::now(),
     );
+    fake.state().conntrack_deleted = 4;
     let r = p.sync(Instant::now()).unwrap();
     assert!(!r.full);
     assert_eq!(r.conntrack_flushes, 1);
+    assert_eq!(r.conntrack_deleted, 4);
+    assert!(
+        metrics
+            .render()
+            .contains("\npontifex_proxy_conntrack_deleted_entries_total 4\n")
+    );
     assert!(
         metrics
             .render()
