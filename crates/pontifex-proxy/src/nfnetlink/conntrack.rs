@@ -117,7 +117,8 @@ fn put_tuple(m: &mut Msg, kind: u16, t: &Tuple) -> Result<(), NetlinkError> {
     m.end(tuple)
 }
 
-/// The delete request for `flow`: its original tuple, zone and id (as `conntrack -D` sends).
+/// The delete request for `flow`: its original tuple (how the kernel finds the entry), zone, and
+/// id (so an entry that reused the tuple since the dump is not deleted).
 pub(crate) fn delete_request(flow: &Flow, seq: u32) -> Result<Msg, NetlinkError> {
     let mut m = Msg::new(
         (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,

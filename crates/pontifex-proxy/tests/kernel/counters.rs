@@ -347,3 +347,62 @@ fn iptables_with_tcp_be_liberal_has_no_invalid_drop() {
 fn nftables_with_tcp_be_liberal_has_no_invalid_drop() {
     liberal_means_no_rule(ProxyMode::Nftables);
 }
+
+/// iptables mode's localhost NodePorts (`localhostNodePorts`, IPv4): each connection the node
+/// makes to 127.0.0.1:NODEPORT passes the nat rule once and is counted in nfacct
+/// `localhost_nps_accepted_pkts`, shown as kube-proxy's metric.
+#[test]
+fn iptables_localhost_node_port_connections_are_counted() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.node,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.route_localnet=1",
+    ]);
+    let mut cfg = ProxierConfig::new(ProxyMode::Iptables, "node-a");
+    cfg.iptables.local_detector = LocalDetector::Cidr("10.244.0.0/16".parse().unwrap());
+    let metrics = Arc::new(ProxyMetrics::default());
+    counters::setup(&mut cfg, Some(&lab.node), &metrics);
+    assert!(cfg.iptables.nfacct_localhost_node_ports);
+    let mut p = Proxier::new(
+        cfg,
+        KernelApplier::new(Some(&lab.node)).unwrap(),
+        metrics.clone(),
+        Arc::new(ProxyHealth::new(Duration::from_secs(30))),
+    );
+    replace(
+        &mut p,
+        vec![service("web", 80, Some(30080))],
+        vec![slice("web", &["10.244.0.2", "10.244.0.3"])],
+    );
+    let name = "kubeproxy_iptables_localhost_nodeports_accepted_packets_total";
+    assert!(metrics.render().contains(&format!("\n{name} 0\n")));
+    let got = ask_many(&lab.node, "127.0.0.1:30080", 3);
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    let mut sock = NfSocket::open(Some(&lab.node)).unwrap();
+    let c = sock
+        .nfacct_get(LOCALHOST_NODEPORTS_COUNTER)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.packets, 3,
+        "one per connection (the nat table sees its first packet)"
+    );
+    assert!(metrics.render().contains(&format!("\n{name} 3\n")));
+    // The node IP's NodePort is not counted there.
+    let _ = ask_many(&lab.node, "10.244.0.1:30080", 1);
+    assert_eq!(
+        sock.nfacct_get(LOCALHOST_NODEPORTS_COUNTER)
+            .unwrap()
+            .unwrap()
+            .packets,
+        3
+    );
+}
