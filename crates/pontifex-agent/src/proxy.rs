@@ -8,6 +8,11 @@
 //! it was made in), then handed to tokio; so in the lab a probe of `172.31.0.10:10256` reaches this
 //! node's proxy, as it would reach kube-proxy on a real node.
 //!
+//! Before its first sync a kernel proxier reads `nf_conntrack_tcp_be_liberal` in the node's
+//! namespace and makes kube-proxy's nfacct objects (`pontifex_proxy::counters`): the INVALID drop
+//! and its counter (both modes) and the localhost NodePort counter (iptables) are then exposed as
+//! kube-proxy's `kubeproxy_iptables_*` metrics.
+//!
 //! Nothing is synced before both informers have listed: the proxier's first sync replaces the
 //! table a previous agent left in one transaction, so a restart never blackholes traffic.
 //!
@@ -534,6 +539,10 @@ pub(crate) async fn start(
                     .map_err(std::io::Error::other)?
             });
             let hc = HealthCheckServers::new(binder, health.clone());
+            // kube-proxy's start-up: nf_conntrack_tcp_be_liberal decides the INVALID drop, the
+            // nfacct objects (iptables) are made, and the counters are read at every scrape.
+            let mut pcfg = pcfg;
+            pontifex_proxy::counters::setup(&mut pcfg, ns, &metrics);
             let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
             let run = pontifex_proxy::sync::run(proxier, rx, Some(hc), shutdown.clone());
             tokio::spawn(async move {

@@ -2,9 +2,9 @@
 //! transaction, a batch of set elements over netlink, or an `iptables-restore --noflush`
 //! input, read back what our own table or chains hold, ensure the jumps from the built-in
 //! chains, delete conntrack entries), the real
-//! [`KernelApplier`] that runs `nft`, `iptables-restore`, `iptables` and `conntrack` inside a
-//! named network namespace (`ip netns exec NAME …`) or the current one, and [`FakeApplier`]
-//! for tests.
+//! [`KernelApplier`] that runs `nft`, `iptables-restore` and `iptables` inside a named network
+//! namespace (`ip netns exec NAME …`) or the current one and speaks netlink there (set elements,
+//! conntrack), and [`FakeApplier`] for tests.
 //!
 //! Every command gets its arguments as an argv (no shell), and its input on stdin; nothing
 //! from an object reaches an argument except addresses and ports the model already parsed.
@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use crate::conntrack;
 use crate::iptables::{IptablesConfig, is_service_chain};
 use crate::model::{ConntrackFlush, IpFamily};
+use crate::nfnetlink::conntrack::{Flow, IPPROTO_UDP};
 use crate::nfnetlink::{ElementOp, NetlinkError, NfSocket};
 use crate::nftables::NftObjects;
 
@@ -205,8 +206,13 @@ pub trait Applier: Send {
         family: IpFamily,
         rules: &[JumpRule],
     ) -> Result<(), ApplyError>;
-    /// Deletes the conntrack entries named (UDP); none matching is success.
-    fn conntrack_delete(&mut self, flushes: &[ConntrackFlush]) -> Result<(), ApplyError>;
+    /// Deletes the UDP conntrack entries `flushes` name ([`conntrack::matches`]) for a proxier
+    /// of `family`; returns how many were deleted (none matching is success).
+    fn conntrack_delete(
+        &mut self,
+        family: IpFamily,
+        flushes: &[ConntrackFlush],
+    ) -> Result<usize, ApplyError>;
 }
 
 /// Runs the real tools, in a network namespace or the current one.
@@ -340,7 +346,7 @@ pub(crate) fn nft_json_has_table(json: &str, family: &str, table: &str) -> Resul
     }))
 }
 
-/// Chain and set/map names in `nft -j list table` output.
+/// Chain, set/map and named counter names in `nft -j list table` output.
 pub(crate) fn nft_json_objects(json: &str) -> Result<NftObjects, String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let items = v["nftables"].as_array().ok_or("no \"nftables\" array")?;
@@ -353,6 +359,9 @@ pub(crate) fn nft_json_objects(json: &str) -> Result<NftObjects, String> {
             if let Some(n) = i[kind]["name"].as_str() {
                 out.sets.insert(n.to_owned());
             }
+        }
+        if let Some(n) = i["counter"]["name"].as_str() {
+            out.counters.insert(n.to_owned());
         }
     }
     Ok(out)
@@ -495,20 +504,27 @@ impl Applier for KernelApplier {
         Ok(())
     }
 
-    fn conntrack_delete(&mut self, flushes: &[ConntrackFlush]) -> Result<(), ApplyError> {
-        for f in flushes {
-            let args = conntrack::delete_args(f);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = self.run("conntrack", &args, None)?;
-            if !out.success && !conntrack::nothing_deleted(&out.stderr) {
-                return Err(ApplyError::Failed {
-                    program: "conntrack".into(),
-                    status: out.status,
-                    stderr: out.stderr.trim().to_owned(),
-                });
-            }
+    fn conntrack_delete(
+        &mut self,
+        family: IpFamily,
+        flushes: &[ConntrackFlush],
+    ) -> Result<usize, ApplyError> {
+        if flushes.is_empty() {
+            return Ok(0);
         }
-        Ok(())
+        // One dump per family touched, matched here, then deletes by tuple and id: kube-proxy's
+        // approach (one netlink round trip per filter would walk the whole table each time).
+        let mut sock = NfSocket::open(self.netns.as_deref())?;
+        let mut deleted = 0;
+        for fam in conntrack::families(family, flushes) {
+            let flows = sock.conntrack_flows(fam == IpFamily::V6, IPPROTO_UDP)?;
+            let stale: Vec<Flow> = conntrack::select(flushes, &flows)
+                .into_iter()
+                .copied()
+                .collect();
+            deleted += sock.conntrack_delete(&stale)?;
+        }
+        Ok(deleted)
     }
 }
 
@@ -547,6 +563,8 @@ pub struct FakeState {
     pub iptables_chains: BTreeSet<String>,
     /// This many next apply calls (nft, netlink elements or iptables-restore) fail.
     pub fail_applies: usize,
+    /// What each `conntrack_delete` reports as deleted.
+    pub conntrack_deleted: usize,
 }
 
 /// An in-memory applier: records calls, fails on request. Clones share state.
@@ -623,11 +641,14 @@ impl Applier for FakeApplier {
         Ok(())
     }
 
-    fn conntrack_delete(&mut self, flushes: &[ConntrackFlush]) -> Result<(), ApplyError> {
-        self.state()
-            .calls
-            .push(FakeCall::Conntrack(flushes.to_vec()));
-        Ok(())
+    fn conntrack_delete(
+        &mut self,
+        _: IpFamily,
+        flushes: &[ConntrackFlush],
+    ) -> Result<usize, ApplyError> {
+        let mut s = self.state();
+        s.calls.push(FakeCall::Conntrack(flushes.to_vec()));
+        Ok(s.conntrack_deleted)
     }
 }
 

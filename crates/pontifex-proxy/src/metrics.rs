@@ -5,12 +5,17 @@
 //! Recorded by [`crate::sync::Proxier`] for the kernel modes and, through the public
 //! [`ProxyMetrics::record_queued`] / [`ProxyMetrics::record_sync`], by the agent's userspace
 //! proxy; served by [`crate::health::serve_metrics`].
-//! Not here: `ip_family` labels (one proxier, one family), the nfacct-based counters, the
-//! conntrack reconciler's metrics.
+//! Counters the kernel keeps (nfacct objects, nf_tables named counters) are read at scrape
+//! time through a [`CounterSource`] (kube-proxy reads nfacct in a custom collector);
+//! [`crate::counters`] provides the netlink one.
+//!
+//! Not here: `ip_family` labels (one proxier, one family), the conntrack reconciler's metrics
+//! (kube-proxy 1.33 reconciles the whole table; we delete what each sync names, counted in
+//! `pontifex_proxy_conntrack_deleted_entries_total`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -31,6 +36,52 @@ pub fn trigger_time(slice: &EndpointSlice) -> Option<SystemTime> {
         .get(crate::sync::TRIGGER_TIME_ANNOTATION)?;
     let ts: jiff::Timestamp = v.parse().ok()?;
     Some(SystemTime::from(ts))
+}
+
+/// A packet counter the kernel keeps for the proxier, exposed under kube-proxy's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum KernelCounter {
+    /// Packets conntrack marked INVALID that the forward filter dropped:
+    /// `kubeproxy_iptables_ct_state_invalid_dropped_packets_total`. The name says "iptables"
+    /// as kube-proxy's does; our nftables mode exposes the same name for its own rule's counter.
+    CtStateInvalidDropped,
+    /// Packets accepted to a NodePort on 127.0.0.0/8 (iptables mode's `localhostNodePorts`):
+    /// `kubeproxy_iptables_localhost_nodeports_accepted_packets_total`.
+    LocalhostNodePortsAccepted,
+}
+
+impl KernelCounter {
+    /// The metric's name.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            KernelCounter::CtStateInvalidDropped => {
+                "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"
+            }
+            KernelCounter::LocalhostNodePortsAccepted => {
+                "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
+            }
+        }
+    }
+
+    /// kube-proxy's help text.
+    fn help(self) -> &'static str {
+        match self {
+            KernelCounter::CtStateInvalidDropped => {
+                "packets dropped by iptables to work around conntrack problems"
+            }
+            KernelCounter::LocalhostNodePortsAccepted => {
+                "Number of packets accepted on nodeports of loopback interface"
+            }
+        }
+    }
+}
+
+/// Reads kernel counters at scrape time.
+pub trait CounterSource: Send + Sync + std::fmt::Debug {
+    /// The counters' packet counts now; a counter that cannot be read is left out (logged),
+    /// as kube-proxy's collector does.
+    fn read(&self) -> Vec<(KernelCounter, u64)>;
 }
 
 /// A cumulative histogram with fixed upper bounds.
@@ -104,6 +155,7 @@ struct Inner {
     restore_failures: u64,
     partial_restore_failures: u64,
     nft_failures: u64,
+    conntrack_deleted: u64,
     iptables_total: BTreeMap<&'static str, usize>,
     nft_objects: BTreeMap<&'static str, usize>,
 }
@@ -112,6 +164,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct ProxyMetrics {
     inner: Mutex<Inner>,
+    /// Read at scrape time, outside `inner`'s lock (a netlink round trip).
+    counters: Mutex<Option<Arc<dyn CounterSource>>>,
 }
 
 impl Default for ProxyMetrics {
@@ -131,9 +185,11 @@ impl Default for ProxyMetrics {
                 restore_failures: 0,
                 partial_restore_failures: 0,
                 nft_failures: 0,
+                conntrack_deleted: 0,
                 iptables_total: BTreeMap::new(),
                 nft_objects: BTreeMap::new(),
             }),
+            counters: Mutex::new(None),
         }
     }
 }
@@ -190,6 +246,17 @@ impl ProxyMetrics {
         }
     }
 
+    /// A sync's conntrack cleanup deleted `n` entries.
+    pub(crate) fn conntrack_deleted(&self, n: usize) {
+        self.lock().conntrack_deleted += n as u64;
+    }
+
+    /// Where the kernel counters ([`KernelCounter`]) are read at every scrape; replaces an
+    /// earlier source.
+    pub fn set_counter_source(&self, source: Arc<dyn CounterSource>) {
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
     pub(crate) fn iptables_rules(&self, filter: usize, nat: usize) {
         let mut m = self.lock();
         m.iptables_total.insert("filter", filter);
@@ -234,6 +301,13 @@ impl ProxyMetrics {
 
     /// The Prometheus text exposition (content type `text/plain; version=0.0.4`).
     pub fn render(&self) -> String {
+        let source = self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut kernel = source.map(|s| s.read()).unwrap_or_default();
+        kernel.sort();
         let m = self.lock();
         let mut out = String::new();
         m.sync.write(
@@ -319,6 +393,17 @@ impl ProxyMetrics {
             "Cumulative proxy nftables sync failures",
             m.nft_failures,
         );
+        // Not a kube-proxy metric (its `kubeproxy_conntrack_reconciler_deleted_entries_total`
+        // counts a reconciler we do not run): the UDP entries our syncs deleted.
+        counter(
+            &mut out,
+            "pontifex_proxy_conntrack_deleted_entries_total",
+            "Cumulative stale UDP conntrack entries deleted after syncs",
+            m.conntrack_deleted,
+        );
+        for (c, v) in kernel {
+            counter(&mut out, c.metric_name(), c.help(), v);
+        }
         if !m.iptables_total.is_empty() {
             let name = "kubeproxy_sync_proxy_rules_iptables_total";
             let _ = writeln!(

@@ -14,6 +14,8 @@ use nix::sys::socket::{
     setsockopt, socket, sockopt,
 };
 
+pub mod acct;
+pub mod conntrack;
 pub mod elements;
 
 pub use elements::{
@@ -35,10 +37,10 @@ pub enum NetlinkError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The kernel refused a message (the whole batch was discarded).
-    #[error("nf_tables refused {what}: {errno}")]
+    /// The kernel refused a message (for an nf_tables batch: the whole batch was discarded).
+    #[error("the kernel refused {what}: {errno}")]
     Refused {
-        /// The element message it refused (set and operation).
+        /// The message it refused (for elements: set and operation).
         what: String,
         /// The kernel's error.
         errno: nix::Error,
@@ -95,6 +97,12 @@ impl Msg {
         buf.extend_from_slice(&[family, 0]); // nfgenmsg: family, version 0
         buf.extend_from_slice(&res_id.to_be_bytes());
         Msg { buf }
+    }
+
+    /// Adds `flags` to the header's flags.
+    pub(crate) fn add_flags(&mut self, flags: u16) {
+        let now = u16::from_ne_bytes([self.buf[6], self.buf[7]]);
+        self.buf[6..8].copy_from_slice(&(now | flags).to_ne_bytes());
     }
 
     /// The message's sequence number.
@@ -177,36 +185,7 @@ impl NfSocket {
             )?;
             Ok(fd)
         };
-        let fd = match netns {
-            None => make()?,
-            Some(name) => {
-                let path = format!("/var/run/netns/{name}");
-                let name = name.to_owned();
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        let ns =
-                            std::fs::File::open(&path).map_err(|source| NetlinkError::Netns {
-                                netns: name.clone(),
-                                source,
-                            })?;
-                        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                            |e| NetlinkError::Netns {
-                                netns: name.clone(),
-                                source: e.into(),
-                            },
-                        )?;
-                        make()
-                    })
-                    .join()
-                    .unwrap_or_else(|_| {
-                        Err(NetlinkError::Netns {
-                            netns: name.clone(),
-                            source: std::io::Error::other("the thread entering it panicked"),
-                        })
-                    })
-                })?
-            }
-        };
+        let fd = in_netns(netns, make)??;
         Ok(NfSocket { fd, seq: 1 })
     }
 
@@ -232,9 +211,19 @@ impl NfSocket {
         &self,
         acked: &[u32],
     ) -> Result<Option<(usize, nix::Error)>, NetlinkError> {
+        Ok(self.await_each(acked)?.into_iter().next())
+    }
+
+    /// Waits for the kernel's answer to every message numbered in `acked`; every refusal (its
+    /// position in `acked` and the error), in the order of `acked`. For requests that are not
+    /// one transaction (ctnetlink deletes), where each message succeeds or fails on its own.
+    pub(crate) fn await_each(
+        &self,
+        acked: &[u32],
+    ) -> Result<Vec<(usize, nix::Error)>, NetlinkError> {
         let mut pending: std::collections::BTreeSet<u32> = acked.iter().copied().collect();
         let mut buf = vec![0u8; 64 << 10];
-        let mut refused = None;
+        let mut refused = Vec::new();
         while !pending.is_empty() {
             let n = self.receive(&mut buf).map_err(|e| match e {
                 NetlinkError::Socket(nix::Error::EAGAIN) => NetlinkError::NoAnswer {
@@ -244,19 +233,49 @@ impl NfSocket {
                 e => e,
             })?;
             for m in messages(&buf[..n]) {
-                if m.kind == NLMSG_ERROR {
-                    pending.remove(&m.seq);
-                    if let Some(code) = m.error_code()
-                        && code != 0
-                        && refused.is_none()
-                    {
-                        let idx = acked.iter().position(|s| *s == m.seq).unwrap_or(0);
-                        refused = Some((idx, nix::Error::from_raw(-code)));
-                    }
+                if m.kind == NLMSG_ERROR
+                    && pending.remove(&m.seq)
+                    && let Some(code) = m.error_code()
+                    && code != 0
+                {
+                    let idx = acked.iter().position(|s| *s == m.seq).unwrap_or(0);
+                    refused.push((idx, nix::Error::from_raw(-code)));
                 }
             }
         }
+        refused.sort_by_key(|(i, _)| *i);
         Ok(refused)
+    }
+
+    /// Sends one request (`NLM_F_ACK` is added) and returns the payload of every answer the
+    /// kernel sends before its acknowledgement; a refusal is an error
+    /// ([`NetlinkError::Socket`] with the kernel's errno, e.g. `ENOENT`).
+    pub(crate) fn request(&mut self, mut msg: Msg) -> Result<Vec<Vec<u8>>, NetlinkError> {
+        msg.add_flags(NLM_F_ACK);
+        let seq = msg.seq();
+        let mut bytes = Vec::new();
+        msg.finish(&mut bytes);
+        self.send_all(&bytes)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = self.receive(&mut buf)?;
+            for m in messages(&buf[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.kind {
+                    NLMSG_ERROR => {
+                        return match m.error_code() {
+                            Some(0) => Ok(out),
+                            Some(code) => Err(nix::Error::from_raw(-code).into()),
+                            None => Err(NetlinkError::Malformed("a short error message")),
+                        };
+                    }
+                    _ => out.push(m.payload.to_vec()),
+                }
+            }
+        }
     }
 
     /// Sends one dump request (`NLM_F_DUMP` is added) and returns the payload of every answer
@@ -295,6 +314,37 @@ impl NfSocket {
     fn receive(&self, buf: &mut [u8]) -> Result<usize, NetlinkError> {
         Ok(recv(self.fd.as_raw_fd(), buf, MsgFlags::empty())?)
     }
+}
+
+/// Runs `f` on a short-lived thread that entered network namespace `netns` (a name under
+/// `/var/run/netns`), or here with `None`. Sockets made there stay in that namespace, and
+/// `/proc/sys/net` files opened there are that namespace's.
+pub(crate) fn in_netns<T: Send>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, NetlinkError> {
+    let Some(name) = netns else {
+        return Ok(f());
+    };
+    let path = format!("/var/run/netns/{name}");
+    let err = |source: std::io::Error| NetlinkError::Netns {
+        netns: name.to_owned(),
+        source,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(&path).map_err(err)?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| err(e.into()))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(err(std::io::Error::other(
+                "the thread entering it panicked",
+            )))
+        })
+    })
 }
 
 /// One message of a datagram the kernel sent.

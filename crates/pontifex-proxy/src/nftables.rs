@@ -139,6 +139,13 @@ pub struct NftConfig {
     pub node_port_addresses: Option<Vec<IpAddr>>,
     /// Service CIDRs: traffic to unallocated addresses in them is dropped.
     pub service_cidrs: Vec<IpNet>,
+    /// Drop forwarded packets conntrack marks INVALID, counted in the named counter
+    /// `ct_state_invalid_dropped_pkts` (`ct state invalid counter name … drop` first in
+    /// `filter-forward`): iptables mode's `KUBE-FORWARD` INVALID drop, which kube-proxy's
+    /// nftables mode does not have — ours adds it so both modes count alike. Off when
+    /// `nf_conntrack_tcp_be_liberal` is set ([`crate::counters::setup`]), and for kube-proxy's
+    /// own expected output.
+    pub invalid_drop: bool,
 }
 
 impl Default for NftConfig {
@@ -153,6 +160,7 @@ impl Default for NftConfig {
             masquerade_bit: 14,
             node_port_addresses: None,
             service_cidrs: Vec::new(),
+            invalid_drop: true,
         }
     }
 }
@@ -213,6 +221,8 @@ pub struct NftState {
     pub chains: BTreeMap<String, ChainDef>,
     /// Elements by set name, then key text.
     pub elements: BTreeMap<String, BTreeMap<String, Element>>,
+    /// Named counters (`add counter`), which rules refer to by name.
+    pub counters: BTreeSet<String>,
 }
 
 /// Chain and set names present in a table (to delete what a new state no longer has).
@@ -222,6 +232,8 @@ pub struct NftObjects {
     pub chains: BTreeSet<String>,
     /// Set and map names.
     pub sets: BTreeSet<String>,
+    /// Named counter names.
+    pub counters: BTreeSet<String>,
 }
 
 /// `prefix` + the first 8 characters of `base32(sha256(base))` + `-` + `base`, as
@@ -278,6 +290,7 @@ impl NftState {
             sets: BTreeMap::new(),
             chains: BTreeMap::new(),
             elements: BTreeMap::new(),
+            counters: BTreeSet::new(),
         }
     }
 
@@ -319,6 +332,7 @@ impl NftState {
         NftObjects {
             chains: self.chains.keys().cloned().collect(),
             sets: self.sets.keys().cloned().collect(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -347,6 +361,11 @@ impl NftState {
         }
         let kind = if def.is_map { "map" } else { "set" };
         format!("add {kind} {} {name} {{ {body} }}\n", self.prefix())
+    }
+
+    /// `add counter` leaves an existing counter's counts alone (a full sync must not reset it).
+    fn counter_line(&self, name: &str) -> String {
+        format!("add counter {} {name}\n", self.prefix())
     }
 
     fn chain_line(&self, name: &str, def: &ChainDef) -> String {
@@ -391,6 +410,9 @@ impl NftState {
     /// (per chain, in order), elements (sorted).
     pub fn dump(&self) -> String {
         let mut out = self.table_line();
+        for n in &self.counters {
+            out.push_str(&self.counter_line(n));
+        }
         for (n, d) in &self.sets {
             out.push_str(&self.set_line(n, d));
         }
@@ -524,6 +546,15 @@ fn render_base(cfg: &NftConfig) -> NftState {
         "ct state new jump firewall-check",
     );
     st.rule("filter-output-pre-dnat", "ct state new jump firewall-check");
+    if cfg.invalid_drop {
+        // First, as KUBE-FORWARD's INVALID drop is: nothing later should see such a packet.
+        let name = crate::counters::INVALID_DROPPED_COUNTER;
+        st.counters.insert(name.to_owned());
+        st.rule(
+            "filter-forward",
+            format!("ct state invalid counter name \"{name}\" drop"),
+        );
+    }
     st.rule(
         "filter-forward",
         "ct state new jump service-endpoints-check",
@@ -1139,6 +1170,9 @@ pub fn full_transaction(new: &NftState, existing: &NftObjects) -> String {
     let pre = new.prefix();
     let mut out = new.table_line();
     let _ = writeln!(out, "flush table {pre}");
+    for n in &new.counters {
+        out.push_str(&new.counter_line(n));
+    }
     for (n, d) in &new.sets {
         out.push_str(&new.set_line(n, d));
         if existing.sets.contains(n) && !d.dynamic() {
@@ -1164,6 +1198,9 @@ pub fn full_transaction(new: &NftState, existing: &NftObjects) -> String {
     for n in existing.chains.difference(&new.objects().chains) {
         let _ = writeln!(out, "delete chain {pre} {n}");
     }
+    for n in existing.counters.difference(&new.counters) {
+        let _ = writeln!(out, "delete counter {pre} {n}");
+    }
     out
 }
 
@@ -1179,15 +1216,16 @@ pub fn full_transaction(new: &NftState, existing: &NftObjects) -> String {
 /// before the elements that could refer to it are gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resync {
-    /// Step 1, one `nft -f`: the table, every set and chain (added if missing), and every
-    /// chain's rules rewritten (`flush chain`, then its rules).
+    /// Step 1, one `nft -f`: the table, every named counter, set and chain (added if
+    /// missing; `add counter` keeps a counter's counts), and every chain's rules rewritten
+    /// (`flush chain`, then its rules).
     pub skeleton: String,
     /// Step 2: per set or map with elements of its own (not the dynamic affinity sets), what it
     /// should hold, as netlink adds; the caller reads what it holds and sends the difference
     /// ([`crate::nfnetlink::element_diff`]) as one batch.
     pub elements: BTreeMap<String, Vec<ElementOp>>,
     /// Step 3, one `nft -f`: objects `existing` holds and the state does not — stale chains
-    /// flushed, then stale sets deleted, then stale chains deleted.
+    /// flushed, then stale sets deleted, then stale chains and counters deleted.
     pub cleanup: String,
 }
 
@@ -1270,6 +1308,9 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
         }
     }
     // 1. New objects, so everything added later can refer to them.
+    for n in new.counters.difference(&old.counters) {
+        out.push_str(&new.counter_line(n));
+    }
     for (n, d) in &new.sets {
         if !old.sets.contains_key(n) {
             out.push_str(&new.set_line(n, d));
@@ -1327,6 +1368,10 @@ pub fn incremental_transaction(old: &NftState, new: &NftState) -> Option<Increme
             let kind = if d.is_map { "map" } else { "set" };
             let _ = writeln!(out, "delete {kind} {pre} {n}");
         }
+    }
+    // A counter only a rewritten (or flushed) chain used goes now as well.
+    for n in old.counters.difference(&new.counters) {
+        let _ = writeln!(out, "delete counter {pre} {n}");
     }
     Some(Incremental {
         transaction: out,
@@ -1421,6 +1466,7 @@ impl NftTable {
             sets: st.sets.clone(),
             chains: st.chains.clone(),
             elements: BTreeMap::new(),
+            counters: st.counters.clone(),
         };
         Some((full_transaction(&skeleton, &NftObjects::default()), ops))
     }
@@ -1432,6 +1478,9 @@ impl NftTable {
         let st = &self.state;
         let pre = st.prefix();
         let mut skeleton = st.table_line();
+        for n in &st.counters {
+            skeleton.push_str(&st.counter_line(n));
+        }
         for (n, d) in &st.sets {
             skeleton.push_str(&st.set_line(n, d));
         }
@@ -1467,6 +1516,10 @@ impl NftTable {
         for n in &stale_chains {
             let _ = writeln!(cleanup, "delete chain {pre} {n}");
         }
+        // The skeleton rewrote every rule that could name one.
+        for n in existing.counters.difference(&st.counters) {
+            let _ = writeln!(cleanup, "delete counter {pre} {n}");
+        }
         Some(Resync {
             skeleton,
             elements,
@@ -1494,6 +1547,9 @@ impl NftTable {
         let owned_chains: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.chains).collect();
         let owned_sets: BTreeSet<&String> = self.ports.values().flat_map(|o| &o.sets).collect();
         let mut first = st.table_line();
+        for n in &st.counters {
+            first.push_str(&st.counter_line(n));
+        }
         for (n, d) in st.sets.iter().filter(|(n, _)| !owned_sets.contains(n)) {
             first.push_str(&st.set_line(n, d));
         }
@@ -1556,6 +1612,7 @@ impl NftTable {
             sets: BTreeMap::new(),
             chains: BTreeMap::new(),
             elements: BTreeMap::new(),
+            counters: BTreeSet::new(),
         };
         render_port(&mut f, &self.cfg, snap, spn, svc);
         f

@@ -150,6 +150,8 @@ pub struct SyncReport {
     pub duration: Duration,
     /// Conntrack deletions asked for.
     pub conntrack_flushes: usize,
+    /// Conntrack entries deleted.
+    pub conntrack_deleted: usize,
     /// Conntrack deletion failed (rules are in place; logged, not retried).
     pub conntrack_error: Option<String>,
     /// A full nftables sync over an existing table went in steps ([`nftables::Resync`])
@@ -341,17 +343,21 @@ impl<A: Applier> Proxier<A> {
             self.last_full = Some(now);
         }
         // Conntrack after the rules: new flows must already go to the new endpoints.
-        let conntrack_error = if update.conntrack.is_empty() {
-            None
-        } else {
-            self.applier
-                .conntrack_delete(&update.conntrack)
-                .err()
-                .map(|e| {
+        let (mut conntrack_deleted, mut conntrack_error) = (0, None);
+        if !update.conntrack.is_empty() {
+            let family = match self.cfg.mode {
+                ProxyMode::Nftables => self.cfg.nftables.family,
+                ProxyMode::Iptables => self.cfg.iptables.family,
+            };
+            match self.applier.conntrack_delete(family, &update.conntrack) {
+                Ok(n) => conntrack_deleted = n,
+                Err(e) => {
                     tracing::warn!(error = %e, "conntrack cleanup failed");
-                    e.to_string()
-                })
-        };
+                    conntrack_error = Some(e.to_string());
+                }
+            }
+            self.metrics.conntrack_deleted(conntrack_deleted);
+        }
         let took = started.elapsed();
         let wall = SystemTime::now();
         let unix = wall
@@ -370,6 +376,7 @@ impl<A: Applier> Proxier<A> {
             bytes,
             duration: took,
             conntrack_flushes: update.conntrack.len(),
+            conntrack_deleted,
             conntrack_error,
             stepped,
         })

@@ -87,3 +87,55 @@ fn trigger_time_reads_the_slice_annotation() {
         Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000))
     );
 }
+
+#[derive(Debug)]
+struct Fixed(Vec<(KernelCounter, u64)>);
+
+impl CounterSource for Fixed {
+    fn read(&self) -> Vec<(KernelCounter, u64)> {
+        self.0.clone()
+    }
+}
+
+#[test]
+fn kernel_counters_are_read_at_every_scrape_under_kube_proxy_names() {
+    let m = ProxyMetrics::default();
+    assert!(!m.render().contains("kubeproxy_iptables_"));
+    m.set_counter_source(Arc::new(Fixed(vec![
+        (KernelCounter::LocalhostNodePortsAccepted, 2),
+        (KernelCounter::CtStateInvalidDropped, 7),
+    ])));
+    let text = m.render();
+    for line in [
+        "# HELP kubeproxy_iptables_ct_state_invalid_dropped_packets_total packets dropped by iptables to work around conntrack problems",
+        "# TYPE kubeproxy_iptables_ct_state_invalid_dropped_packets_total counter",
+        "kubeproxy_iptables_ct_state_invalid_dropped_packets_total 7",
+        "# HELP kubeproxy_iptables_localhost_nodeports_accepted_packets_total Number of packets accepted on nodeports of loopback interface",
+        "kubeproxy_iptables_localhost_nodeports_accepted_packets_total 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+    }
+    // A counter the source could not read is absent, not zero.
+    m.set_counter_source(Arc::new(Fixed(vec![(
+        KernelCounter::CtStateInvalidDropped,
+        9,
+    )])));
+    let text = m.render();
+    assert!(text.contains("kubeproxy_iptables_ct_state_invalid_dropped_packets_total 9\n"));
+    assert!(!text.contains("localhost_nodeports"));
+}
+
+#[test]
+fn conntrack_deletions_accumulate() {
+    let m = ProxyMetrics::default();
+    assert!(
+        m.render()
+            .contains("\npontifex_proxy_conntrack_deleted_entries_total 0\n")
+    );
+    m.conntrack_deleted(3);
+    m.conntrack_deleted(2);
+    assert!(
+        m.render()
+            .contains("\npontifex_proxy_conntrack_deleted_entries_total 5\n")
+    );
+}

@@ -179,6 +179,7 @@ struct Kernel {
     sets: BTreeMap<String, String>,
     chains: BTreeMap<String, Vec<String>>,
     elements: BTreeMap<String, BTreeMap<String, String>>,
+    counters: BTreeSet<String>,
 }
 
 impl Kernel {
@@ -201,6 +202,13 @@ impl Kernel {
                         && !self.chains.contains_key(chain)
                     {
                         return Err(format!("no chain {chain}: {line}"));
+                    }
+                }
+                // And named counters.
+                for c in rest.split("counter name \"").skip(1) {
+                    let name = c.split('"').next().unwrap_or_default();
+                    if !self.counters.contains(name) {
+                        return Err(format!("no counter {name}: {line}"));
                     }
                 }
             }
@@ -258,6 +266,17 @@ impl Kernel {
                         return Err(format!("element exists: {line}"));
                     } else {
                         elems.insert(key.into(), body.into());
+                    }
+                }
+                ("add", "counter") => {
+                    self.counters.insert(obj.into());
+                }
+                ("delete", "counter") => {
+                    if self.refers(&format!("counter name \"{obj}\"")) {
+                        return Err(format!("counter in use: {line}"));
+                    }
+                    if !self.counters.remove(obj) {
+                        return Err(line.into());
                     }
                 }
                 _ => return Err(format!("unknown command: {line}")),
@@ -469,4 +488,64 @@ fn initial_transactions_build_the_full_table_in_consistent_steps() {
             );
         }
     }
+}
+
+// ---- the INVALID drop and its named counter ----------------------------------------------
+
+#[test]
+fn invalid_drop_is_counted_first_in_forward_in_both_layouts() {
+    for c in [cfg(), maps_cfg()] {
+        let st = render(&c, &ProxySnapshot::default());
+        assert_eq!(
+            st.chains["filter-forward"].rules[0],
+            "ct state invalid counter name \"ct_state_invalid_dropped_pkts\" drop"
+        );
+        assert!(st.counters.contains("ct_state_invalid_dropped_pkts"));
+        let dump = st.dump();
+        let counter = dump
+            .find("add counter ip pontifex ct_state_invalid_dropped_pkts\n")
+            .unwrap();
+        assert!(counter < dump.find("add rule").unwrap());
+        // A full sync adds it (which keeps an existing counter's counts) and never deletes it.
+        let tx = full_transaction(&st, &st.objects());
+        assert!(tx.contains("add counter ip pontifex ct_state_invalid_dropped_pkts\n"));
+        assert!(!tx.contains("delete counter"));
+        let off = render(
+            &NftConfig {
+                invalid_drop: false,
+                ..c
+            },
+            &ProxySnapshot::default(),
+        );
+        assert!(off.counters.is_empty());
+        assert!(!off.dump().contains("ct state invalid"));
+    }
+}
+
+#[test]
+fn turning_the_invalid_drop_off_removes_rule_then_counter() {
+    let on = render(&cfg(), &ProxySnapshot::default());
+    let off = render(
+        &NftConfig {
+            invalid_drop: false,
+            ..cfg()
+        },
+        &ProxySnapshot::default(),
+    );
+    let mut k = Kernel::of(&on);
+    let inc = incremental_transaction(&on, &off).unwrap();
+    assert!(
+        inc.transaction
+            .contains("delete counter ip pontifex ct_state_invalid_dropped_pkts\n")
+    );
+    k.apply(&inc.transaction).unwrap();
+    assert_eq!(k, Kernel::of(&off));
+    // And back on: the counter is made before the rule that names it.
+    let inc = incremental_transaction(&off, &on).unwrap();
+    k.apply(&inc.transaction).unwrap();
+    assert_eq!(k, Kernel::of(&on));
+    // A full sync over a table holding a counter we no longer want deletes it after the flush.
+    let mut k = Kernel::of(&on);
+    k.apply(&full_transaction(&off, &on.objects())).unwrap();
+    assert_eq!(k, Kernel::of(&off));
 }

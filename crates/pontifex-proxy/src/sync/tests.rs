@@ -47,6 +47,7 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
     fake.state().nft_table = Some(NftObjects {
         chains: ["service-OLD-ns1/gone/udp/p80".to_owned()].into(),
         sets: Default::default(),
+        counters: ["ct_state_invalid_dropped_pkts".to_owned(), "old".to_owned()].into(),
     });
     p.handle(
         ProxyEvent::Replace {
@@ -84,8 +85,11 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
         };
         assert_eq!(
             cleanup,
-            "flush chain ip pontifex service-OLD-ns1/gone/udp/p80\ndelete chain ip pontifex service-OLD-ns1/gone/udp/p80\n"
+            "flush chain ip pontifex service-OLD-ns1/gone/udp/p80\ndelete chain ip pontifex service-OLD-ns1/gone/udp/p80\ndelete counter ip pontifex old\n"
         );
+        // Our counter is kept (its counts survive), a counter we no longer have goes.
+        assert!(skeleton.contains("add counter ip pontifex ct_state_invalid_dropped_pkts\n"));
+        assert!(!cleanup.contains("ct_state_invalid_dropped_pkts"));
     }
     // An endpoint goes: small incremental transaction and a targeted UDP conntrack flush.
     p.handle(
@@ -96,9 +100,16 @@ fn nft_first_sync_adopts_then_incremental_failure_goes_full() {
         )]),
         SystemTime::now(),
     );
+    fake.state().conntrack_deleted = 4;
     let r = p.sync(Instant::now()).unwrap();
     assert!(!r.full);
     assert_eq!(r.conntrack_flushes, 1);
+    assert_eq!(r.conntrack_deleted, 4);
+    assert!(
+        metrics
+            .render()
+            .contains("\npontifex_proxy_conntrack_deleted_entries_total 4\n")
+    );
     assert!(
         metrics
             .render()

@@ -456,6 +456,8 @@ fn configs(g: &GenCfg) -> (NftConfig, IptablesConfig) {
         masquerade_bit: 14,
         node_port_addresses: npa.clone(),
         service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+        // As the iptables side (be_liberal unset): the INVALID drop is in both.
+        invalid_drop: true,
     };
     let ipt = IptablesConfig {
         family: IpFamily::V4,

@@ -46,6 +46,8 @@ use pontifex_proxy::model::ServiceKey;
 use pontifex_proxy::nftables::NftLayout;
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode, SyncReport};
 
+mod conntrack;
+mod counters;
 mod ipv6;
 mod netlink;
 

@@ -11,8 +11,8 @@ use pontifex_proxy::nfnetlink::{
 
 use super::*;
 
-/// A namespace deleted on drop.
-struct Netns(String);
+/// A namespace deleted on drop (shared with the conntrack and counter tests).
+pub(crate) struct Netns(pub(crate) String);
 
 impl Drop for Netns {
     fn drop(&mut self) {

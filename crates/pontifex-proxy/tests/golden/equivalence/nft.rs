@@ -39,7 +39,9 @@ impl NftTable {
             let w = words(&toks);
             let w: Vec<&str> = w.iter().map(String::as_str).collect();
             match (w.first().copied(), w.get(1).copied()) {
-                (Some("add"), Some("table")) | (Some("flush"), _) | (Some("delete"), _) => {}
+                (Some("add"), Some("table" | "counter"))
+                | (Some("flush"), _)
+                | (Some("delete"), _) => {}
                 (Some("add"), Some("set" | "map")) => {
                     let name = w[4].to_owned();
                     let Tok::Group(body) = &toks[5] else {
@@ -224,6 +226,8 @@ impl NftTable {
         match w(i) {
             "comment" => self.rule(cx, r, i + 2, st),
             "ct" if w(i + 1) == "state" && w(i + 2) == "new" => self.rule(cx, r, i + 3, st),
+            // The packets modelled open new connections: never INVALID (as in ipt.rs).
+            "ct" if w(i + 1) == "state" && w(i + 2) == "invalid" => fail(st),
             "fib" if w(i + 2) == "type" && w(i + 3) == "local" => {
                 let a = if w(i + 1) == "daddr" {
                     st.daddr

@@ -1,0 +1,65 @@
+use super::*;
+
+#[test]
+fn sysctl_flag() {
+    assert!(parse_sysctl_flag("1\n"));
+    assert!(parse_sysctl_flag(" 2"));
+    assert!(!parse_sysctl_flag("0\n"));
+    assert!(!parse_sysctl_flag(""));
+    assert!(!parse_sysctl_flag("yes"));
+}
+
+fn places(cfg: &ProxierConfig) -> Vec<(KernelCounter, Place)> {
+    NetlinkCounters::for_proxier(cfg, Some("n1")).places
+}
+
+#[test]
+fn iptables_reads_the_nfacct_objects_that_exist() {
+    let mut cfg = ProxierConfig::new(ProxyMode::Iptables, "n");
+    assert!(places(&cfg).is_empty(), "no objects made, nothing to read");
+    cfg.iptables.nfacct_invalid = true;
+    cfg.iptables.nfacct_localhost_node_ports = true;
+    assert_eq!(
+        places(&cfg),
+        vec![
+            (
+                KernelCounter::CtStateInvalidDropped,
+                Place::Nfacct("ct_state_invalid_dropped_pkts")
+            ),
+            (
+                KernelCounter::LocalhostNodePortsAccepted,
+                Place::Nfacct("localhost_nps_accepted_pkts")
+            ),
+        ]
+    );
+    // be_liberal: no INVALID rule, so no INVALID metric.
+    cfg.iptables.conntrack_tcp_be_liberal = true;
+    assert_eq!(
+        places(&cfg).iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![KernelCounter::LocalhostNodePortsAccepted]
+    );
+}
+
+#[test]
+fn nftables_reads_its_table_counter() {
+    let mut cfg = ProxierConfig::new(ProxyMode::Nftables, "n");
+    cfg.nftables.family = IpFamily::V6;
+    assert_eq!(
+        places(&cfg),
+        vec![(
+            KernelCounter::CtStateInvalidDropped,
+            Place::Nft {
+                family: 10,
+                table: "pontifex".into(),
+                name: "ct_state_invalid_dropped_pkts"
+            }
+        )]
+    );
+    cfg.nftables.invalid_drop = false;
+    assert!(NetlinkCounters::for_proxier(&cfg, None).is_empty());
+    // Nothing to read: no netlink at all (no namespace "n1" exists here).
+    assert_eq!(
+        NetlinkCounters::for_proxier(&cfg, Some("n1")).read(),
+        vec![]
+    );
+}
