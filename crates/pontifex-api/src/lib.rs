@@ -6,6 +6,7 @@
 //!
 //! - [`registry`]: the kinds registry — group, version, kind, resource, scope, short names, categories —
 //!   and each kind's strategy (strict decoding, defaulting, validation, table printing, field labels).
+//! - [`cidr`]: dual-stack CIDR lists (`--service-cluster-ip-range`, `--cluster-cidr`) and IP families.
 //! - [`field`]: field paths and field errors, shaped like Kubernetes' `field.ErrorList`.
 //! - [`patch`]: strategic merge patch, JSON merge patch, JSON patch, and apply as an upsert.
 //! - [`status`]: API errors and their mapping to a Kubernetes `Status`, in one place.
@@ -19,6 +20,7 @@
 //! and it does not know about HTTP.
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod field;
 pub mod openapi;
 pub mod patch;

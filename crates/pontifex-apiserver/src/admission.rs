@@ -9,11 +9,12 @@
 //! own IPAddress-object allocator.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
+use pontifex_api::cidr::{DualStackCidrs, IpFamily};
 use pontifex_api::field::{FieldError, Path};
 use pontifex_store::{Compare, Op};
 use serde_json::{Value, json};
@@ -57,12 +58,110 @@ impl Allocation {
     }
 }
 
-/// Picks free cluster IPs and node ports. Thread-safe; the store has the final word.
+/// One IP family's Service range, as upstream's bitmap allocator sees it: the usable addresses are
+/// `count` consecutive addresses from the one after the network address. IPv4 loses the broadcast
+/// address; IPv6 has none, but upstream caps an IPv6 range at 65536 addresses (the bitmap's size), so
+/// the set of usable addresses is always small and nothing here is ever proportional to 2^64.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IpRange {
+    cidr: IpNet,
+    /// The first usable address (network + 1), as an integer.
+    first: u128,
+    /// How many usable addresses follow from `first`.
+    count: u128,
+    /// The size of the lower band, kept for addresses users pick (KEP-3070 `calculateRangeOffset`).
+    lower: u128,
+}
+
+/// Upstream's cap on an IPv6 range (the bitmap allocator's size).
+const MAX_V6_RANGE: u128 = 1 << 16;
+
+impl IpRange {
+    pub(crate) fn new(cidr: IpNet) -> Self {
+        let cidr = cidr.trunc();
+        let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+        // 2^128 does not fit: any range that large is capped anyway.
+        let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+        let count = match cidr {
+            IpNet::V4(_) => size.saturating_sub(2),
+            IpNet::V6(_) => size.min(MAX_V6_RANGE).saturating_sub(1),
+        };
+        // `min(max(16, size/16), 256)`, none for ranges of 16 addresses or fewer; the size is the
+        // CIDR's, uncapped.
+        let lower = if size <= 16 {
+            0
+        } else {
+            (size / 16).clamp(16, 256)
+        };
+        IpRange {
+            cidr,
+            first: addr_bits(&cidr.network()) + 1,
+            count,
+            lower: lower.min(count),
+        }
+    }
+
+    pub(crate) fn cidr(&self) -> IpNet {
+        self.cidr
+    }
+
+    fn family(&self) -> IpFamily {
+        IpFamily::of_net(&self.cidr)
+    }
+
+    fn at(&self, offset: u128) -> IpAddr {
+        let bits = self.first + offset;
+        match self.cidr {
+            IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+            IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
+        }
+    }
+
+    /// The first usable address: the `default/kubernetes` Service's.
+    pub(crate) fn first_ip(&self) -> IpAddr {
+        self.at(0)
+    }
+
+    /// Whether `ip` is one of the range's usable addresses.
+    pub(crate) fn contains(&self, ip: &IpAddr) -> bool {
+        self.cidr.contains(ip) && {
+            let bits = addr_bits(ip);
+            bits >= self.first && bits - self.first < self.count
+        }
+    }
+
+    /// A free address, the upper band first (so the lower band stays free for addresses users pick),
+    /// from a random start within each band.
+    fn pick(&self, taken: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+        let scan = |from: u128, to: u128| -> Option<IpAddr> {
+            if from >= to {
+                return None;
+            }
+            let start = from + rand::random::<u64>() as u128 % (to - from);
+            (start..to)
+                .chain(from..start)
+                .map(|off| self.at(off))
+                .find(|ip| !taken(ip))
+        };
+        scan(self.lower, self.count).or_else(|| scan(0, self.lower))
+    }
+}
+
+fn addr_bits(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(*v4)),
+        IpAddr::V6(v6) => u128::from(*v6),
+    }
+}
+
+/// Picks free cluster IPs (from one range per IP family) and node ports. Thread-safe; the store has
+/// the final word.
 #[derive(Debug)]
 pub(crate) struct Allocator {
-    cidr: Ipv4Net,
+    /// The ranges, the primary family's first.
+    ranges: Vec<IpRange>,
     node_ports: (u16, u16),
-    used_ips: Mutex<HashSet<Ipv4Addr>>,
+    used_ips: Mutex<HashSet<IpAddr>>,
     used_ports: Mutex<HashSet<u16>>,
 }
 
@@ -75,30 +174,35 @@ pub(crate) fn port_key(port: u16) -> String {
 }
 
 impl Allocator {
-    pub(crate) fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
+    pub(crate) fn new(cidrs: DualStackCidrs, node_ports: (u16, u16)) -> Self {
         Allocator {
-            cidr,
+            ranges: cidrs.iter().map(IpRange::new).collect(),
             node_ports,
             used_ips: Mutex::default(),
             used_ports: Mutex::default(),
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn cidr(&self) -> Ipv4Net {
-        self.cidr
+    /// The range of one family, if the cluster has one.
+    pub(crate) fn range(&self, family: IpFamily) -> Option<&IpRange> {
+        self.ranges.iter().find(|r| r.family() == family)
     }
 
-    /// The first usable address: the `default/kubernetes` Service's.
-    pub(crate) fn first_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+    /// The primary range.
+    pub(crate) fn primary(&self) -> &IpRange {
+        &self.ranges[0]
+    }
+
+    /// The first usable address of the primary range: the `default/kubernetes` Service's.
+    pub(crate) fn first_ip(&self) -> IpAddr {
+        self.primary().first_ip()
     }
 
     /// Note that the store holds this allocation key (at start-up, and after every committed write).
     pub(crate) fn observe(&self, key: &str, present: bool) {
         if let Some(ip) = key
             .strip_prefix(IP_PREFIX)
-            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            .and_then(|s| s.parse::<IpAddr>().ok())
         {
             let mut used = self.used_ips.lock().expect("allocator lock");
             if present {
@@ -119,29 +223,9 @@ impl Allocator {
         }
     }
 
-    /// Usable addresses exclude the network and broadcast addresses. Dynamic allocation prefers the upper
-    /// band so that the lower band stays free for addresses users pick (KEP-3070).
-    fn pick_ip(&self, avoid: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let base = u32::from(self.cidr.network());
-        let size = 1u64 << (32 - u32::from(self.cidr.prefix_len()));
-        if size < 4 {
-            return None;
-        }
-        let usable = size - 2;
-        let lower = (usable / 16).clamp(16, 256).min(usable);
+    fn pick_ip(&self, range: &IpRange) -> Option<IpAddr> {
         let used = self.used_ips.lock().expect("allocator lock");
-        let free = |off: u64| {
-            let ip = Ipv4Addr::from(base + 1 + off as u32);
-            (!used.contains(&ip) && !avoid.contains(&ip)).then_some(ip)
-        };
-        let scan = |from: u64, to: u64| -> Option<Ipv4Addr> {
-            if from >= to {
-                return None;
-            }
-            let start = from + rand::random::<u64>() % (to - from);
-            (start..to).chain(from..start).find_map(free)
-        };
-        scan(lower, usable).or_else(|| scan(0, lower))
+        range.pick(|ip| used.contains(ip))
     }
 
     fn pick_port(&self, avoid: &HashSet<u16>) -> Option<u16> {
@@ -156,6 +240,12 @@ impl Allocator {
 
     /// Allocate what `svc` needs, given the stored `old` version on update. Fills `spec.clusterIP(s)` and
     /// node ports into `svc`. Errors are field errors of the Service (422).
+    ///
+    /// `spec.ipFamilies` (set before validation) says which families get a cluster IP, in order;
+    /// `spec.clusterIPs[i]`, when given, is the address wanted for `ipFamilies[i]`. An address the old
+    /// version holds is kept without a claim (even if its family's range is gone); any other is
+    /// claimed; an address the old version held and the new one does not is released (downgrade,
+    /// ExternalName, headless).
     pub(crate) fn allocate(
         &self,
         svc: &mut Value,
@@ -174,58 +264,82 @@ impl Allocator {
             .into_iter()
             .collect();
 
-        // Cluster IP.
-        let mut new_ips = Vec::new();
+        // Cluster IPs, one per family.
+        let mut new_ips: Vec<String> = Vec::new();
         if needs_cluster_ip(svc) {
-            let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
-            if requested.is_empty() {
-                match self.pick_ip(&HashSet::new()) {
-                    Some(ip) => {
-                        let key = ip_key(&IpAddr::V4(ip));
-                        alloc.claims.push(Claim {
-                            key,
-                            chosen: false,
-                            error: FieldError::invalid(
-                                Path::new("spec").child("clusterIPs"),
-                                vec![ip.to_string()],
-                                format!("failed to allocate IP {ip}: range is full"),
-                            ),
-                        });
-                        new_ips.push(ip.to_string());
-                    }
-                    None => errors.push(FieldError::invalid(
-                        Path::new("spec").child("clusterIPs"),
-                        Vec::<String>::new(),
-                        "failed to allocate a serviceIP: range is full",
-                    )),
+            let mut families = ip_families(svc);
+            if families.is_empty() {
+                families.push(self.primary().family());
+            }
+            let mut wanted: Vec<String> = string_list(&svc["spec"]["clusterIPs"]);
+            if wanted.is_empty()
+                && let Some(ip) = svc["spec"]["clusterIP"].as_str()
+                && !ip.is_empty()
+            {
+                wanted.push(ip.to_owned());
+            }
+            // Upstream reports the list with an empty marker where an address is still to be picked.
+            wanted.resize(families.len().max(wanted.len()), String::new());
+            let shown = wanted.clone();
+            let field = Path::new("spec").child("clusterIPs");
+            for (i, family) in families.iter().enumerate() {
+                let requested = wanted[i].clone();
+                if !requested.is_empty() && old_ips.contains(&requested) {
+                    new_ips.push(requested);
+                    continue;
                 }
-            } else if !old_ips.contains(&requested) {
-                let field = Path::new("spec").child("clusterIPs");
-                match requested.parse::<IpAddr>() {
-                    Ok(ip) if IpNet::from(self.cidr).contains(&ip) && !is_reserved(&self.cidr, &ip) => {
-                        alloc.claims.push(Claim {
-                            key: ip_key(&ip),
-                            chosen: true,
-                            error: FieldError::invalid(
-                                field,
-                                vec![requested.clone()],
-                                format!("failed to allocate IP {ip}: provided IP is already allocated"),
-                            ),
-                        });
+                let Some(range) = self.range(*family) else {
+                    // `init_ip_families` refuses families the cluster has no range for.
+                    errors.push(FieldError::invalid(
+                        Path::new("spec").child("ipFamilies").index(i),
+                        family.as_str(),
+                        "not configured on this cluster",
+                    ));
+                    continue;
+                };
+                if requested.is_empty() {
+                    match self.pick_ip(range) {
+                        Some(ip) => {
+                            alloc.claims.push(Claim {
+                                key: ip_key(&ip),
+                                chosen: false,
+                                error: FieldError::invalid(
+                                    field.clone(),
+                                    vec![ip.to_string()],
+                                    format!("failed to allocate IP {ip}: range is full"),
+                                ),
+                            });
+                            new_ips.push(ip.to_string());
+                        }
+                        None => errors.push(FieldError::invalid(
+                            field.clone(),
+                            Vec::<String>::new(),
+                            "failed to allocate a serviceIP: range is full",
+                        )),
                     }
-                    Ok(ip) => errors.push(FieldError::invalid(
-                        field,
-                        vec![requested.clone()],
+                    continue;
+                }
+                match requested.parse::<IpAddr>() {
+                    Ok(ip) if range.contains(&ip) => alloc.claims.push(Claim {
+                        key: ip_key(&ip),
+                        chosen: true,
+                        error: FieldError::invalid(
+                            field.clone(),
+                            shown.clone(),
+                            format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                        ),
+                    }),
+                    Ok(_) => errors.push(FieldError::invalid(
+                        field.clone(),
+                        shown.clone(),
                         format!(
-                            "failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}",
-                            self.cidr
+                            "failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs is {}",
+                            range.cidr()
                         ),
                     )),
                     // Malformed addresses are validation's to report.
                     Err(_) => {}
                 }
-                new_ips.push(requested);
-            } else {
                 new_ips.push(requested);
             }
             if let Some(first) = new_ips.first() {
@@ -291,6 +405,26 @@ impl Allocator {
     }
 }
 
+/// The strings of a JSON array (nothing for anything else).
+fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `spec.ipFamilies`, the ones this server knows.
+fn ip_families(svc: &Value) -> Vec<IpFamily> {
+    string_list(&svc["spec"]["ipFamilies"])
+        .iter()
+        .filter_map(|f| IpFamily::parse(f))
+        .collect()
+}
+
 /// The node ports of one Service being allocated: what it keeps, claims and picks.
 struct PortClaims<'a> {
     allocator: &'a Allocator,
@@ -340,11 +474,6 @@ impl PortClaims<'_> {
             error,
         });
     }
-}
-
-/// The network and broadcast addresses can never be allocated.
-fn is_reserved(cidr: &Ipv4Net, ip: &IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if *v4 == cidr.network() || *v4 == cidr.broadcast())
 }
 
 fn needs_cluster_ip(svc: &Value) -> bool {

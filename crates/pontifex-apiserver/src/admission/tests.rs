@@ -6,15 +6,19 @@ fn allocator() -> Allocator {
     Allocator::new("10.96.0.0/12".parse().unwrap(), (30000, 32767))
 }
 
+fn v4(ip: &Value) -> Ipv4Addr {
+    ip.as_str().unwrap().parse().unwrap()
+}
+
 #[test]
 fn dynamic_ip_comes_from_the_upper_band_and_is_claimed() {
     let a = allocator();
     let mut svc = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
     let alloc = a.allocate(&mut svc, None).unwrap();
-    let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
-    assert!(a.cidr().contains(&ip));
+    let ip = v4(&svc["spec"]["clusterIP"]);
+    assert!(a.primary().contains(&IpAddr::V4(ip)));
     assert!(
-        u32::from(ip) - u32::from(a.cidr().network()) > 256,
+        u32::from(ip) - u32::from(Ipv4Addr::new(10, 96, 0, 0)) > 256,
         "{ip} is in the static band"
     );
     assert_eq!(svc["spec"]["clusterIPs"], json!([ip.to_string()]));
@@ -88,9 +92,12 @@ fn picks_avoid_what_the_store_holds() {
     for i in 1..=6 {
         a.observe(&ip_key(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))), true);
     }
-    assert_eq!(a.pick_ip(&HashSet::new()), None);
+    assert_eq!(a.pick_ip(a.primary()), None);
     a.observe(&ip_key(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))), false);
-    assert_eq!(a.pick_ip(&HashSet::new()), Some(Ipv4Addr::new(10, 0, 0, 3)));
+    assert_eq!(
+        a.pick_ip(a.primary()),
+        Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)))
+    );
     a.observe(&port_key(30000), true);
     assert_eq!(a.pick_port(&HashSet::new()), Some(30001));
 }
@@ -147,4 +154,68 @@ fn leaving_load_balancer_drops_its_own_fields_and_a_new_node_port_keeps_all() {
     prepare_service_update(&mut explicit, &old);
     assert_eq!(explicit["spec"]["ports"][0]["nodePort"], 30080);
     assert_eq!(explicit["spec"]["ports"][1]["nodePort"], 30081);
+}
+
+fn dual(ranges: &str) -> Allocator {
+    Allocator::new(ranges.parse().unwrap(), (30000, 32767))
+}
+
+#[test]
+fn ipv6_ranges_exclude_only_the_network_address_and_are_capped() {
+    let r = IpRange::new("fd00::/120".parse().unwrap());
+    assert_eq!(r.first_ip(), "fd00::1".parse::<IpAddr>().unwrap());
+    assert!(!r.contains(&"fd00::".parse().unwrap()));
+    // No broadcast address in IPv6: the last address is usable.
+    assert!(r.contains(&"fd00::ff".parse().unwrap()));
+    assert!(!r.contains(&"fd00::100".parse().unwrap()));
+    assert!(!r.contains(&"10.0.0.1".parse().unwrap()));
+    // A /108 holds 2^20 addresses; upstream's allocator uses the first 65536.
+    let big = IpRange::new("fd00::/108".parse().unwrap());
+    assert!(big.contains(&"fd00::ffff".parse().unwrap()));
+    assert!(!big.contains(&"fd00::1:0".parse().unwrap()));
+    // Even a /64 (refused by the flag, but the type allows it) costs nothing.
+    let huge = IpRange::new("fd00::/64".parse().unwrap());
+    assert!(huge.contains(&"fd00::ffff".parse().unwrap()));
+    let v4 = IpRange::new("10.0.0.0/29".parse().unwrap());
+    assert!(!v4.contains(&"10.0.0.7".parse().unwrap()), "broadcast");
+    assert!(v4.contains(&"10.0.0.6".parse().unwrap()));
+}
+
+#[test]
+fn ipv6_picks_come_from_the_upper_band() {
+    let a = dual("fd00:10:96::/112");
+    let r = *a.primary();
+    for _ in 0..50 {
+        let ip = a.pick_ip(&r).unwrap();
+        let IpAddr::V6(v6) = ip else {
+            panic!("{ip} is not IPv6")
+        };
+        let off = u128::from(v6) - u128::from("fd00:10:96::".parse::<Ipv6Addr>().unwrap());
+        assert!(off > 256, "{ip} is in the static band");
+        assert!(r.contains(&ip));
+    }
+}
+
+#[test]
+fn dual_stack_service_gets_one_ip_per_family_in_ipfamilies_order() {
+    let a = dual("10.96.0.0/16,fd00:10:96::/112");
+    let mut svc = json!({"spec": {"type": "ClusterIP", "ipFamilyPolicy": "PreferDualStack",
+        "ipFamilies": ["IPv6", "IPv4"], "ports": [{"port": 80}]}});
+    let alloc = a.allocate(&mut svc, None).unwrap();
+    let ips: Vec<IpAddr> = svc["spec"]["clusterIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 2);
+    assert!(ips[0].is_ipv6() && ips[1].is_ipv4(), "{ips:?}");
+    assert_eq!(svc["spec"]["clusterIP"], json!(ips[0].to_string()));
+    assert_eq!(alloc.claims.len(), 2);
+    // Deleting releases both.
+    let mut keys = owned_keys(&svc);
+    keys.sort();
+    let mut want: Vec<String> = ips.iter().map(ip_key).collect();
+    want.sort();
+    assert_eq!(keys, want);
 }
