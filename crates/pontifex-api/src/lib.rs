@@ -32,3 +32,14 @@ pub mod table;
 
 mod defaults;
 mod validation;
+
+/// Kubernetes' `ValidateServiceClusterIPsRelatedFields` on a Service's `spec` (JSON): the checks of
+/// `clusterIP`, `clusterIPs`, `ipFamilies` and `ipFamilyPolicy` that need no cluster configuration. The
+/// API server runs them before it defaults the IP family fields from its ranges, as upstream does; an
+/// undecodable spec yields no errors here (strict decoding reports it).
+pub fn validate_service_cluster_ips(spec: &serde_json::Value) -> Vec<field::FieldError> {
+    match serde_json::from_value::<k8s_openapi::api::core::v1::ServiceSpec>(spec.clone()) {
+        Ok(spec) => validation::service_cluster_ips(&spec),
+        Err(_) => Vec::new(),
+    }
+}

@@ -405,6 +405,191 @@ impl Allocator {
     }
 }
 
+impl Allocator {
+    /// Upstream's `initIPFamilyFields`: default `ipFamilyPolicy` and `ipFamilies` from the cluster's
+    /// ranges, check the families asked for exist here, and trim a dual-stack Service being downgraded
+    /// to single-stack. Runs after scheme defaulting and before validation (upstream: in `BeginCreate`
+    /// / `BeginUpdate`, before the strategy's validation), so its errors come first.
+    pub(crate) fn init_ip_families(
+        &self,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), Vec<FieldError>> {
+        if svc["spec"]["type"] == "ExternalName" {
+            return Ok(());
+        }
+        // A PreferDualStack Service is not upgraded or downgraded just because the cluster's ranges
+        // changed: only an explicit change of its fields does that.
+        if let Some(old) = old
+            && matching_prefer_dual_stack(svc, old)
+        {
+            return Ok(());
+        }
+        let spec = &mut svc["spec"];
+        let policy_path = Path::new("spec").child("ipFamilyPolicy");
+        if spec["ipFamilyPolicy"].is_null() {
+            let policy = match old.map(|o| &o["spec"]["ipFamilyPolicy"]) {
+                Some(p) if p.is_string() => p.clone(),
+                _ if headless_selectorless(spec) => json!("RequireDualStack"),
+                _ => json!("SingleStack"),
+            };
+            spec["ipFamilyPolicy"] = policy;
+        }
+        let errs = pontifex_api::validate_service_cluster_ips(spec);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let policy = spec["ipFamilyPolicy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let single = policy == "SingleStack";
+        let mut errs = Vec::new();
+
+        if let Some(old) = old {
+            let old_spec = &old["spec"];
+            if single {
+                // Clear intent: as long as the lists are unchanged, keep only the primary.
+                for f in ["clusterIPs", "ipFamilies"] {
+                    let list = string_list(&spec[f]);
+                    if list.len() > 1 && list == string_list(&old_spec[f]) {
+                        spec[f] = json!(&list[..1]);
+                    }
+                }
+            } else {
+                let reduced = |f: &str| {
+                    let new = string_list(&spec[f]).len();
+                    new > 0 && new < string_list(&old_spec[f]).len()
+                };
+                if reduced("clusterIPs") {
+                    errs.push(FieldError::invalid(
+                        policy_path.clone(),
+                        policy.as_str(),
+                        "must be 'SingleStack' to release the secondary cluster IP",
+                    ));
+                }
+                if reduced("ipFamilies") {
+                    errs.push(FieldError::invalid(
+                        policy_path.clone(),
+                        policy.as_str(),
+                        "must be 'SingleStack' to release the secondary IP family",
+                    ));
+                }
+            }
+        }
+
+        let cluster_ips = string_list(&spec["clusterIPs"]);
+        let mut families = string_list(&spec["ipFamilies"]);
+        if single {
+            if cluster_ips.len() == 2 {
+                errs.push(FieldError::invalid(
+                    policy_path.clone(),
+                    policy.as_str(),
+                    "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
+                ));
+            }
+            if families.len() == 2 {
+                errs.push(FieldError::invalid(
+                    policy_path.clone(),
+                    policy.as_str(),
+                    "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+                ));
+            }
+        }
+
+        // The families of the addresses given, where ipFamilies does not say.
+        for (i, ip) in cluster_ips.iter().enumerate() {
+            if ip == "None" {
+                break;
+            }
+            if i < families.len() {
+                continue;
+            }
+            // Validation above accepted the address, so a colon means IPv6.
+            let family = if ip.contains(':') {
+                IpFamily::V6
+            } else {
+                IpFamily::V4
+            };
+            if self.range(family).is_none() {
+                errs.push(FieldError::invalid(
+                    Path::new("spec").child("clusterIPs").index(i),
+                    cluster_ips.clone(),
+                    format!("{family} is not configured on this cluster"),
+                ));
+            } else {
+                families.push(family.as_str().to_owned());
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let primary = self.primary().family();
+
+        // Headless without a selector: no address is allocated, so any families may be named, and
+        // a dual-stack policy gets both even on a single-stack cluster (its endpoints may have both).
+        if headless_selectorless(spec) {
+            if families.is_empty() {
+                families.push(primary.as_str().to_owned());
+            }
+            if families.len() < 2 && !single {
+                let other = IpFamily::parse(&families[0]).unwrap_or(primary).other();
+                families.push(other.as_str().to_owned());
+            }
+            spec["ipFamilies"] = json!(families);
+            return Ok(());
+        }
+
+        if policy == "RequireDualStack" && self.ranges.len() < 2 {
+            errs.push(FieldError::invalid(
+                policy_path,
+                policy.as_str(),
+                "this cluster is not configured for dual-stack services",
+            ));
+        }
+        for (i, f) in families.iter().enumerate() {
+            if IpFamily::parse(f).and_then(|f| self.range(f)).is_none() {
+                errs.push(FieldError::invalid(
+                    Path::new("spec").child("ipFamilies").index(i),
+                    f.as_str(),
+                    "not configured on this cluster",
+                ));
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        if families.is_empty() {
+            families.push(primary.as_str().to_owned());
+        }
+        if !single && families.len() == 1 && self.ranges.len() == 2 {
+            let other = IpFamily::parse(&families[0]).unwrap_or(primary).other();
+            families.push(other.as_str().to_owned());
+        }
+        spec["ipFamilies"] = json!(families);
+        Ok(())
+    }
+}
+
+/// `clusterIP: None` and no selector.
+fn headless_selectorless(spec: &Value) -> bool {
+    spec["clusterIP"] == "None" && spec["selector"].as_object().is_none_or(|m| m.is_empty())
+}
+
+/// Upstream's `isMatchingPreferDualStackClusterIPFields`: an update of a PreferDualStack Service
+/// that keeps its type (one with cluster IPs), policy, cluster IPs and families.
+fn matching_prefer_dual_stack(svc: &Value, old: &Value) -> bool {
+    let (new, old) = (&svc["spec"], &old["spec"]);
+    let ty = |s: &Value| s["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    !new["ipFamilyPolicy"].is_null()
+        && ty(new) == ty(old)
+        && matches!(ty(new).as_str(), "ClusterIP" | "NodePort" | "LoadBalancer")
+        && new["ipFamilyPolicy"] == "PreferDualStack"
+        && (old["ipFamilyPolicy"].is_null() || old["ipFamilyPolicy"] == "PreferDualStack")
+        && string_list(&new["clusterIPs"]) == string_list(&old["clusterIPs"])
+        && string_list(&new["ipFamilies"]) == string_list(&old["ipFamilies"])
+}
+
 /// The strings of a JSON array (nothing for anything else).
 fn string_list(v: &Value) -> Vec<String> {
     v.as_array()
@@ -563,6 +748,7 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
         .as_str()
         .unwrap_or("ClusterIP")
         .to_owned();
+    normalize_cluster_ips(new, old);
     if new_type != "ExternalName" {
         let cleared = new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty);
         if cleared
@@ -662,6 +848,34 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
         && let Some(status) = new.get_mut("status").and_then(Value::as_object_mut)
     {
         status.remove("loadBalancer");
+    }
+}
+
+/// Upstream's `NormalizeClusterIPs` on update: guess what a client meant when it sent only one of
+/// `clusterIP` and `clusterIPs` (an old client knows only the singular field).
+fn normalize_cluster_ips(new: &mut Value, old: &Value) {
+    let ip = |s: &Value| s["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
+    let old_ips = string_list(&old["spec"]["clusterIPs"]);
+    // A client that left `clusterIPs` out but kept `clusterIP`: it meant to keep them all.
+    if !old_ips.is_empty()
+        && string_list(&new["spec"]["clusterIPs"]).is_empty()
+        && ip(old) == ip(new)
+    {
+        new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+    }
+    if ip(old) != ip(new) {
+        // Clearing `clusterIP` alone clears `clusterIPs` too (and the stored values come back below).
+        if !ip(old).is_empty()
+            && ip(new).is_empty()
+            && string_list(&new["spec"]["clusterIPs"]) == old_ips
+            && let Some(spec) = new["spec"].as_object_mut()
+        {
+            spec.remove("clusterIPs");
+        }
+        // Changing `clusterIP` alone changes `clusterIPs` (validation then refuses the change).
+        if string_list(&new["spec"]["clusterIPs"]) == old_ips {
+            new["spec"]["clusterIPs"] = json!([ip(new)]);
+        }
     }
 }
 
