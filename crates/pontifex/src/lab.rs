@@ -109,7 +109,8 @@ impl Lab {
                 .args(["--proxy-mode", args.proxy_mode.as_str()])
                 .args(["--nftables-layout", args.nftables_layout.as_str()])
                 .arg("--cluster-cidr")
-                .arg(args.controllers.cluster_cidr.to_string())
+                // The agent's proxy takes one CIDR so far: the primary.
+                .arg(args.controllers.cluster_cidr.primary().to_string())
                 .arg("--cluster-dns")
                 .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
                 .arg("--data-dir")
@@ -169,7 +170,7 @@ impl Lab {
             .args(["--node", &node.name, "--node-ip", &node.ip.to_string()])
             .args(["--proxy-mode", "userspace"])
             .arg("--cluster-cidr")
-            .arg(args.controllers.cluster_cidr.to_string())
+            .arg(args.controllers.cluster_cidr.primary().to_string())
             .arg("--cluster-dns")
             .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
             .arg("--data-dir")
@@ -318,7 +319,12 @@ pub(crate) fn rootless_ranges(args: &mut UpArgs) -> anyhow::Result<()> {
             loopback
         }
     };
-    let pods = args.controllers.cluster_cidr;
+    let Some(pods) = args.controllers.cluster_cidr.ipv4() else {
+        anyhow::bail!(
+            "rootless mode needs an IPv4 --cluster-cidr (got {})",
+            args.controllers.cluster_cidr
+        );
+    };
     let image = ipnet::Ipv4Net::new(
         pontifex_node::workload::rootless::loopback_of(pods.network()),
         pods.prefix_len().max(8),
