@@ -1214,3 +1214,131 @@ fn scale_a_deployment() {
         assert!(resources.contains("deployments.apps"), "{resources}");
     });
 }
+
+/// A Service of `policy` (and `families`, when given) as YAML.
+fn dual_stack_service(name: &str, policy: &str, families: &str) -> String {
+    let families = if families.is_empty() {
+        String::new()
+    } else {
+        format!("  ipFamilies: [{families}]\n")
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ipFamilyPolicy: {policy}\n\
+         {families}  selector:\n    app: {name}\n  ports:\n  - port: 80\n"
+    )
+}
+
+#[test]
+fn dual_stack_services_and_pod_cidrs() {
+    for version in KUBECTL_VERSIONS {
+        // An API server and the controllers (no nodes) on a dual-stack cluster, IPv4 first.
+        let server = TestServer::start_up(
+            Path::new(env!("CARGO_BIN_EXE_pontifex")),
+            &[
+                "--service-cluster-ip-range",
+                "10.96.0.0/16,fd00:10:96::/112",
+                "--cluster-cidr",
+                "10.244.0.0/16,fd00:10:244::/56",
+            ],
+        )
+        .expect("starting pontifex up");
+        let c = Cluster {
+            k: server.kubectl(version).expect("kubectl"),
+            server,
+            version,
+        };
+        let field = |svc: &str, path: &str| {
+            c.ok(&["get", "svc", svc, "-o", &format!("jsonpath={{{path}}}")])
+        };
+        let list = |svc: &str, path: &str| -> Vec<String> {
+            serde_json::from_str(&field(svc, path)).expect("a JSON list")
+        };
+        c.stdin(
+            &["apply"],
+            &dual_stack_service("web", "PreferDualStack", ""),
+            true,
+        );
+        assert_eq!(list("web", ".spec.ipFamilies"), ["IPv4", "IPv6"]);
+        let ips = list("web", ".spec.clusterIPs");
+        assert_eq!(ips.len(), 2, "{ips:?}");
+        assert!(is_cluster_ip(&ips[0]), "{ips:?}");
+        assert!(ips[1].starts_with("fd00:10:96::"), "{ips:?}");
+        // CLUSTER-IP is the primary address.
+        let got = c.ok(&["get", "svc", "web"]);
+        assert_eq!(row(&got, 0, "web")[1..3], ["ClusterIP", ips[0].as_str()]);
+
+        // Downgrade: the policy alone releases the IPv6 address.
+        c.ok(&[
+            "patch",
+            "svc",
+            "web",
+            "-p",
+            r#"{"spec":{"ipFamilyPolicy":"SingleStack"}}"#,
+        ]);
+        assert_eq!(list("web", ".spec.clusterIPs"), [ips[0].clone()]);
+        assert_eq!(list("web", ".spec.ipFamilies"), ["IPv4"]);
+        // Upgrade again.
+        c.ok(&[
+            "patch",
+            "svc",
+            "web",
+            "-p",
+            r#"{"spec":{"ipFamilyPolicy":"RequireDualStack"}}"#,
+        ]);
+        let again = list("web", ".spec.clusterIPs");
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0], ips[0]);
+
+        // IPv6 first when asked.
+        c.stdin(
+            &["apply"],
+            &dual_stack_service("six", "RequireDualStack", "IPv6"),
+            true,
+        );
+        assert_eq!(list("six", ".spec.ipFamilies"), ["IPv6", "IPv4"]);
+        assert!(field("six", ".spec.clusterIP").starts_with("fd00:10:96::"));
+
+        // The primary family never changes: the addresses no longer match the families.
+        let err = c.fails(&[
+            "patch",
+            "svc",
+            "six",
+            "-p",
+            r#"{"spec":{"ipFamilies":["IPv4","IPv6"]}}"#,
+        ]);
+        assert!(
+            err.contains("expected an IPv4 value as indicated by `ipFamilies[0]`"),
+            "{err}"
+        );
+
+        // Node IPAM: one pod CIDR per family, the primary's first.
+        c.stdin(
+            &["apply"],
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n",
+            true,
+        );
+        let pod_cidrs = || {
+            c.k.run(&["get", "node", "n1", "-o", "jsonpath={.spec.podCIDRs}"])
+                .stdout
+        };
+        assert!(
+            eventually(Duration::from_secs(20), || pod_cidrs()
+                == r#"["10.244.0.0/24","fd00:10:244::/64"]"#),
+            "{}",
+            pod_cidrs()
+        );
+    }
+    each_version(&[], |c| {
+        // A single-stack cluster refuses RequireDualStack, in upstream's words.
+        let run = c.stdin(
+            &["apply"],
+            &dual_stack_service("web", "RequireDualStack", ""),
+            false,
+        );
+        assert_eq!(
+            run.stderr.trim(),
+            "The Service \"web\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": \
+             this cluster is not configured for dual-stack services"
+        );
+    });
+}
