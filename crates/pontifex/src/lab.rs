@@ -143,6 +143,7 @@ impl Lab {
         let node = LabNode {
             name: "node-1".into(),
             ip: std::net::Ipv4Addr::LOCALHOST,
+            ip6: None,
             netns: String::new(),
         };
         let log = std::fs::File::create(
