@@ -300,45 +300,13 @@ pub(crate) fn service(obj: &mut Service) {
         set_if_none(&mut spec.allocate_load_balancer_node_ports, true);
     }
 
-    // The strategy keeps clusterIP and clusterIPs in step (`NormalizeClusterIPs`).
+    // The strategy keeps clusterIP and clusterIPs in step (`NormalizeClusterIPs`): a client that sets
+    // only the singular field gets the plural. Not the reverse: a client setting `clusterIPs` must set
+    // `clusterIP` too (validation says so). `ipFamilies` and `ipFamilyPolicy` depend on the cluster's
+    // Service ranges: the API server's admission defaults them, not this crate.
     let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
-    let cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
-    if !cluster_ip.is_empty() && cluster_ips.is_empty() {
+    if !cluster_ip.is_empty() && spec.cluster_ips.as_ref().is_none_or(Vec::is_empty) {
         spec.cluster_ips = Some(vec![cluster_ip]);
-    } else if cluster_ip.is_empty() && !cluster_ips.is_empty() {
-        spec.cluster_ip = Some(cluster_ips[0].clone());
-    }
-
-    // The allocator's IP family fields, for a single-stack IPv4 cluster unless the IPs say otherwise.
-    if ty != "ExternalName" {
-        let headless = spec.cluster_ip.as_deref() == Some("None");
-        let no_selector = spec.selector.as_ref().is_none_or(BTreeMap::is_empty);
-        if spec.ip_family_policy.is_none() {
-            // Headless Services without a selector get dual-stack if the cluster has it.
-            let policy = if headless && no_selector {
-                "RequireDualStack"
-            } else {
-                "SingleStack"
-            };
-            spec.ip_family_policy = Some(policy.to_owned());
-        }
-        if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
-            let mut families: Vec<String> = Vec::new();
-            for ip in spec.cluster_ips.iter().flatten() {
-                let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
-                    continue;
-                };
-                let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" }.to_owned();
-                if !families.contains(&family) {
-                    families.push(family);
-                }
-            }
-            spec.ip_families = Some(if families.is_empty() {
-                vec!["IPv4".to_owned()]
-            } else {
-                families
-            });
-        }
     }
 
     // The server always returns `status: {loadBalancer: {}}`.

@@ -9,11 +9,12 @@
 //! own IPAddress-object allocator.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
+use pontifex_api::cidr::{DualStackCidrs, IpFamily};
 use pontifex_api::field::{FieldError, Path};
 use pontifex_store::{Compare, Op};
 use serde_json::{Value, json};
@@ -57,12 +58,110 @@ impl Allocation {
     }
 }
 
-/// Picks free cluster IPs and node ports. Thread-safe; the store has the final word.
+/// One IP family's Service range, as upstream's bitmap allocator sees it: the usable addresses are
+/// `count` consecutive addresses from the one after the network address. IPv4 loses the broadcast
+/// address; IPv6 has none, but upstream caps an IPv6 range at 65536 addresses (the bitmap's size), so
+/// the set of usable addresses is always small and nothing here is ever proportional to 2^64.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IpRange {
+    cidr: IpNet,
+    /// The first usable address (network + 1), as an integer.
+    first: u128,
+    /// How many usable addresses follow from `first`.
+    count: u128,
+    /// The size of the lower band, kept for addresses users pick (KEP-3070 `calculateRangeOffset`).
+    lower: u128,
+}
+
+/// Upstream's cap on an IPv6 range (the bitmap allocator's size).
+const MAX_V6_RANGE: u128 = 1 << 16;
+
+impl IpRange {
+    pub(crate) fn new(cidr: IpNet) -> Self {
+        let cidr = cidr.trunc();
+        let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+        // 2^128 does not fit: any range that large is capped anyway.
+        let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+        let count = match cidr {
+            IpNet::V4(_) => size.saturating_sub(2),
+            IpNet::V6(_) => size.min(MAX_V6_RANGE).saturating_sub(1),
+        };
+        // `min(max(16, size/16), 256)`, none for ranges of 16 addresses or fewer; the size is the
+        // CIDR's, uncapped.
+        let lower = if size <= 16 {
+            0
+        } else {
+            (size / 16).clamp(16, 256)
+        };
+        IpRange {
+            cidr,
+            first: addr_bits(&cidr.network()) + 1,
+            count,
+            lower: lower.min(count),
+        }
+    }
+
+    pub(crate) fn cidr(&self) -> IpNet {
+        self.cidr
+    }
+
+    fn family(&self) -> IpFamily {
+        IpFamily::of_net(&self.cidr)
+    }
+
+    fn at(&self, offset: u128) -> IpAddr {
+        let bits = self.first + offset;
+        match self.cidr {
+            IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+            IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
+        }
+    }
+
+    /// The first usable address: the `default/kubernetes` Service's.
+    pub(crate) fn first_ip(&self) -> IpAddr {
+        self.at(0)
+    }
+
+    /// Whether `ip` is one of the range's usable addresses.
+    pub(crate) fn contains(&self, ip: &IpAddr) -> bool {
+        self.cidr.contains(ip) && {
+            let bits = addr_bits(ip);
+            bits >= self.first && bits - self.first < self.count
+        }
+    }
+
+    /// A free address, the upper band first (so the lower band stays free for addresses users pick),
+    /// from a random start within each band.
+    fn pick(&self, taken: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+        let scan = |from: u128, to: u128| -> Option<IpAddr> {
+            if from >= to {
+                return None;
+            }
+            let start = from + rand::random::<u64>() as u128 % (to - from);
+            (start..to)
+                .chain(from..start)
+                .map(|off| self.at(off))
+                .find(|ip| !taken(ip))
+        };
+        scan(self.lower, self.count).or_else(|| scan(0, self.lower))
+    }
+}
+
+fn addr_bits(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(*v4)),
+        IpAddr::V6(v6) => u128::from(*v6),
+    }
+}
+
+/// Picks free cluster IPs (from one range per IP family) and node ports. Thread-safe; the store has
+/// the final word.
 #[derive(Debug)]
 pub(crate) struct Allocator {
-    cidr: Ipv4Net,
+    /// The ranges, the primary family's first.
+    ranges: Vec<IpRange>,
     node_ports: (u16, u16),
-    used_ips: Mutex<HashSet<Ipv4Addr>>,
+    used_ips: Mutex<HashSet<IpAddr>>,
     used_ports: Mutex<HashSet<u16>>,
 }
 
@@ -75,30 +174,35 @@ pub(crate) fn port_key(port: u16) -> String {
 }
 
 impl Allocator {
-    pub(crate) fn new(cidr: Ipv4Net, node_ports: (u16, u16)) -> Self {
+    pub(crate) fn new(cidrs: DualStackCidrs, node_ports: (u16, u16)) -> Self {
         Allocator {
-            cidr,
+            ranges: cidrs.iter().map(IpRange::new).collect(),
             node_ports,
             used_ips: Mutex::default(),
             used_ports: Mutex::default(),
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn cidr(&self) -> Ipv4Net {
-        self.cidr
+    /// The range of one family, if the cluster has one.
+    pub(crate) fn range(&self, family: IpFamily) -> Option<&IpRange> {
+        self.ranges.iter().find(|r| r.family() == family)
     }
 
-    /// The first usable address: the `default/kubernetes` Service's.
-    pub(crate) fn first_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+    /// The primary range.
+    pub(crate) fn primary(&self) -> &IpRange {
+        &self.ranges[0]
+    }
+
+    /// The first usable address of the primary range: the `default/kubernetes` Service's.
+    pub(crate) fn first_ip(&self) -> IpAddr {
+        self.primary().first_ip()
     }
 
     /// Note that the store holds this allocation key (at start-up, and after every committed write).
     pub(crate) fn observe(&self, key: &str, present: bool) {
         if let Some(ip) = key
             .strip_prefix(IP_PREFIX)
-            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            .and_then(|s| s.parse::<IpAddr>().ok())
         {
             let mut used = self.used_ips.lock().expect("allocator lock");
             if present {
@@ -119,29 +223,9 @@ impl Allocator {
         }
     }
 
-    /// Usable addresses exclude the network and broadcast addresses. Dynamic allocation prefers the upper
-    /// band so that the lower band stays free for addresses users pick (KEP-3070).
-    fn pick_ip(&self, avoid: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let base = u32::from(self.cidr.network());
-        let size = 1u64 << (32 - u32::from(self.cidr.prefix_len()));
-        if size < 4 {
-            return None;
-        }
-        let usable = size - 2;
-        let lower = (usable / 16).clamp(16, 256).min(usable);
+    fn pick_ip(&self, range: &IpRange) -> Option<IpAddr> {
         let used = self.used_ips.lock().expect("allocator lock");
-        let free = |off: u64| {
-            let ip = Ipv4Addr::from(base + 1 + off as u32);
-            (!used.contains(&ip) && !avoid.contains(&ip)).then_some(ip)
-        };
-        let scan = |from: u64, to: u64| -> Option<Ipv4Addr> {
-            if from >= to {
-                return None;
-            }
-            let start = from + rand::random::<u64>() % (to - from);
-            (start..to).chain(from..start).find_map(free)
-        };
-        scan(lower, usable).or_else(|| scan(0, lower))
+        range.pick(|ip| used.contains(ip))
     }
 
     fn pick_port(&self, avoid: &HashSet<u16>) -> Option<u16> {
@@ -156,6 +240,12 @@ impl Allocator {
 
     /// Allocate what `svc` needs, given the stored `old` version on update. Fills `spec.clusterIP(s)` and
     /// node ports into `svc`. Errors are field errors of the Service (422).
+    ///
+    /// `spec.ipFamilies` (set before validation) says which families get a cluster IP, in order;
+    /// `spec.clusterIPs[i]`, when given, is the address wanted for `ipFamilies[i]`. An address the old
+    /// version holds is kept without a claim (even if its family's range is gone); any other is
+    /// claimed; an address the old version held and the new one does not is released (downgrade,
+    /// ExternalName, headless).
     pub(crate) fn allocate(
         &self,
         svc: &mut Value,
@@ -174,58 +264,82 @@ impl Allocator {
             .into_iter()
             .collect();
 
-        // Cluster IP.
-        let mut new_ips = Vec::new();
+        // Cluster IPs, one per family.
+        let mut new_ips: Vec<String> = Vec::new();
         if needs_cluster_ip(svc) {
-            let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
-            if requested.is_empty() {
-                match self.pick_ip(&HashSet::new()) {
-                    Some(ip) => {
-                        let key = ip_key(&IpAddr::V4(ip));
-                        alloc.claims.push(Claim {
-                            key,
-                            chosen: false,
-                            error: FieldError::invalid(
-                                Path::new("spec").child("clusterIPs"),
-                                vec![ip.to_string()],
-                                format!("failed to allocate IP {ip}: range is full"),
-                            ),
-                        });
-                        new_ips.push(ip.to_string());
-                    }
-                    None => errors.push(FieldError::invalid(
-                        Path::new("spec").child("clusterIPs"),
-                        Vec::<String>::new(),
-                        "failed to allocate a serviceIP: range is full",
-                    )),
+            let mut families = ip_families(svc);
+            if families.is_empty() {
+                families.push(self.primary().family());
+            }
+            let mut wanted: Vec<String> = string_list(&svc["spec"]["clusterIPs"]);
+            if wanted.is_empty()
+                && let Some(ip) = svc["spec"]["clusterIP"].as_str()
+                && !ip.is_empty()
+            {
+                wanted.push(ip.to_owned());
+            }
+            // Upstream reports the list with an empty marker where an address is still to be picked.
+            wanted.resize(families.len().max(wanted.len()), String::new());
+            let shown = wanted.clone();
+            let field = Path::new("spec").child("clusterIPs");
+            for (i, family) in families.iter().enumerate() {
+                let requested = wanted[i].clone();
+                if !requested.is_empty() && old_ips.contains(&requested) {
+                    new_ips.push(requested);
+                    continue;
                 }
-            } else if !old_ips.contains(&requested) {
-                let field = Path::new("spec").child("clusterIPs");
-                match requested.parse::<IpAddr>() {
-                    Ok(ip) if IpNet::from(self.cidr).contains(&ip) && !is_reserved(&self.cidr, &ip) => {
-                        alloc.claims.push(Claim {
-                            key: ip_key(&ip),
-                            chosen: true,
-                            error: FieldError::invalid(
-                                field,
-                                vec![requested.clone()],
-                                format!("failed to allocate IP {ip}: provided IP is already allocated"),
-                            ),
-                        });
+                let Some(range) = self.range(*family) else {
+                    // `init_ip_families` refuses families the cluster has no range for.
+                    errors.push(FieldError::invalid(
+                        Path::new("spec").child("ipFamilies").index(i),
+                        family.as_str(),
+                        "not configured on this cluster",
+                    ));
+                    continue;
+                };
+                if requested.is_empty() {
+                    match self.pick_ip(range) {
+                        Some(ip) => {
+                            alloc.claims.push(Claim {
+                                key: ip_key(&ip),
+                                chosen: false,
+                                error: FieldError::invalid(
+                                    field.clone(),
+                                    vec![ip.to_string()],
+                                    format!("failed to allocate IP {ip}: range is full"),
+                                ),
+                            });
+                            new_ips.push(ip.to_string());
+                        }
+                        None => errors.push(FieldError::invalid(
+                            field.clone(),
+                            Vec::<String>::new(),
+                            "failed to allocate a serviceIP: range is full",
+                        )),
                     }
-                    Ok(ip) => errors.push(FieldError::invalid(
-                        field,
-                        vec![requested.clone()],
+                    continue;
+                }
+                match requested.parse::<IpAddr>() {
+                    Ok(ip) if range.contains(&ip) => alloc.claims.push(Claim {
+                        key: ip_key(&ip),
+                        chosen: true,
+                        error: FieldError::invalid(
+                            field.clone(),
+                            shown.clone(),
+                            format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                        ),
+                    }),
+                    Ok(_) => errors.push(FieldError::invalid(
+                        field.clone(),
+                        shown.clone(),
                         format!(
-                            "failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}",
-                            self.cidr
+                            "failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs is {}",
+                            range.cidr()
                         ),
                     )),
                     // Malformed addresses are validation's to report.
                     Err(_) => {}
                 }
-                new_ips.push(requested);
-            } else {
                 new_ips.push(requested);
             }
             if let Some(first) = new_ips.first() {
@@ -291,6 +405,211 @@ impl Allocator {
     }
 }
 
+impl Allocator {
+    /// Upstream's `initIPFamilyFields`: default `ipFamilyPolicy` and `ipFamilies` from the cluster's
+    /// ranges, check the families asked for exist here, and trim a dual-stack Service being downgraded
+    /// to single-stack. Runs after scheme defaulting and before validation (upstream: in `BeginCreate`
+    /// / `BeginUpdate`, before the strategy's validation), so its errors come first.
+    pub(crate) fn init_ip_families(
+        &self,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), Vec<FieldError>> {
+        if svc["spec"]["type"] == "ExternalName" {
+            return Ok(());
+        }
+        // A PreferDualStack Service is not upgraded or downgraded just because the cluster's ranges
+        // changed: only an explicit change of its fields does that.
+        if let Some(old) = old
+            && matching_prefer_dual_stack(svc, old)
+        {
+            return Ok(());
+        }
+        let spec = &mut svc["spec"];
+        let policy_path = Path::new("spec").child("ipFamilyPolicy");
+        if spec["ipFamilyPolicy"].is_null() {
+            let policy = match old.map(|o| &o["spec"]["ipFamilyPolicy"]) {
+                Some(p) if p.is_string() => p.clone(),
+                _ if headless_selectorless(spec) => json!("RequireDualStack"),
+                _ => json!("SingleStack"),
+            };
+            spec["ipFamilyPolicy"] = policy;
+        }
+        let errs = pontifex_api::validate_service_cluster_ips(spec);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let policy = spec["ipFamilyPolicy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let single = policy == "SingleStack";
+        let mut errs = Vec::new();
+
+        if let Some(old) = old {
+            let old_spec = &old["spec"];
+            if single {
+                // Clear intent: as long as the lists are unchanged, keep only the primary.
+                for f in ["clusterIPs", "ipFamilies"] {
+                    let list = string_list(&spec[f]);
+                    if list.len() > 1 && list == string_list(&old_spec[f]) {
+                        spec[f] = json!(&list[..1]);
+                    }
+                }
+            } else {
+                let reduced = |f: &str| {
+                    let new = string_list(&spec[f]).len();
+                    new > 0 && new < string_list(&old_spec[f]).len()
+                };
+                if reduced("clusterIPs") {
+                    errs.push(FieldError::invalid(
+                        policy_path.clone(),
+                        policy.as_str(),
+                        "must be 'SingleStack' to release the secondary cluster IP",
+                    ));
+                }
+                if reduced("ipFamilies") {
+                    errs.push(FieldError::invalid(
+                        policy_path.clone(),
+                        policy.as_str(),
+                        "must be 'SingleStack' to release the secondary IP family",
+                    ));
+                }
+            }
+        }
+
+        let cluster_ips = string_list(&spec["clusterIPs"]);
+        let mut families = string_list(&spec["ipFamilies"]);
+        if single {
+            if cluster_ips.len() == 2 {
+                errs.push(FieldError::invalid(
+                    policy_path.clone(),
+                    policy.as_str(),
+                    "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
+                ));
+            }
+            if families.len() == 2 {
+                errs.push(FieldError::invalid(
+                    policy_path.clone(),
+                    policy.as_str(),
+                    "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+                ));
+            }
+        }
+
+        // The families of the addresses given, where ipFamilies does not say.
+        for (i, ip) in cluster_ips.iter().enumerate() {
+            if ip == "None" {
+                break;
+            }
+            if i < families.len() {
+                continue;
+            }
+            // Validation above accepted the address, so a colon means IPv6.
+            let family = if ip.contains(':') {
+                IpFamily::V6
+            } else {
+                IpFamily::V4
+            };
+            if self.range(family).is_none() {
+                errs.push(FieldError::invalid(
+                    Path::new("spec").child("clusterIPs").index(i),
+                    cluster_ips.clone(),
+                    format!("{family} is not configured on this cluster"),
+                ));
+            } else {
+                families.push(family.as_str().to_owned());
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let primary = self.primary().family();
+
+        // Headless without a selector: no address is allocated, so any families may be named, and
+        // a dual-stack policy gets both even on a single-stack cluster (its endpoints may have both).
+        if headless_selectorless(spec) {
+            if families.is_empty() {
+                families.push(primary.as_str().to_owned());
+            }
+            if families.len() < 2 && !single {
+                let other = IpFamily::parse(&families[0]).unwrap_or(primary).other();
+                families.push(other.as_str().to_owned());
+            }
+            spec["ipFamilies"] = json!(families);
+            return Ok(());
+        }
+
+        if policy == "RequireDualStack" && self.ranges.len() < 2 {
+            errs.push(FieldError::invalid(
+                policy_path,
+                policy.as_str(),
+                "this cluster is not configured for dual-stack services",
+            ));
+        }
+        for (i, f) in families.iter().enumerate() {
+            if IpFamily::parse(f).and_then(|f| self.range(f)).is_none() {
+                errs.push(FieldError::invalid(
+                    Path::new("spec").child("ipFamilies").index(i),
+                    f.as_str(),
+                    "not configured on this cluster",
+                ));
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        if families.is_empty() {
+            families.push(primary.as_str().to_owned());
+        }
+        if !single && families.len() == 1 && self.ranges.len() == 2 {
+            let other = IpFamily::parse(&families[0]).unwrap_or(primary).other();
+            families.push(other.as_str().to_owned());
+        }
+        spec["ipFamilies"] = json!(families);
+        Ok(())
+    }
+}
+
+/// `clusterIP: None` and no selector.
+fn headless_selectorless(spec: &Value) -> bool {
+    spec["clusterIP"] == "None" && spec["selector"].as_object().is_none_or(|m| m.is_empty())
+}
+
+/// Upstream's `isMatchingPreferDualStackClusterIPFields`: an update of a PreferDualStack Service
+/// that keeps its type (one with cluster IPs), policy, cluster IPs and families.
+fn matching_prefer_dual_stack(svc: &Value, old: &Value) -> bool {
+    let (new, old) = (&svc["spec"], &old["spec"]);
+    let ty = |s: &Value| s["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    !new["ipFamilyPolicy"].is_null()
+        && ty(new) == ty(old)
+        && matches!(ty(new).as_str(), "ClusterIP" | "NodePort" | "LoadBalancer")
+        && new["ipFamilyPolicy"] == "PreferDualStack"
+        && (old["ipFamilyPolicy"].is_null() || old["ipFamilyPolicy"] == "PreferDualStack")
+        && string_list(&new["clusterIPs"]) == string_list(&old["clusterIPs"])
+        && string_list(&new["ipFamilies"]) == string_list(&old["ipFamilies"])
+}
+
+/// The strings of a JSON array (nothing for anything else).
+fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `spec.ipFamilies`, the ones this server knows.
+fn ip_families(svc: &Value) -> Vec<IpFamily> {
+    string_list(&svc["spec"]["ipFamilies"])
+        .iter()
+        .filter_map(|f| IpFamily::parse(f))
+        .collect()
+}
+
 /// The node ports of one Service being allocated: what it keeps, claims and picks.
 struct PortClaims<'a> {
     allocator: &'a Allocator,
@@ -340,11 +659,6 @@ impl PortClaims<'_> {
             error,
         });
     }
-}
-
-/// The network and broadcast addresses can never be allocated.
-fn is_reserved(cidr: &Ipv4Net, ip: &IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if *v4 == cidr.network() || *v4 == cidr.broadcast())
 }
 
 fn needs_cluster_ip(svc: &Value) -> bool {
@@ -434,6 +748,7 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
         .as_str()
         .unwrap_or("ClusterIP")
         .to_owned();
+    normalize_cluster_ips(new, old);
     if new_type != "ExternalName" {
         let cleared = new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty);
         if cleared
@@ -533,6 +848,34 @@ pub(crate) fn prepare_service_update(new: &mut Value, old: &Value) {
         && let Some(status) = new.get_mut("status").and_then(Value::as_object_mut)
     {
         status.remove("loadBalancer");
+    }
+}
+
+/// Upstream's `NormalizeClusterIPs` on update: guess what a client meant when it sent only one of
+/// `clusterIP` and `clusterIPs` (an old client knows only the singular field).
+fn normalize_cluster_ips(new: &mut Value, old: &Value) {
+    let ip = |s: &Value| s["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
+    let old_ips = string_list(&old["spec"]["clusterIPs"]);
+    // A client that left `clusterIPs` out but kept `clusterIP`: it meant to keep them all.
+    if !old_ips.is_empty()
+        && string_list(&new["spec"]["clusterIPs"]).is_empty()
+        && ip(old) == ip(new)
+    {
+        new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+    }
+    if ip(old) != ip(new) {
+        // Clearing `clusterIP` alone clears `clusterIPs` too (and the stored values come back below).
+        if !ip(old).is_empty()
+            && ip(new).is_empty()
+            && string_list(&new["spec"]["clusterIPs"]) == old_ips
+            && let Some(spec) = new["spec"].as_object_mut()
+        {
+            spec.remove("clusterIPs");
+        }
+        // Changing `clusterIP` alone changes `clusterIPs` (validation then refuses the change).
+        if string_list(&new["spec"]["clusterIPs"]) == old_ips {
+            new["spec"]["clusterIPs"] = json!([ip(new)]);
+        }
     }
 }
 

@@ -395,6 +395,13 @@ fn default_and_validate(
 ) -> Result<(), ApiError> {
     let r = req.r();
     r.strategy.default(obj)?;
+    if r.kind == "Service" && req.target.subresource.is_none() {
+        // The IP family fields depend on the cluster's ranges; upstream sets them before validating.
+        req.state
+            .allocator
+            .init_ip_families(obj, old)
+            .map_err(|errors| req.invalid(objects::name(obj).unwrap_or(""), errors))?;
+    }
     let errors = r.strategy.validate(obj, old)?;
     if !errors.is_empty() {
         return Err(req.invalid(objects::name(obj).unwrap_or(""), errors));

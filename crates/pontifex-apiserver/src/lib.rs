@@ -17,6 +17,7 @@ mod discovery;
 mod handler;
 mod objects;
 mod podlog;
+mod ranges;
 mod request;
 mod scale;
 mod select;
@@ -31,13 +32,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipnet::Ipv4Net;
+use pontifex_api::cidr::DualStackCidrs;
 use pontifex_store::Store;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use handler::Applied;
+pub use ranges::{
+    DEFAULT_SERVICE_CLUSTER_IP_RANGE, ServiceRangeError, parse_service_cluster_ip_range,
+};
 pub use tls::{Credentials, kubeconfig};
 
 /// Settings, named after kube-apiserver's flags.
@@ -49,8 +53,9 @@ pub struct Config {
     pub secure_port: u16,
     /// `--advertise-address`: the address published in the `default/kubernetes` endpoints.
     pub advertise_address: Option<IpAddr>,
-    /// `--service-cluster-ip-range`.
-    pub service_cluster_ip_range: Ipv4Net,
+    /// `--service-cluster-ip-range`: one range, or one per IP family (the first is the primary family,
+    /// which single-stack Services get by default). Parse with [`parse_service_cluster_ip_range`].
+    pub service_cluster_ip_range: DualStackCidrs,
     /// `--service-node-port-range`, inclusive.
     pub service_node_port_range: (u16, u16),
     /// `--cert-dir`: where the CA, keys and token are kept.
@@ -66,7 +71,10 @@ impl Config {
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             secure_port: 6443,
             advertise_address: None,
-            service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default CIDR"),
+            service_cluster_ip_range: parse_service_cluster_ip_range(
+                DEFAULT_SERVICE_CLUSTER_IP_RANGE,
+            )
+            .expect("valid default range"),
             service_node_port_range: (30000, 32767),
             cert_dir,
             bookmark_interval: Duration::from_secs(60),
@@ -117,7 +125,7 @@ impl ApiServer {
             config.service_cluster_ip_range,
             config.service_node_port_range,
         );
-        let first_ip = IpAddr::V4(allocator.first_ip());
+        let first_ip = allocator.first_ip();
         let mut ips = vec![
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             "::1".parse().expect("valid"),

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use pontifex_api::cidr::DualStackCidrs;
 use pontifex_node::net::lab::{self as netlab, LabConfig, LabNode};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
@@ -31,9 +32,16 @@ pub(crate) struct Lab {
     routes: tokio::task::JoinHandle<()>,
 }
 
-/// The cluster DNS Service's address: the 10th of the Service range, kubeadm's convention.
-fn cluster_dns(range: ipnet::Ipv4Net) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::from(u32::from(range.network()).saturating_add(10))
+/// The cluster DNS Service's address: the 10th of the primary Service range, kubeadm's convention.
+fn cluster_dns(ranges: DualStackCidrs) -> std::net::IpAddr {
+    match ranges.primary() {
+        ipnet::IpNet::V4(v4) => {
+            std::net::Ipv4Addr::from(u32::from(v4.network()).saturating_add(10)).into()
+        }
+        ipnet::IpNet::V6(v6) => {
+            std::net::Ipv6Addr::from(u128::from(v6.network()).saturating_add(10)).into()
+        }
+    }
 }
 
 fn pid_file(data_dir: &Path) -> PathBuf {
@@ -68,9 +76,12 @@ impl Lab {
         // and external IPs are routed from the host to the first node, like a router in front of
         // the cluster would.
         for n in &nodes {
-            netlab::route_in_node(n, args.server.service_cluster_ip_range)
-                .await
-                .context("routing the Service CIDR in a lab node")?;
+            // The lab routes IPv4 only so far.
+            if let Some(v4) = args.server.service_cluster_ip_range.ipv4() {
+                netlab::route_in_node(n, v4)
+                    .await
+                    .context("routing the Service CIDR in a lab node")?;
+            }
             netlab::route_in_node(n, args.controllers.lb_pool)
                 .await
                 .context("routing the LoadBalancer pool in a lab node")?;
@@ -290,21 +301,30 @@ and pod isolation (pods share this machine's network, hostname and files).";
 /// the cluster CIDR (Kubernetes refuses loopback endpoint addresses) and their loopback images must
 /// not meet the Service range or 127.0.0.1.
 pub(crate) fn rootless_ranges(args: &mut UpArgs) -> anyhow::Result<()> {
+    // Rootless mode serves one IPv4 range: a dual-stack or IPv6 setting is replaced like a
+    // non-loopback one.
     let range = args.server.service_cluster_ip_range;
-    if !range.network().is_loopback() {
-        let loopback: ipnet::Ipv4Net = ROOTLESS_SERVICE_RANGE.parse().expect("static CIDR");
-        eprintln!(
-            "rootless mode: --service-cluster-ip-range {range} is not loopback; using {loopback}"
-        );
-        args.server.service_cluster_ip_range = loopback;
-    }
+    let loopback_v4 = match range.primary() {
+        ipnet::IpNet::V4(v4) if !range.is_dual_stack() && v4.network().is_loopback() => Some(v4),
+        _ => None,
+    };
+    let services = match loopback_v4 {
+        Some(v4) => v4,
+        None => {
+            let loopback: ipnet::Ipv4Net = ROOTLESS_SERVICE_RANGE.parse().expect("static CIDR");
+            eprintln!(
+                "rootless mode: --service-cluster-ip-range {range} is not loopback; using {loopback}"
+            );
+            args.server.service_cluster_ip_range = loopback.into();
+            loopback
+        }
+    };
     let pods = args.controllers.cluster_cidr;
     let image = ipnet::Ipv4Net::new(
         pontifex_node::workload::rootless::loopback_of(pods.network()),
         pods.prefix_len().max(8),
     )?
     .trunc();
-    let services = args.server.service_cluster_ip_range;
     if image.contains(&std::net::Ipv4Addr::LOCALHOST)
         || image.contains(&services.network())
         || services.contains(&image.network())

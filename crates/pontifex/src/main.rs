@@ -372,9 +372,11 @@ struct ServerArgs {
     /// The address published in the default/kubernetes endpoints (default: the bind address).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
-    /// The CIDR Service cluster IPs come from.
-    #[arg(long, default_value = "10.96.0.0/12")]
-    service_cluster_ip_range: Ipv4Net,
+    /// The CIDR Service cluster IPs come from, or two (comma-separated), one per IP family, for a
+    /// dual-stack cluster: the first is the primary family.
+    #[arg(long, default_value = pontifex_apiserver::DEFAULT_SERVICE_CLUSTER_IP_RANGE,
+          value_parser = pontifex_apiserver::parse_service_cluster_ip_range)]
+    service_cluster_ip_range: pontifex_api::cidr::DualStackCidrs,
     /// The inclusive range of NodePorts, as `30000-32767`.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),

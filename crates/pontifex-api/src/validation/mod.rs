@@ -39,6 +39,11 @@ pub(crate) fn service(new: &Service, old: Option<&Service>) -> ErrorList {
     service::validate(new, old)
 }
 
+/// `ValidateServiceClusterIPsRelatedFields` alone: clusterIP(s), ipFamilies and ipFamilyPolicy.
+pub(crate) fn service_cluster_ips(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> ErrorList {
+    service::cluster_ips_related(spec)
+}
+
 pub(crate) fn endpoints(new: &Endpoints, old: Option<&Endpoints>) -> ErrorList {
     endpoints::endpoints(new, old)
 }

@@ -401,8 +401,9 @@ fn external_traffic_policy(spec: &ServiceSpec) -> ErrorList {
     errs
 }
 
-/// `ValidateServiceClusterIPsRelatedFields`.
-fn cluster_ips_related(spec: &ServiceSpec) -> ErrorList {
+/// `ValidateServiceClusterIPsRelatedFields`; also the API server's loose check before it initialises
+/// the IP family fields.
+pub(crate) fn cluster_ips_related(spec: &ServiceSpec) -> ErrorList {
     if type_of(spec) == "ExternalName" {
         return Vec::new();
     }
