@@ -561,6 +561,7 @@ async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     let rootless = args.rootless || !nix::unistd::Uid::effective().is_root();
     if rootless {
+        lab::refuse_dual_stack_rootless(&args)?;
         lab::rootless_ranges(&mut args)?;
     }
     let shutdown = CancellationToken::new();
