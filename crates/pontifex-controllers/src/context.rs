@@ -4,16 +4,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use pontifex_api::cidr::DualStackCidrs;
 
 use crate::events::{Aggregator, Key};
 
 /// Settings, named after kube-controller-manager's flags.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `--cluster-cidr`: where node pod CIDRs come from.
-    pub cluster_cidr: Ipv4Net,
-    /// `--node-cidr-mask-size`: the prefix length of each node's pod CIDR.
-    pub node_cidr_mask_size: u8,
+    /// `--cluster-cidr`: where node pod CIDRs come from; one CIDR, or one per IP family on a
+    /// dual-stack cluster (nodes get one pod CIDR from each, the primary's first). Parse with
+    /// [`crate::parse_cluster_cidr`].
+    pub cluster_cidr: DualStackCidrs,
+    /// `--node-cidr-mask-size`: the prefix length of each node's pod CIDR on a single-stack cluster
+    /// (`None`: unset; refused on a dual-stack cluster, as upstream).
+    pub node_cidr_mask_size: Option<u8>,
+    /// `--node-cidr-mask-size-ipv4` (`None`: 24).
+    pub node_cidr_mask_size_ipv4: Option<u8>,
+    /// `--node-cidr-mask-size-ipv6` (`None`: 64).
+    pub node_cidr_mask_size_ipv6: Option<u8>,
     /// `--max-endpoints-per-slice`.
     pub max_endpoints_per_slice: usize,
     /// `--node-monitor-grace-period`: how long a node may go without a heartbeat before it is NotReady.
@@ -36,7 +44,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             cluster_cidr: "10.244.0.0/16".parse().expect("valid default CIDR"),
-            node_cidr_mask_size: 24,
+            node_cidr_mask_size: None,
+            node_cidr_mask_size_ipv4: None,
+            node_cidr_mask_size_ipv6: None,
             max_endpoints_per_slice: 100,
             node_monitor_grace_period: Duration::from_secs(50),
             lb_pool: "172.31.255.0/24".parse().expect("valid default CIDR"),
@@ -46,6 +56,19 @@ impl Default for Config {
             leader_elect_retry_period: Duration::from_secs(2),
             identity: format!("pontifex-controllers-{}", std::process::id()),
         }
+    }
+}
+
+impl Config {
+    /// The node mask size of each `cluster_cidr` entry, in order, or why the mask flags are refused
+    /// (kube-controller-manager's `setNodeCIDRMaskSizes`).
+    pub fn node_cidr_mask_sizes(&self) -> Result<Vec<u8>, crate::NodeIpamFlagError> {
+        crate::nodeipam::node_cidr_mask_sizes(
+            &self.cluster_cidr,
+            self.node_cidr_mask_size,
+            self.node_cidr_mask_size_ipv4,
+            self.node_cidr_mask_size_ipv6,
+        )
     }
 }
 

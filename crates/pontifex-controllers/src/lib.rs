@@ -29,6 +29,10 @@ mod replicaset;
 mod scheduler;
 
 pub use context::{Config, Context, Error};
+pub use nodeipam::{
+    DEFAULT_NODE_CIDR_MASK_SIZE_IPV4, DEFAULT_NODE_CIDR_MASK_SIZE_IPV6, NodeIpamFlagError,
+    parse_cluster_cidr,
+};
 
 use std::sync::Arc;
 

@@ -1,14 +1,21 @@
-//! Node IPAM: gives every node a pod CIDR from `--cluster-cidr` (`spec.podCIDR` and `spec.podCIDRs`),
-//! as kube-controller-manager's range allocator does. Decisions in [`reconcile`]; this loop feeds it
-//! the Node informer's snapshot.
+//! Node IPAM: gives every node a pod CIDR from each `--cluster-cidr` entry (`spec.podCIDRs`, one per IP
+//! family, and `spec.podCIDR`, the first), as kube-controller-manager's range allocator does. Decisions
+//! in [`reconcile`], flag checks in [`flags`]; this loop feeds it the Node informer's snapshot.
 
+mod flags;
 mod reconcile;
+
+pub(crate) use flags::node_cidr_mask_sizes;
+pub use flags::{
+    DEFAULT_NODE_CIDR_MASK_SIZE_IPV4, DEFAULT_NODE_CIDR_MASK_SIZE_IPV6, NodeIpamFlagError,
+    parse_cluster_cidr,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -31,9 +38,13 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         () = shutdown.cancelled() => return Ok(()),
         _ = nodes.wait_ready() => {}
     }
-    tracing::info!(cluster_cidr = %ctx.config.cluster_cidr, "node IPAM started");
+    let masks = ctx
+        .config
+        .node_cidr_mask_sizes()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    tracing::info!(cluster_cidr = %ctx.config.cluster_cidr, ?masks, "node IPAM started");
     // Written but not yet seen by the informer, so a quick second pass does not hand it out again.
-    let mut pending: BTreeMap<String, Ipv4Net> = BTreeMap::new();
+    let mut pending: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
         let snapshot = nodes.snapshot();
@@ -46,27 +57,28 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
                 && snapshot
                     .iter()
                     .find(|x| x.metadata.name.as_deref() == Some(n))
-                    .is_some_and(|x| reconcile::pod_cidr(x).is_none())
+                    .is_some_and(|x| reconcile::pod_cidrs(x).is_empty())
         });
         reported.retain(|n| names.contains(n));
         let actions = reconcile::reconcile(
-            ctx.config.cluster_cidr,
-            ctx.config.node_cidr_mask_size,
+            &ctx.config.cluster_cidr,
+            &masks,
             &snapshot,
             &pending,
             &reported,
         );
         for action in actions {
             match action {
-                Action::Assign { node, cidr } => {
-                    let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
+                Action::Assign { node, cidrs } => {
+                    let list: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+                    let patch = json!({"spec": {"podCIDR": list[0], "podCIDRs": list}});
                     match api
                         .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
                         .await
                     {
                         Ok(_) => {
-                            tracing::info!(node, %cidr, "pod CIDR assigned");
-                            pending.insert(node, cidr);
+                            tracing::info!(node, cidrs = ?list, "pod CIDRs assigned");
+                            pending.insert(node, cidrs);
                         }
                         Err(e) => tracing::warn!(node, error = %e, "could not set the pod CIDR"),
                     }

@@ -190,7 +190,7 @@ impl Lab {
             .args(["--node", &node.name, "--node-ip", &node.ip.to_string()])
             .args(["--proxy-mode", "userspace"])
             .arg("--cluster-cidr")
-            .arg(args.controllers.cluster_cidr.to_string())
+            .arg(args.controllers.cluster_cidr.primary().to_string())
             .arg("--cluster-dns")
             .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
             .arg("--data-dir")
@@ -263,7 +263,7 @@ impl Lab {
 
 /// The cluster CIDRs (`--cluster-cidr`), primary first.
 fn cluster_cidrs(args: &UpArgs) -> Vec<ipnet::IpNet> {
-    vec![args.controllers.cluster_cidr.into()]
+    args.controllers.cluster_cidr.iter().collect()
 }
 
 /// Whether the lab is dual-stack: an IPv6 Service range or cluster CIDR.
@@ -384,7 +384,12 @@ pub(crate) fn rootless_ranges(args: &mut UpArgs) -> anyhow::Result<()> {
             loopback
         }
     };
-    let pods = args.controllers.cluster_cidr;
+    let Some(pods) = args.controllers.cluster_cidr.ipv4() else {
+        anyhow::bail!(
+            "rootless mode needs an IPv4 --cluster-cidr (got {})",
+            args.controllers.cluster_cidr
+        );
+    };
     let image = ipnet::Ipv4Net::new(
         pontifex_node::workload::rootless::loopback_of(pods.network()),
         pods.prefix_len().max(8),

@@ -286,12 +286,20 @@ struct DownArgs {
 /// Flags of the controllers; names are kube-controller-manager's.
 #[derive(Args, Clone)]
 struct ControllerFlags {
-    /// The CIDR node pod CIDRs come from.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: Ipv4Net,
-    /// The prefix length of each node's pod CIDR.
-    #[arg(long, default_value_t = 24)]
-    node_cidr_mask_size: u8,
+    /// The CIDR node pod CIDRs come from, or two (comma-separated), one per IP family, for a
+    /// dual-stack cluster: nodes get one pod CIDR from each, the first's first.
+    #[arg(long, default_value = "10.244.0.0/16", value_parser = pontifex_controllers::parse_cluster_cidr)]
+    cluster_cidr: pontifex_api::cidr::DualStackCidrs,
+    /// The prefix length of each node's pod CIDR on a single-stack cluster (not allowed on a
+    /// dual-stack one; default 24 for IPv4, 64 for IPv6).
+    #[arg(long)]
+    node_cidr_mask_size: Option<u8>,
+    /// The prefix length of each node's IPv4 pod CIDR (default 24).
+    #[arg(long)]
+    node_cidr_mask_size_ipv4: Option<u8>,
+    /// The prefix length of each node's IPv6 pod CIDR (default 64).
+    #[arg(long)]
+    node_cidr_mask_size_ipv6: Option<u8>,
     /// The most endpoints one EndpointSlice holds.
     #[arg(long, default_value_t = 100)]
     max_endpoints_per_slice: usize,
@@ -304,15 +312,20 @@ struct ControllerFlags {
 }
 
 impl ControllerFlags {
-    fn config(&self) -> pontifex_controllers::Config {
-        pontifex_controllers::Config {
+    fn config(&self) -> anyhow::Result<pontifex_controllers::Config> {
+        let config = pontifex_controllers::Config {
             cluster_cidr: self.cluster_cidr,
             node_cidr_mask_size: self.node_cidr_mask_size,
+            node_cidr_mask_size_ipv4: self.node_cidr_mask_size_ipv4,
+            node_cidr_mask_size_ipv6: self.node_cidr_mask_size_ipv6,
             max_endpoints_per_slice: self.max_endpoints_per_slice,
             node_monitor_grace_period: self.node_monitor_grace_period,
             lb_pool: self.lb_pool,
             ..pontifex_controllers::Config::default()
-        }
+        };
+        // Refuse bad mask flags at start, as kube-controller-manager does.
+        config.node_cidr_mask_sizes()?;
+        Ok(config)
     }
 }
 
@@ -569,7 +582,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     let server = start(&args.server, shutdown.clone()).await?;
     // The controllers run in-process but talk to the API server like any client, over HTTPS.
     let client = client_for(&args.server.data_dir.join("kubeconfig")).await?;
-    let mut config = args.controllers.config();
+    let mut config = args.controllers.config()?;
     config.leader_elect = false;
     let controllers = tokio::spawn(pontifex_controllers::run(
         client.clone(),
@@ -821,7 +834,7 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
             .await
             .context("finding a kubeconfig")?,
     };
-    let mut config = args.flags.config();
+    let mut config = args.flags.config()?;
     config.leader_elect = args.leader_elect;
     config.leader_elect_lease_duration = args.leader_elect_lease_duration;
     config.leader_elect_renew_deadline = args.leader_elect_renew_deadline;

@@ -114,14 +114,30 @@ pub(crate) fn reconcile(
     })
 }
 
+/// The one address family an Endpoints object has room for (upstream's
+/// `podToEndpointAddressForService`): the Service's primary family; for a Service without
+/// `ipFamilies` (written by an old API server), its ClusterIP's, or, headless, the pod's `podIP`'s.
+fn family(service: &Service, pod: &Pod) -> &'static str {
+    let spec = service.spec.as_ref();
+    if let Some(first) = spec
+        .and_then(|s| s.ip_families.as_ref())
+        .and_then(|f| f.first())
+    {
+        return if first == "IPv6" { "IPv6" } else { "IPv4" };
+    }
+    let ip = match spec.and_then(|s| s.cluster_ip.as_deref()) {
+        Some(ip) if !ip.is_empty() && ip != "None" => Some(ip),
+        _ => pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+    };
+    match ip.and_then(pods::address_type) {
+        Some("IPv6") => "IPv6",
+        _ => "IPv4",
+    }
+}
+
 /// The subsets for `service`, and whether they were truncated.
 fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bool) {
     let publish = pods::publish_not_ready(service);
-    // The address family the Endpoints object uses: the ClusterIP's, or the first listed family.
-    let family = pods::service_address_types(service)
-        .first()
-        .copied()
-        .unwrap_or("IPv4");
     // Subsets by port set: (ports, ready, not ready).
     type Set = (
         Vec<EndpointPort>,
@@ -133,6 +149,7 @@ fn subsets(service: &Service, pods: &[Arc<Pod>]) -> (Vec<EndpointSubset>, bool) 
         if !pods::should_be_endpoint(pod, publish) {
             continue;
         }
+        let family = family(service, pod);
         let Some(ip) = pods::pod_ips(pod)
             .into_iter()
             .find(|ip| pods::address_type(ip) == Some(family))

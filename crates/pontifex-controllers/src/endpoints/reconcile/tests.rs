@@ -184,3 +184,48 @@ fn over_capacity_is_truncated_and_annotated() {
             .contains_key("endpoints.kubernetes.io/over-capacity")
     );
 }
+
+fn dual_pod(name: &str, ips: &[&str]) -> Arc<Pod> {
+    let list: Vec<Value> = ips.iter().map(|i| json!({"ip": i})).collect();
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running", "podIP": ips[0], "podIPs": list,
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap(),
+    )
+}
+
+#[test]
+fn endpoints_hold_the_primary_family_only() {
+    let pods = [
+        dual_pod("a", &["10.0.0.1", "fd00::1"]),
+        dual_pod("b", &["fd00::2", "10.0.0.2"]),
+    ];
+    // Dual-stack, IPv6 primary: the IPv6 address of every pod, whatever its podIPs order.
+    let svc = service(
+        json!({"clusterIP": "fd00:96::10", "clusterIPs": ["fd00:96::10", "10.96.0.10"],
+        "ipFamilies": ["IPv6", "IPv4"], "ipFamilyPolicy": "RequireDualStack"}),
+    );
+    let e = created(reconcile("ns", "web", Some(&svc), &pods, None));
+    assert_eq!(
+        ips(&e.subsets.unwrap()[0].addresses),
+        ["fd00::1", "fd00::2"]
+    );
+    // Single-stack IPv4.
+    let svc = service(json!({"ipFamilies": ["IPv4"]}));
+    let e = created(reconcile("ns", "web", Some(&svc), &pods, None));
+    assert_eq!(
+        ips(&e.subsets.unwrap()[0].addresses),
+        ["10.0.0.1", "10.0.0.2"]
+    );
+    // Headless without families (an old API server's): each pod's podIP family.
+    let svc = service(json!({"clusterIP": "None"}));
+    let e = created(reconcile("ns", "web", Some(&svc), &pods, None));
+    assert_eq!(
+        ips(&e.subsets.unwrap()[0].addresses),
+        ["10.0.0.1", "fd00::2"]
+    );
+}

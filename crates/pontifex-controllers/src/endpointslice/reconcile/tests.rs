@@ -418,6 +418,40 @@ fn dual_stack_services_get_one_slice_per_address_type() {
 }
 
 #[test]
+fn single_stack_ipv6_services_get_ipv6_slices() {
+    let svc = service(json!({"clusterIP": "fd00:96::10", "ipFamilies": ["IPv6"],
+        "ipFamilyPolicy": "SingleStack"}));
+    let pods = [
+        pod_with(
+            "a",
+            json!(["10.0.0.1", "fd00::1"]),
+            true,
+            json!({}),
+            json!({}),
+        ),
+        // An IPv4-only pod has nothing for this Service.
+        pod("b", "10.0.0.2", true),
+    ];
+    let mut store = Store::default();
+    store.run(&svc, &pods, 100);
+    assert_eq!(store.endpoints(), [("IPv6".into(), "fd00::1".into())]);
+    // ipFamilies order (IPv6 first) does not change what each slice holds.
+    let dual = service(
+        json!({"clusterIP": "fd00:96::10", "ipFamilies": ["IPv6", "IPv4"],
+        "ipFamilyPolicy": "PreferDualStack"}),
+    );
+    store.run(&dual, &pods, 100);
+    assert_eq!(
+        store.endpoints(),
+        [
+            ("IPv4".into(), "10.0.0.1".into()),
+            ("IPv4".into(), "10.0.0.2".into()),
+            ("IPv6".into(), "fd00::1".into())
+        ]
+    );
+}
+
+#[test]
 fn counts_follow_the_actions_for_the_endpoints_changed_event() {
     let svc = service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
     let mut store = Store::default();
