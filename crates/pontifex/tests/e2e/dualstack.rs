@@ -266,3 +266,26 @@ async fn dual_stack_lab_serves_both_families_end_to_end() {
         "{routes}"
     );
 }
+
+/// Rootless mode is IPv4 only: `up --rootless` with a dual-stack range exits at once with a
+/// message naming the ranges and the way out, before anything is started.
+#[test]
+fn rootless_up_refuses_dual_stack_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pontifex"))
+        .args([
+            "up",
+            "--rootless",
+            "--service-cluster-ip-range",
+            "10.96.0.0/12,fd00:10:96::/112",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("rootless mode is IPv4 only"), "{err}");
+    assert!(err.contains("fd00:10:96::/112"), "{err}");
+    assert!(!dir.path().join("kubeconfig").exists(), "nothing started");
+}
