@@ -223,11 +223,14 @@ impl Lab {
         self.prefix.is_none()
     }
 
-    /// `node-1 172.31.0.10, node-2 172.31.0.11`.
+    /// `node-1 172.31.0.10, node-2 172.31.0.11` (dual-stack: `node-1 172.31.0.10 fd00:172:31::10, …`).
     pub(crate) fn describe(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("{} {}", n.name, n.ip))
+            .map(|n| match n.ip6 {
+                Some(ip6) => format!("{} {} {ip6}", n.name, n.ip),
+                None => format!("{} {}", n.name, n.ip),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
