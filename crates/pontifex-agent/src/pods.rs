@@ -612,7 +612,7 @@ fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -
     if !host_network {
         files.push((
             "hosts",
-            dns::hosts_file(pod, &sandbox.ip.to_string(), &node.config.cluster_domain),
+            dns::hosts_file(pod, &sandbox.ips(), &node.config.cluster_domain),
             "/etc/hosts",
         ));
     }
