@@ -11,6 +11,12 @@
 //! programmed in the node's namespace, or the userspace L4 proxy listening there — its counters on
 //! [`STATS_SOCKET`] for `pontifex ipvsadm` —, with kube-proxy's metrics and health ports).
 //!
+//! Dual-stack: with an IPv6 node address ([`Config::node_ip6`], kubelet's dual `--node-ip`) the
+//! node reports both InternalIPs, waits for a podCIDR of each family, gives every pod an address of
+//! each (`status.podIPs`, IPv4 first), routes both families to the other nodes, and runs a proxier
+//! per family (`ip pontifex` and `ip6 pontifex`, or iptables and ip6tables), as kube-proxy's
+//! dual-stack meta-proxier does. The primary family is IPv4; IPv6-primary nodes are not supported.
+//!
 //! In rootless mode ([`Config::rootless`]) it builds no network at all: pods are processes of the
 //! agent's own namespace on loopback addresses, and the userspace proxy serves the Services.
 //!
@@ -31,7 +37,7 @@ pub use pontifex_proxy::nftables::NftLayout;
 pub use proxy::{NodePortAddresses, ProxyConfig, ProxyError, ProxyMode, render_rules};
 pub use userspace::{STATS_SOCKET, read_stats};
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -72,8 +78,11 @@ impl std::str::FromStr for Backend {
 pub struct Config {
     /// The Node name (kubelet's `--hostname-override`).
     pub node_name: String,
-    /// The node's InternalIP (kubelet's `--node-ip`).
+    /// The node's InternalIP (kubelet's `--node-ip`), its primary address.
     pub node_ip: Ipv4Addr,
+    /// The node's IPv6 InternalIP on a dual-stack node (kubelet's `--node-ip` second address);
+    /// `None`: IPv4 only (no IPv6 anything: pods, routes, proxier).
+    pub node_ip6: Option<Ipv6Addr>,
     /// The node's network namespace (the lab's `<prefix>-node-<name>`); `None` for this namespace.
     pub netns: Option<String>,
     /// Prefix of pod namespace names: pods live in `<prefix>-pod-<node>-<uid>`.
@@ -122,6 +131,15 @@ pub enum Error {
     Proxy(#[from] ProxyError),
 }
 
+impl Config {
+    /// The node's addresses, primary first.
+    pub fn node_ips(&self) -> Vec<IpAddr> {
+        let mut ips = vec![IpAddr::V4(self.node_ip)];
+        ips.extend(self.node_ip6.map(IpAddr::V6));
+        ips
+    }
+}
+
 /// Run the agent until `shutdown`. Pods keep running when it stops (a restarted agent finds their
 /// namespaces and addresses again); `pontifex down` or deleting the pods ends them.
 pub async fn run(
@@ -129,13 +147,17 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let mut config = config;
+    if config.rootless && config.node_ip6.take().is_some() {
+        tracing::warn!("rootless mode is IPv4 only; the IPv6 node address is ignored");
+    }
     let config = Arc::new(config);
-    node::register(&client, &config.node_name, config.node_ip).await?;
-    tracing::info!(node = %config.node_name, ip = %config.node_ip, "node registered");
+    node::register(&client, &config.node_name, &config.node_ips()).await?;
+    tracing::info!(node = %config.node_name, ips = ?config.node_ips(), "node registered");
     let heartbeat = tokio::spawn(node::heartbeat(
         client.clone(),
         config.node_name.clone(),
-        config.node_ip,
+        config.node_ips(),
         shutdown.clone(),
     ));
     // The proxy needs no podCIDR: start it first, so Services work as early as they can.
@@ -144,15 +166,21 @@ pub async fn run(
         None => None,
     };
     serve_kubelet_port(&config, &shutdown);
-    let Some(cidr) = node::pod_cidr(&client, &config.node_name, &shutdown).await? else {
+    let want_v6 = config.node_ip6.is_some();
+    let Some(mut cidrs) = node::pod_cidrs(&client, &config.node_name, want_v6, &shutdown).await?
+    else {
         return Ok(());
     };
-    tracing::info!(%cidr, "pod CIDR assigned");
+    // IPv4 first (the primary family here), and IPv6 only on a node with an IPv6 address.
+    cidrs.retain(|c| c.addr().is_ipv4() || want_v6);
+    cidrs.sort_by_key(|c| c.addr().is_ipv6());
+    cidrs.dedup_by_key(|c| c.addr().is_ipv6());
+    tracing::info!(?cidrs, "pod CIDRs assigned");
     // Rootless: pods share this namespace (loopback addresses), so there is nothing to build.
     let routes = if config.rootless {
         None
     } else {
-        pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), cidr).await?;
+        pontifex_node::net::sandbox::ensure_bridge(config.netns.as_deref(), &cidrs).await?;
         Some(tokio::spawn(network::keep_routes(
             client.clone(),
             config.netns.clone(),
@@ -161,7 +189,7 @@ pub async fn run(
             shutdown.clone(),
         )))
     };
-    let result = pods::run(client, config, cidr, shutdown).await;
+    let result = pods::run(client, config, cidrs, shutdown).await;
     let _ = heartbeat.await;
     if let Some(r) = routes {
         let _ = r.await;

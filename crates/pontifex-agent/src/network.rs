@@ -1,5 +1,7 @@
 //! Cross-node pod routes, kept in step with the Node list: every Node with a podCIDR and an
-//! InternalIP gets a route (host-gw) or VXLAN entries on this node.
+//! InternalIP of the same family gets a route (host-gw) or VXLAN entries on this node — on a
+//! dual-stack cluster one per family. VXLAN encapsulates IPv4 only: IPv6 podCIDRs get host-gw
+//! routes even then (said once in the log), which needs the nodes on one link.
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
@@ -10,30 +12,37 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
 
-/// The routes the Node list asks for: one per node with an InternalIP and an IPv4 podCIDR, by name.
-fn node_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<NodeRoute> {
-    let mut out: Vec<NodeRoute> = nodes
-        .into_iter()
-        .filter_map(|n| {
-            let ip = n
-                .status
-                .as_ref()?
-                .addresses
-                .as_ref()?
-                .iter()
-                .find(|a| a.type_ == "InternalIP")?
-                .address
-                .parse()
-                .ok()?;
-            let cidr = n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
-            Some(NodeRoute {
-                name: n.metadata.name.clone()?,
-                node_ip: ip,
-                pod_cidr: cidr,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+/// The routes the Node list asks for: per node and family, its first InternalIP and its podCIDR of
+/// that family (a family missing either is skipped), sorted by name then family.
+pub(crate) fn node_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<NodeRoute> {
+    let mut out: Vec<NodeRoute> = Vec::new();
+    for n in nodes {
+        let Some(name) = n.metadata.name.clone() else {
+            continue;
+        };
+        let ips: Vec<std::net::IpAddr> = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        let cidrs = crate::node::node_pod_cidrs(n);
+        for v6 in [false, true] {
+            let ip = ips.iter().find(|ip| ip.is_ipv6() == v6);
+            let cidr = cidrs.iter().find(|c| c.addr().is_ipv6() == v6);
+            if let (Some(ip), Some(cidr)) = (ip, cidr) {
+                out.push(NodeRoute {
+                    name: name.clone(),
+                    node_ip: *ip,
+                    pod_cidr: *cidr,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.name, a.node_ip.is_ipv6()).cmp(&(&b.name, b.node_ip.is_ipv6())));
     out
 }
 
@@ -55,6 +64,7 @@ pub async fn keep_routes(
     );
     let mut last: Option<Vec<NodeRoute>> = None;
     let mut listed = false;
+    let mut said_vxlan_v6 = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -74,6 +84,16 @@ pub async fn keep_routes(
             continue;
         }
         let ns = netns.as_deref();
+        if backend == Backend::Vxlan
+            && !said_vxlan_v6
+            && wanted.iter().any(|r| r.pod_cidr.addr().is_ipv6())
+        {
+            said_vxlan_v6 = true;
+            tracing::warn!(
+                "backend vxlan encapsulates IPv4 only: IPv6 podCIDRs are routed host-gw style \
+                 (via each node's IPv6 InternalIP), which needs the nodes on one link"
+            );
+        }
         let result = match backend {
             Backend::HostGw => routes::sync_host_gw(ns, &self_name, &wanted).await,
             Backend::Vxlan if wanted.iter().any(|r| r.name == self_name) => {
@@ -92,3 +112,6 @@ pub async fn keep_routes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

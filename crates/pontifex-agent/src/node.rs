@@ -2,8 +2,11 @@
 //! Ready condition and addresses kept current, and its heartbeat Lease in `kube-node-lease` renewed
 //! the way the kubelet does (every 10 s, for a 40 s lease), which is what the node lifecycle
 //! controller watches.
+//!
+//! A dual-stack node (kubelet's `--node-ip` with one address per family) reports an `InternalIP`
+//! address per family, primary first, as the kubelet does; its podCIDRs are `spec.podCIDRs`.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -30,11 +33,21 @@ fn now() -> String {
         .to_string()
 }
 
+/// The node's addresses: an `InternalIP` per node IP (primary first), then its `Hostname`.
+pub(crate) fn addresses(name: &str, ips: &[IpAddr]) -> Value {
+    let mut out: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({"type": "InternalIP", "address": ip.to_string()}))
+        .collect();
+    out.push(json!({"type": "Hostname", "address": name}));
+    Value::Array(out)
+}
+
 /// The status the agent reports for its node: addresses, capacity, Ready, version info.
-pub(crate) fn status(name: &str, ip: Ipv4Addr, since: &str) -> Value {
+pub(crate) fn status(name: &str, ips: &[IpAddr], since: &str) -> Value {
     let now = now();
     json!({
-        "addresses": [{"type": "InternalIP", "address": ip.to_string()}, {"type": "Hostname", "address": name}],
+        "addresses": addresses(name, ips),
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                         "message": "pontifex agent is posting ready status",
                         "lastHeartbeatTime": now, "lastTransitionTime": since}],
@@ -63,12 +76,12 @@ fn kernel() -> String {
 pub(crate) async fn register(
     client: &kube::Client,
     name: &str,
-    ip: Ipv4Addr,
+    ips: &[IpAddr],
 ) -> Result<Node, Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let since = now();
     if let Some(existing) = nodes.get_opt(name).await? {
-        let patch = json!({"status": status(name, ip, &since)});
+        let patch = json!({"status": status(name, ips, &since)});
         nodes
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
@@ -78,26 +91,52 @@ pub(crate) async fn register(
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
-        "status": status(name, ip, &since),
+        "status": status(name, ips, &since),
     }))?;
     Ok(nodes.create(&PostParams::default(), &node).await?)
 }
 
-/// Wait until the node IPAM controller has given the node a podCIDR.
-pub(crate) async fn pod_cidr(
+/// The podCIDRs of a Node, primary first: `spec.podCIDRs`, or `spec.podCIDR` alone when the list
+/// is absent (a server that predates it); unparsable entries are skipped.
+pub(crate) fn node_pod_cidrs(node: &Node) -> Vec<ipnet::IpNet> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let list = match (&spec.pod_cidrs, &spec.pod_cidr) {
+        (Some(l), _) if !l.is_empty() => l.clone(),
+        (_, Some(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    list.iter().filter_map(|c| c.parse().ok()).collect()
+}
+
+/// Wait until the node IPAM controller has given the node its podCIDRs (primary first); `wanted`
+/// families (`true` = IPv6) must all be there — a dual-stack node waits for both.
+pub(crate) async fn pod_cidrs(
     client: &kube::Client,
     name: &str,
+    want_v6: bool,
     shutdown: &CancellationToken,
-) -> Result<Option<ipnet::Ipv4Net>, Error> {
+) -> Result<Option<Vec<ipnet::IpNet>>, Error> {
     let nodes: Api<Node> = Api::all(client.clone());
+    let mut warned = false;
     loop {
-        let cidr = nodes
+        let cidrs = nodes
             .get_opt(name)
             .await?
-            .and_then(|n| n.spec?.pod_cidr)
-            .and_then(|c| c.parse().ok());
-        if cidr.is_some() {
-            return Ok(cidr);
+            .map(|n| node_pod_cidrs(&n))
+            .unwrap_or_default();
+        let v4 = cidrs.iter().any(|c| matches!(c, ipnet::IpNet::V4(_)));
+        let v6 = cidrs.iter().any(|c| matches!(c, ipnet::IpNet::V6(_)));
+        if v4 && (v6 || !want_v6) {
+            return Ok(Some(cidrs));
+        }
+        if v4 && !warned {
+            warned = true;
+            tracing::warn!(
+                ?cidrs,
+                "the node has an IPv6 address but no IPv6 podCIDR yet (is the cluster CIDR dual-stack?); waiting"
+            );
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
@@ -110,7 +149,7 @@ pub(crate) async fn pod_cidr(
 pub(crate) async fn heartbeat(
     client: kube::Client,
     name: String,
-    ip: Ipv4Addr,
+    ips: Vec<IpAddr>,
     shutdown: CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
@@ -136,7 +175,7 @@ pub(crate) async fn heartbeat(
         }
         if last_status.elapsed() >= STATUS_INTERVAL {
             last_status = tokio::time::Instant::now();
-            let patch = json!({"status": status(&name, ip, &since)});
+            let patch = json!({"status": status(&name, &ips, &since)});
             if let Err(e) = nodes
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

@@ -6,15 +6,19 @@
 //! Tasks: one watch of the node's pods (field selector `spec.nodeName`), one of all Services (for the
 //! Service environment variables), and a worker per pod fed the latest object through a
 //! `tokio::sync::watch` (a worker only ever needs the newest version of its pod).
+//!
+//! Addresses: one per podCIDR of the node (an IPAM per family over one directory), IPv4 first:
+//! `status.podIP` is the IPv4 one, `status.podIPs` lists both, and `status.hostIPs` the node's.
+//! hostPort mappings and rootless pods are IPv4 only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
@@ -48,8 +52,8 @@ const DEFAULT_GRACE: i64 = 30;
 struct Node {
     client: kube::Client,
     config: Arc<Config>,
-    cidr: Ipv4Net,
-    ipam: Ipam,
+    /// The podCIDRs, IPv4 first, and an allocator for each.
+    cidrs: Vec<(IpNet, Ipam)>,
     services: Store<Service>,
     hostports: HostPorts,
 }
@@ -57,10 +61,22 @@ struct Node {
 pub(crate) async fn run(
     client: kube::Client,
     config: Arc<Config>,
-    cidr: Ipv4Net,
+    cidrs: Vec<IpNet>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let ipam = Ipam::open(config.data_dir.join("ipam"), cidr)?;
+    let Some(cidr) = cidrs.iter().find_map(|c| match c {
+        IpNet::V4(v4) => Some(*v4),
+        IpNet::V6(_) => None,
+    }) else {
+        return Err(Error::Net(pontifex_node::net::NetError::Invalid(format!(
+            "the node has no IPv4 podCIDR ({cidrs:?}); IPv6-only nodes are not supported"
+        ))));
+    };
+    // One directory for both families (host-local's layout), so IPv4 state stays where it was.
+    let ipams = cidrs
+        .iter()
+        .map(|c| Ok((*c, Ipam::open(config.data_dir.join("ipam"), *c)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
     let (services, writer) = reflector::store::<Service>();
     let svc_stream = watcher(
         Api::<Service>::all(client.clone()),
@@ -87,8 +103,7 @@ pub(crate) async fn run(
     let node = Arc::new(Node {
         client: client.clone(),
         config: config.clone(),
-        cidr,
-        ipam,
+        cidrs: ipams,
         services,
         hostports,
     });
@@ -227,12 +242,14 @@ async fn collect_orphans(node: &Node, live: &HashSet<String>) {
             }
         }
     }
-    match node.ipam.gc(live) {
-        Ok(freed) if !freed.is_empty() => {
-            tracing::info!(?freed, "released addresses of pods that are gone")
+    for (_, ipam) in &node.cidrs {
+        match ipam.gc(live) {
+            Ok(freed) if !freed.is_empty() => {
+                tracing::info!(?freed, "released addresses of pods that are gone")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "IPAM garbage collection failed"),
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "IPAM garbage collection failed"),
     }
 }
 
@@ -248,6 +265,8 @@ struct Sandbox {
     /// and for every pod in rootless mode).
     netns: Option<String>,
     ip: Ipv4Addr,
+    /// The IPv6 address on a dual-stack node (for hostNetwork pods: the node's).
+    ip6: Option<Ipv6Addr>,
     /// Ours to tear down (not hostNetwork).
     owned: bool,
     /// Rootless mode's sandbox without a network namespace: the pod's processes listen on its
@@ -256,6 +275,13 @@ struct Sandbox {
 }
 
 impl Sandbox {
+    /// The pod's IPs, primary first (`status.podIPs`).
+    fn ips(&self) -> Vec<String> {
+        let mut out = vec![self.ip.to_string()];
+        out.extend(self.ip6.map(|ip| ip.to_string()));
+        out
+    }
+
     /// Where probes and the runtime reach the pod: its IP, or its loopback image when rootless.
     fn reach_ip(&self) -> Ipv4Addr {
         match self.rootless {
@@ -271,17 +297,30 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
         return Ok(Sandbox {
             netns: node.config.netns.clone(),
             ip: node.config.node_ip,
+            ip6: node.config.node_ip6,
             owned: false,
             rootless: None,
         });
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let ip = node.ipam.allocate(&uid)?;
+    let mut addrs: Vec<(IpNet, IpAddr)> = Vec::new();
+    for (cidr, ipam) in &node.cidrs {
+        addrs.push((*cidr, ipam.allocate(&uid)?));
+    }
+    let (mut ip, mut ip6) = (None, None);
+    for (_, a) in &addrs {
+        match a {
+            IpAddr::V4(v4) => ip = ip.or(Some(*v4)),
+            IpAddr::V6(v6) => ip6 = ip6.or(Some(*v6)),
+        }
+    }
+    let ip = ip.expect("run() requires an IPv4 podCIDR");
     if node.config.rootless {
         // No namespace, veth or address: the loopback image of the IP is local already.
         return Ok(Sandbox {
             netns: None,
             ip,
+            ip6: None,
             owned: true,
             rootless: Some(rootless::PortShift::of_this_machine()),
         });
@@ -289,22 +328,28 @@ async fn setup_sandbox(node: &Node, pod: &Pod) -> Result<Sandbox, Error> {
     let ns = format!("{}{uid}", pod_netns_prefix(&node.config));
     // A pod from before an agent restart: its namespace, veth and address are still there and its
     // containers still run in it; rebuilding would cut their connections, so it is adopted as it is.
-    if let Ok(Some(addr)) = sandbox::inspect_pod(&ns).await
-        && addr.ip == ip
+    // Adopted only with exactly the addresses allocated (a node that became dual-stack since
+    // rebuilds its pods' sandboxes, giving them their IPv6 address).
+    if let Ok(found) = sandbox::inspect_pod(&ns).await
+        && !found.is_empty()
+        && found.iter().map(|a| a.ip).collect::<Vec<_>>()
+            == addrs.iter().map(|(_, a)| *a).collect::<Vec<_>>()
     {
-        tracing::info!(netns = %ns, %ip, "adopting the sandbox of a running pod");
+        tracing::info!(netns = %ns, %ip, ?ip6, "adopting the sandbox of a running pod");
         return Ok(Sandbox {
             netns: Some(ns),
             ip,
+            ip6,
             owned: true,
             rootless: None,
         });
     }
     let mtu = (node.config.backend == Backend::Vxlan).then_some(routes::VXLAN_MTU);
-    let network = sandbox::setup_pod(node.config.netns.as_deref(), &ns, node.cidr, ip, mtu).await?;
+    let network = sandbox::setup_pod(node.config.netns.as_deref(), &ns, &addrs, mtu).await?;
     Ok(Sandbox {
         netns: Some(network.netns),
-        ip: network.address.ip,
+        ip,
+        ip6,
         owned: true,
         rootless: None,
     })
@@ -322,10 +367,12 @@ async fn teardown_sandbox(node: &Node, pod: &Pod, sandbox: &Sandbox) {
     {
         tracing::warn!(netns = %ns, error = %e, "removing a pod sandbox failed");
     }
-    if let Some(uid) = &pod.metadata.uid
-        && let Err(e) = node.ipam.release(uid)
-    {
-        tracing::warn!(%uid, error = %e, "releasing a pod address failed");
+    if let Some(uid) = &pod.metadata.uid {
+        for (_, ipam) in &node.cidrs {
+            if let Err(e) = ipam.release(uid) {
+                tracing::warn!(%uid, error = %e, "releasing a pod address failed");
+            }
+        }
     }
 }
 
@@ -454,8 +501,13 @@ async fn start_containers(
     let service_env =
         envvars::service_env(&services, &ns, spec.enable_service_links.unwrap_or(true));
     let addrs = PodAddresses {
-        pod_ips: vec![sandbox.ip.to_string()],
-        host_ips: vec![node.config.node_ip.to_string()],
+        pod_ips: sandbox.ips(),
+        host_ips: node
+            .config
+            .node_ips()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     };
     let hostname = if spec.host_network == Some(true) {
         node.config.node_name.clone()
@@ -560,7 +612,7 @@ fn pod_files(node: &Node, pod: &Pod, sandbox: &Sandbox, dir: &std::path::Path) -
     if !host_network {
         files.push((
             "hosts",
-            dns::hosts_file(pod, &sandbox.ip.to_string(), &node.config.cluster_domain),
+            dns::hosts_file(pod, &sandbox.ips(), &node.config.cluster_domain),
             "/etc/hosts",
         ));
     }
@@ -686,8 +738,13 @@ async fn write_status(
         pod,
         sandbox_ready: sandbox.is_some(),
         containers: views,
-        pod_ips: sandbox.map(|s| vec![s.ip.to_string()]).unwrap_or_default(),
-        host_ips: vec![node.config.node_ip.to_string()],
+        pod_ips: sandbox.map(Sandbox::ips).unwrap_or_default(),
+        host_ips: node
+            .config
+            .node_ips()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         now: jiff::Timestamp::now(),
     });
     if last.as_ref() == Some(&st) {
@@ -755,7 +812,7 @@ async fn worker(
             }
         }
     };
-    tracing::info!(pod = %name, ip = %sandbox.ip, "pod sandbox ready");
+    tracing::info!(pod = %name, ip = %sandbox.ip, ip6 = ?sandbox.ip6, "pod sandbox ready");
     if let Some(uid) = &first.metadata.uid {
         node.hostports
             .set(uid, hostport::mappings(&first, sandbox.ip));

@@ -16,9 +16,17 @@
 //! Nothing is synced before both informers have listed: the proxier's first sync replaces the
 //! table a previous agent left in one transaction, so a restart never blackholes traffic.
 //!
-//! What it does not do: IPv6 (one proxier, IPv4), ServiceCIDR objects (unallocated ClusterIPs
-//! are not dropped), node eligibility for `/healthz` (a Node being deleted still answers 200),
-//! conntrack tuning sysctls.
+//! Dual-stack (a node with an IPv6 address, [`Config::node_ip6`]): a kernel proxier per family, as
+//! kube-proxy's meta-proxier runs them — `ip pontifex` and `ip6 pontifex` (or iptables and
+//! ip6tables) —, both fed the same informer events; each renders its family's ClusterIPs, external
+//! and LoadBalancer IPs and endpoints, serves NodePorts on its family's node addresses and detects
+//! pod traffic by its family's cluster CIDR. They share the metrics and the health (`/healthz` is
+//! 503 as soon as either family is late). The `healthCheckNodePort` servers (bound on `0.0.0.0`,
+//! which the IPv4 proxier owns) answer with the IPv4 proxier's local endpoint count.
+//!
+//! What it does not do: IPv6 in userspace mode (its listeners are IPv4 only), IPv6-primary
+//! nodes, ServiceCIDR objects (unallocated ClusterIPs are not dropped), node eligibility for
+//! `/healthz` (a Node being deleted still answers 200), conntrack tuning sysctls.
 //!
 //! `--proxy-mode userspace` takes the same informer events into the userspace L4 proxy instead of
 //! a kernel proxier (`userspace.rs`): listeners on the service addresses, counters for
@@ -40,7 +48,7 @@ use pontifex_proxy::apply::KernelApplier;
 use pontifex_proxy::health::{HealthCheckServers, ProxyHealth};
 use pontifex_proxy::iptables::{IptablesConfig, LocalDetector};
 use pontifex_proxy::metrics::ProxyMetrics;
-use pontifex_proxy::model::ServiceKey;
+use pontifex_proxy::model::{IpFamily, ServiceKey};
 use pontifex_proxy::nftables::{NftConfig, NftLayout};
 use pontifex_proxy::sync::{Proxier, ProxierConfig, ProxyEvent, ProxyMode as KernelMode};
 use tokio::sync::mpsc;
@@ -136,8 +144,9 @@ pub struct ProxyConfig {
     pub mode: ProxyMode,
     /// `--nftables-layout` (ours, no upstream flag): Maps (default) or kube-proxy's Chains.
     pub nftables_layout: NftLayout,
-    /// `--cluster-cidr`: sources inside it are pods (local-traffic detection); `None`: no detector.
-    pub cluster_cidr: Option<IpNet>,
+    /// `--cluster-cidr`: sources inside one are pods (local-traffic detection); at most one per
+    /// family, each proxier takes its family's; none for a family: no detector there.
+    pub cluster_cidrs: Vec<IpNet>,
     /// `--nodeport-addresses`.
     pub nodeport_addresses: NodePortAddresses,
     /// `--masquerade-all`: SNAT everything sent to a Service.
@@ -158,7 +167,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             mode: ProxyMode::Nftables,
             nftables_layout: NftLayout::Maps,
-            cluster_cidr: None,
+            cluster_cidrs: Vec::new(),
             nodeport_addresses: NodePortAddresses::Default,
             masquerade_all: false,
             min_sync_period: Duration::from_secs(1),
@@ -189,11 +198,14 @@ pub enum ProxyError {
     Apply(#[from] pontifex_proxy::apply::ApplyError),
 }
 
-/// The addresses NodePorts are served on: `None` = every local address (the renderers' meaning).
-/// `local` lists the node's addresses (only used for CIDRs).
+/// The addresses the proxier of `family` serves NodePorts on: `None` = every local address of
+/// the family (the renderers' meaning). `node_ip` is the node's address of that family; `local`
+/// lists the node's addresses (only used for CIDRs). CIDRs of the other family are ignored, and a
+/// family none is given for serves NodePorts everywhere (kube-proxy's `NewNodePortAddresses`).
 pub(crate) fn node_port_addresses(
     mode: ProxyMode,
     spec: &NodePortAddresses,
+    family: IpFamily,
     node_ip: Option<IpAddr>,
     local: &[IpAddr],
 ) -> Option<Vec<IpAddr>> {
@@ -206,8 +218,12 @@ pub(crate) fn node_port_addresses(
             node_ip.map(|ip| vec![ip])
         }
         (NodePortAddresses::Cidrs(nets), _) => {
-            // kube-proxy: a CIDR containing 0.0.0.0/0 means every address.
-            if nets.iter().any(|n| n.prefix_len() == 0) {
+            let nets: Vec<&IpNet> = nets
+                .iter()
+                .filter(|n| IpFamily::of(&n.addr()) == family)
+                .collect();
+            // kube-proxy: a CIDR containing 0.0.0.0/0 (or none of this family) means every address.
+            if nets.is_empty() || nets.iter().any(|n| n.prefix_len() == 0) {
                 return None;
             }
             let mut out: Vec<IpAddr> = local
@@ -222,22 +238,28 @@ pub(crate) fn node_port_addresses(
     }
 }
 
-/// The proxier's settings for this node.
+/// The settings of this node's proxier for `family` (`node_ip`: the node's address of it).
 pub(crate) fn proxier_config(
     cfg: &ProxyConfig,
+    family: IpFamily,
     node_name: &str,
     node_ip: Option<IpAddr>,
     local: &[IpAddr],
 ) -> ProxierConfig {
-    let detector = match cfg.cluster_cidr {
-        Some(net) => LocalDetector::Cidr(net),
+    let detector = match cfg
+        .cluster_cidrs
+        .iter()
+        .find(|n| IpFamily::of(&n.addr()) == family)
+    {
+        Some(net) => LocalDetector::Cidr(*net),
         None => LocalDetector::None,
     };
-    let addresses = node_port_addresses(cfg.mode, &cfg.nodeport_addresses, node_ip, local);
+    let addresses = node_port_addresses(cfg.mode, &cfg.nodeport_addresses, family, node_ip, local);
     // Userspace mode has no kernel proxier; the nftables settings stand in (unused).
     let mut p = ProxierConfig::new(cfg.mode.kernel().unwrap_or(KernelMode::Nftables), node_name);
     p.nftables = NftConfig {
         layout: cfg.nftables_layout,
+        family,
         node_ip,
         local_detector: detector.clone(),
         masquerade_all: cfg.masquerade_all,
@@ -245,6 +267,7 @@ pub(crate) fn proxier_config(
         ..NftConfig::default()
     };
     p.iptables = IptablesConfig {
+        family,
         node_ip,
         local_detector: detector,
         masquerade_all: cfg.masquerade_all,
@@ -264,26 +287,58 @@ pub(crate) fn wants_route_localnet(cfg: &ProxierConfig) -> bool {
         && cfg.iptables.node_port_addresses.is_none()
 }
 
-/// What `pontifex rules` prints: the rules a full sync on node `node_name` (InternalIP `node_ip`)
-/// programs for these objects, in the kernel tool's syntax. An empty `node_name` is no node: no
-/// endpoint is local, NodePorts are on every address.
+/// The families `pontifex rules` prints: IPv4, and IPv6 for a dual-stack node (an IPv6 InternalIP)
+/// or, without a node, a dual-stack cluster (an IPv6 cluster CIDR or a Service with an IPv6
+/// ClusterIP).
+pub(crate) fn rules_families(
+    cfg: &ProxyConfig,
+    node_ips: &[IpAddr],
+    services: &[Service],
+) -> Vec<IpFamily> {
+    let v6 = if node_ips.is_empty() {
+        cfg.cluster_cidrs.iter().any(|n| n.addr().is_ipv6())
+            || services.iter().any(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|sp| sp.cluster_ips.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            })
+    } else {
+        node_ips.iter().any(IpAddr::is_ipv6)
+    };
+    let mut out = vec![IpFamily::V4];
+    if v6 {
+        out.push(IpFamily::V6);
+    }
+    out
+}
+
+/// What `pontifex rules` prints: the rules a full sync on node `node_name` (InternalIPs
+/// `node_ips`, primary first) programs for these objects, in the kernel tool's syntax, for each
+/// family the node (or cluster) has ([`rules_families`]): nftables prints both tables (one valid
+/// `nft -f` input), iptables the `iptables-restore` input then, after a `# IPv6` comment line, the
+/// `ip6tables-restore` one. An empty `node_name` is no node: no endpoint is local, NodePorts are on
+/// every address. The userspace proxy's view is IPv4 only.
 pub fn render_rules(
     cfg: &ProxyConfig,
     node_name: &str,
-    node_ip: Option<std::net::Ipv4Addr>,
+    node_ips: &[IpAddr],
     services: &[Service],
     slices: &[EndpointSlice],
 ) -> String {
     if cfg.mode == ProxyMode::Userspace {
-        let mut model =
-            crate::userspace::Model::new(node_name, node_ip.map(IpAddr::V4).into_iter().collect());
+        let mut model = crate::userspace::Model::new(
+            node_name,
+            node_ips.iter().filter(|ip| ip.is_ipv4()).copied().collect(),
+        );
         model.handle(ProxyEvent::Replace {
             services: services.to_vec(),
             slices: slices.to_vec(),
         });
         return crate::userspace::render(&model.snapshot());
     }
-    let pcfg = proxier_config(cfg, node_name, node_ip.map(IpAddr::V4), &[]);
     let mut tracker = pontifex_proxy::model::ChangeTracker::new(node_name);
     for s in services {
         if let Err(e) = tracker.update_service(s) {
@@ -295,21 +350,37 @@ pub fn render_rules(
             tracing::warn!(error = %e, "EndpointSlice skipped");
         }
     }
-    let rules = pontifex_proxy::sync::render_rules(
-        pcfg.mode,
-        &pcfg.nftables,
-        &pcfg.iptables,
-        &tracker.current(),
-    );
-    if pcfg.mode == KernelMode::Nftables {
-        // An nft comment, so the output stays valid `nft -f` input.
-        format!(
-            "# nftables layout: {}\n{rules}",
-            pcfg.nftables.layout.as_str()
-        )
-    } else {
-        rules
+    let snapshot = tracker.current();
+    let mut out = String::new();
+    for family in rules_families(cfg, node_ips, services) {
+        let node_ip = node_ips
+            .iter()
+            .find(|ip| IpFamily::of(ip) == family)
+            .copied();
+        let pcfg = proxier_config(cfg, family, node_name, node_ip, &[]);
+        let rules = pontifex_proxy::sync::render_rules(
+            pcfg.mode,
+            &pcfg.nftables,
+            &pcfg.iptables,
+            &snapshot,
+        );
+        // Comments, so the output stays valid `nft -f` / `iptables-restore` input.
+        if pcfg.mode == KernelMode::Nftables && family == IpFamily::V4 {
+            out.push_str(&format!(
+                "# nftables layout: {}\n",
+                pcfg.nftables.layout.as_str()
+            ));
+        }
+        if family == IpFamily::V6 {
+            out.push_str(if pcfg.mode == KernelMode::Nftables {
+                "# IPv6\n"
+            } else {
+                "# IPv6 (ip6tables-restore)\n"
+            });
+        }
+        out.push_str(&rules);
     }
+    out
 }
 
 type Key = (String, String);
@@ -496,12 +567,35 @@ pub(crate) async fn start(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
     let ns = config.netns.as_deref();
-    let node_ip = IpAddr::V4(config.node_ip);
     let local = match proxy.nodeport_addresses {
         NodePortAddresses::Cidrs(_) => local_addresses(ns).await,
         _ => Vec::new(),
     };
-    let pcfg = proxier_config(&proxy, &config.node_name, Some(node_ip), &local);
+    let mode = if config.rootless {
+        if proxy.mode != ProxyMode::Userspace {
+            tracing::warn!(
+                mode = proxy.mode.as_str(),
+                "rootless mode serves Services with the userspace proxy only; using it"
+            );
+        }
+        ProxyMode::Userspace
+    } else {
+        proxy.mode
+    };
+    // A proxier per family of the node's addresses, the primary (IPv4) first.
+    let mut families = vec![(IpFamily::V4, IpAddr::V4(config.node_ip))];
+    if let Some(ip6) = config.node_ip6 {
+        if mode.kernel().is_some() {
+            families.push((IpFamily::V6, IpAddr::V6(ip6)));
+        } else {
+            tracing::warn!("the userspace proxy is IPv4 only: IPv6 Services are not served");
+        }
+    }
+    let configs: Vec<ProxierConfig> = families
+        .iter()
+        .map(|(family, ip)| proxier_config(&proxy, *family, &config.node_name, Some(*ip), &local))
+        .collect();
+    let pcfg = configs[0].clone();
     if proxy.mode.kernel().is_some() && !config.rootless {
         // What a node needs for kube-proxy: forwarding, bridged pod traffic through the nat hooks
         // (replies from a pod to a pod on the same bridge must be un-DNATed), and, for iptables'
@@ -511,49 +605,59 @@ pub(crate) async fn start(
         if wants_route_localnet(&pcfg) {
             sysctl(ns, "net/ipv4/conf/all/route_localnet", "1");
         }
+        if configs.len() > 1 {
+            sysctl(ns, "net/ipv6/conf/all/forwarding", "1");
+            sysctl(ns, "net/bridge/bridge-nf-call-ip6tables", "1");
+        }
     }
     let metrics = Arc::new(ProxyMetrics::default());
     let health = Arc::new(ProxyHealth::new(pcfg.sync_period));
     let metrics_l = bind_tcp(ns, proxy.metrics_bind_address)?;
     let healthz_l = bind_tcp(ns, proxy.healthz_bind_address)?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mode = proxy.mode;
-    if config.rootless && mode != ProxyMode::Userspace {
-        tracing::warn!(
-            mode = mode.as_str(),
-            "rootless mode serves Services with the userspace proxy only; using it"
-        );
-    }
-    let mode = if config.rootless {
-        ProxyMode::Userspace
-    } else {
-        mode
-    };
-    let proxier_task = match mode.kernel() {
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    match mode.kernel() {
         Some(_) => {
-            let applier = KernelApplier::new(ns)?;
-            let netns_owned = config.netns.clone();
-            let binder: pontifex_proxy::health::Binder = Arc::new(move |port| {
-                let addr = SocketAddr::from(([0, 0, 0, 0], port));
-                in_node(netns_owned.as_deref(), || std::net::TcpListener::bind(addr))
-                    .map_err(std::io::Error::other)?
-            });
-            let hc = HealthCheckServers::new(binder, health.clone());
-            // kube-proxy's start-up: nf_conntrack_tcp_be_liberal decides the INVALID drop, the
-            // nfacct objects (iptables) are made, and the counters are read at every scrape.
-            let mut pcfg = pcfg;
-            pontifex_proxy::counters::setup(&mut pcfg, ns, &metrics);
-            let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
-            let run = pontifex_proxy::sync::run(proxier, rx, Some(hc), shutdown.clone());
-            tokio::spawn(async move {
-                run.await;
-            })
+            for (i, pcfg) in configs.into_iter().enumerate() {
+                let (tx, rx) = mpsc::unbounded_channel();
+                senders.push(tx);
+                let applier = KernelApplier::new(ns)?;
+                // The Service health servers bind 0.0.0.0: the primary proxier's alone.
+                let hc = (i == 0).then(|| {
+                    let netns_owned = config.netns.clone();
+                    let binder: pontifex_proxy::health::Binder = Arc::new(move |port| {
+                        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+                        in_node(netns_owned.as_deref(), || std::net::TcpListener::bind(addr))
+                            .map_err(std::io::Error::other)?
+                    });
+                    HealthCheckServers::new(binder, health.clone())
+                });
+                // kube-proxy's start-up: nf_conntrack_tcp_be_liberal decides the INVALID drop,
+                // the nfacct objects (iptables) are made, and the counters are read at every
+                // scrape — the primary family's (nfacct objects count both families; the
+                // nftables counter is per table).
+                let mut pcfg = pcfg;
+                let scratch = pontifex_proxy::metrics::ProxyMetrics::default();
+                let counted = if i == 0 { &*metrics } else { &scratch };
+                pontifex_proxy::counters::setup(&mut pcfg, ns, counted);
+                let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
+                let run = pontifex_proxy::sync::run(proxier, rx, hc, shutdown.clone());
+                tasks.push(tokio::spawn(async move {
+                    run.await;
+                }));
+            }
         }
         None => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
             let node_ips = match &pcfg.nftables.node_port_addresses {
                 Some(ips) => ips.clone(),
                 // Every local address (a CIDR of 0.0.0.0/0).
-                None => local_addresses(ns).await,
+                None => local_addresses(ns)
+                    .await
+                    .into_iter()
+                    .filter(IpAddr::is_ipv4)
+                    .collect(),
             };
             let (weights_tx, weights) = tokio::sync::watch::channel(Default::default());
             tokio::spawn(crate::userspace::watch_weights(
@@ -568,19 +672,23 @@ pub(crate) async fn start(
                 netns: config.netns.clone(),
                 data_dir: config.data_dir.clone(),
                 rootless: config.rootless.then(|| crate::userspace::RootlessDial {
-                    pods: proxy.cluster_cidr,
+                    pods: proxy
+                        .cluster_cidrs
+                        .iter()
+                        .find(|n| n.addr().is_ipv4())
+                        .copied(),
                     shift: pontifex_node::workload::rootless::PortShift::of_this_machine(),
                 }),
             };
-            tokio::spawn(crate::userspace::run(
+            tasks.push(tokio::spawn(crate::userspace::run(
                 setup,
                 rx,
                 health.clone(),
                 metrics.clone(),
                 shutdown.clone(),
-            ))
+            )));
         }
-    };
+    }
     tokio::spawn(pontifex_proxy::health::serve_metrics(
         metrics_l,
         metrics,
@@ -596,18 +704,21 @@ pub(crate) async fn start(
     tracing::info!(
         mode = mode.as_str(),
         nftables_layout = proxy.nftables_layout.as_str(),
+        families = ?families.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
         "service proxy started"
     );
     Ok(tokio::spawn(async move {
-        watch(client, tx, shutdown).await;
-        let _ = proxier_task.await;
+        watch(client, senders, shutdown).await;
+        for t in tasks {
+            let _ = t.await;
+        }
     }))
 }
 
-/// Feeds the proxier from the Service and EndpointSlice watches until `shutdown`.
+/// Feeds the proxiers from the Service and EndpointSlice watches until `shutdown`.
 async fn watch(
     client: kube::Client,
-    tx: mpsc::UnboundedSender<ProxyEvent>,
+    txs: Vec<mpsc::UnboundedSender<ProxyEvent>>,
     shutdown: CancellationToken,
 ) {
     let mut svcs = std::pin::pin!(
@@ -639,8 +750,9 @@ async fn watch(
                 Some(Ok(e)) => informers.slice(e),
             },
         };
+        // Every family's proxier gets every event (each keeps its family's part).
         if let Some(ev) = ev
-            && tx.send(ev).is_err()
+            && txs.iter().any(|tx| tx.send(ev.clone()).is_err())
         {
             return;
         }

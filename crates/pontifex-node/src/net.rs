@@ -1,17 +1,21 @@
 //! Pod and node networking through netlink (rtnetlink), never by parsing command output.
 //!
 //! - [`netns`]: named network namespaces compatible with `ip netns`, and running code inside one.
-//! - [`ipam`]: host-local IPAM (CNI's `host-local` plugin): pod IPs from the node's podCIDR, persisted.
-//! - [`sandbox`]: the node bridge `cni0` and the per-pod namespace, veth, address and default route.
-//! - [`routes`]: cross-node routes: host-gw (a route per other node) and VXLAN (flannel's scheme).
-//! - [`lab`]: the multi-node lab underlay in the root namespace (bridge, a namespace per node).
+//! - [`ipam`]: host-local IPAM (CNI's `host-local` plugin): pod IPs from the node's podCIDRs (one
+//!   allocator per family over one directory), persisted.
+//! - [`sandbox`]: the node bridge `cni0` and the per-pod namespace, veth, addresses and default routes
+//!   (one per podCIDR: IPv4, and IPv6 on a dual-stack node).
+//! - [`routes`]: cross-node routes: host-gw (a route per other node and family) and VXLAN (flannel's
+//!   scheme, IPv4 only; IPv6 podCIDRs get host-gw routes).
+//! - [`lab`]: the multi-node lab underlay in the root namespace (bridge, a namespace per node; a ULA
+//!   IPv6 underlay too when dual-stack).
 //!
 //! Every function that touches the kernel takes the namespace it works in by name (`None` means the
 //! namespace of the calling thread, e.g. a real node) and opens its own netlink socket there, so callers
 //! need not care which thread runs what. The async functions need a tokio runtime with IO enabled.
 //!
 //! What it does not do: resolv.conf and hostname of pods, workloads, firewall rules (nftables belongs to
-//! the proxy and policy crates), IPv6.
+//! the proxy and policy crates), IPv6 VXLAN, IPv6-only nodes.
 
 pub mod ipam;
 pub mod lab;

@@ -5,7 +5,9 @@
 //!
 //! Semantics (pkg/proxy/healthcheck): the proxy is unhealthy when an update was queued and not
 //! applied for longer than the timeout (2 × sync period); `/healthz` also reports the node's
-//! eligibility. A service health server answers 200 when the Service has local endpoints and
+//! eligibility. A dual-stack node's two proxiers (one per IP family) share one [`ProxyHealth`],
+//! each reporting under its family: the proxy is unhealthy as soon as either family is late, and
+//! `lastUpdated` is the newer of the two. A service health server answers 200 when the Service has local endpoints and
 //! the proxy is healthy, 503 otherwise, with the local endpoint count in JSON.
 //!
 //! The HTTP side is deliberately tiny (one request per connection, `Connection: close`):
@@ -24,12 +26,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ProxyMetrics;
-use crate::model::ServiceKey;
+use crate::model::{IpFamily, ServiceKey};
+
+/// One family's sync times.
+#[derive(Debug, Default)]
+struct FamilyHealth {
+    last_updated: Option<SystemTime>,
+    oldest_pending: Option<SystemTime>,
+}
 
 #[derive(Debug, Default)]
 struct HealthInner {
-    last_updated: Option<SystemTime>,
-    oldest_pending: Option<SystemTime>,
+    families: BTreeMap<IpFamily, FamilyHealth>,
     node_ineligible: bool,
 }
 
@@ -62,17 +70,33 @@ impl ProxyHealth {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An update arrived that the rules do not reflect yet (kept if one is already pending).
+    /// An update arrived that the rules do not reflect yet (kept if one is already pending), for
+    /// a single-family proxy (IPv4's slot).
     pub fn queued_update(&self, now: SystemTime) {
-        let mut h = self.lock();
-        h.oldest_pending.get_or_insert(now);
+        self.queued_update_for(IpFamily::V4, now);
     }
 
-    /// The rules reflect everything queued so far.
+    /// The rules reflect everything queued so far (single-family proxy: IPv4's slot).
     pub fn updated(&self, now: SystemTime) {
+        self.updated_for(IpFamily::V4, now);
+    }
+
+    /// [`ProxyHealth::queued_update`] for the proxier of `family`.
+    pub fn queued_update_for(&self, family: IpFamily, now: SystemTime) {
         let mut h = self.lock();
-        h.oldest_pending = None;
-        h.last_updated = Some(now);
+        h.families
+            .entry(family)
+            .or_default()
+            .oldest_pending
+            .get_or_insert(now);
+    }
+
+    /// [`ProxyHealth::updated`] for the proxier of `family`.
+    pub fn updated_for(&self, family: IpFamily, now: SystemTime) {
+        let mut h = self.lock();
+        let f = h.families.entry(family).or_default();
+        f.oldest_pending = None;
+        f.last_updated = Some(now);
     }
 
     /// The Node is being deleted or tainted `ToBeDeletedByClusterAutoscaler` (`/healthz` 503).
@@ -80,14 +104,18 @@ impl ProxyHealth {
         self.lock().node_ineligible = !eligible;
     }
 
-    /// Healthy, and the last update time. Healthy while starting (nothing applied yet) and
-    /// while any pending update is younger than the timeout.
+    /// Healthy, and the last update time (the newest of the families'). Healthy while starting
+    /// (a family that applied nothing yet is not late) and while every family's pending update is
+    /// younger than the timeout.
     pub fn is_healthy(&self, now: SystemTime) -> (bool, Option<SystemTime>) {
         let h = self.lock();
-        let late = h.last_updated.is_some()
-            && h.oldest_pending
-                .is_some_and(|p| now.duration_since(p).unwrap_or_default() >= self.timeout);
-        (!late, h.last_updated)
+        let late = h.families.values().any(|f| {
+            f.last_updated.is_some()
+                && f.oldest_pending
+                    .is_some_and(|p| now.duration_since(p).unwrap_or_default() >= self.timeout)
+        });
+        let last = h.families.values().filter_map(|f| f.last_updated).max();
+        (!late, last)
     }
 
     /// The `/healthz` (with node eligibility) or `/livez` answer: status code and JSON body.

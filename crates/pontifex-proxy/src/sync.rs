@@ -21,8 +21,9 @@
 //! what our table/chains hold and replaces it in one transaction — the rules of the previous
 //! process keep working until that instant, and no flush-first window exists.
 //!
-//! Not here: watching the API (the agent sends events), IPv6 (one proxier per family; the agent
-//! runs two), the userspace proxy.
+//! Not here: watching the API (the agent sends events), both families at once (one proxier per
+//! family; a dual-stack agent runs two, sharing the metrics and the health, which it reports under
+//! [`Proxier::family`]), the userspace proxy.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -218,6 +219,14 @@ impl<A: Applier> Proxier<A> {
         &self.cfg
     }
 
+    /// The IP family this proxier programs (its mode's renderer's family).
+    pub fn family(&self) -> crate::model::IpFamily {
+        match self.cfg.mode {
+            ProxyMode::Nftables => self.cfg.nftables.family,
+            ProxyMode::Iptables => self.cfg.iptables.family,
+        }
+    }
+
     /// The applier (tests inspect fakes through it).
     pub fn applier(&self) -> &A {
         &self.applier
@@ -293,7 +302,7 @@ impl<A: Applier> Proxier<A> {
             .unwrap_or_default()
             .as_secs_f64();
         self.metrics.queued(svcs, slices, unix);
-        self.health.queued_update(now);
+        self.health.queued_update_for(self.family(), now);
     }
 
     /// Whether an event has been seen (no sync happens before).
@@ -370,7 +379,7 @@ impl<A: Applier> Proxier<A> {
                 self.metrics.programmed(d);
             }
         }
-        self.health.updated(wall);
+        self.health.updated_for(self.family(), wall);
         Ok(SyncReport {
             full,
             bytes,

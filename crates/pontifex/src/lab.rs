@@ -9,6 +9,14 @@
 //! on the loopback image of their pod IP (`pontifex_node::workload::rootless`), and its userspace
 //! proxy serves ClusterIPs from a loopback Service range and NodePorts on 127.0.0.1.
 //!
+//! Dual-stack (`--service-cluster-ip-range` or `--cluster-cidr` with an IPv6 CIDR): the underlay
+//! also carries ULA IPv6 (`fd00:172:31::/64`: this machine `::1` on the lab bridge, node `i`
+//! `fd00:172:31::<10+i>`), each agent gets `--node-ip <v4>,<v6>` and both cluster CIDRs, each node
+//! routes both Service ranges out of its `eth0`, and this machine routes every node's IPv6 podCIDR
+//! as it does the IPv4 ones. IPv6 routes go only to the lab's own ULA prefixes (no default route).
+//! Rootless mode refuses dual-stack ranges ([`refuse_dual_stack_rootless`]). Single-stack IPv4
+//! labs are built exactly as before (no IPv6 address, route or sysctl at all).
+//!
 //! The agents are separate processes so that one can be killed and restarted like a real node's; their
 //! pids are kept in `<data-dir>/lab/agents.pid` so `pontifex down` finds them after a crash of `up`.
 
@@ -64,7 +72,12 @@ impl Lab {
         }
         let data_dir = std::fs::canonicalize(&args.server.data_dir)?;
         stop_agents(&data_dir);
-        let cfg = LabConfig::new(args.lab_prefix.clone());
+        let dual = is_dual_stack(args);
+        let cfg = if dual {
+            LabConfig::new(args.lab_prefix.clone()).dual_stack()
+        } else {
+            LabConfig::new(args.lab_prefix.clone())
+        };
         let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         // `up` removes what a crashed run left behind before building.
@@ -76,9 +89,12 @@ impl Lab {
         // and external IPs are routed from the host to the first node, like a router in front of
         // the cluster would.
         for n in &nodes {
-            // The lab routes IPv4 only so far.
-            if let Some(v4) = args.server.service_cluster_ip_range.ipv4() {
-                netlab::route_in_node(n, v4)
+            for range in args.server.service_cluster_ip_range.iter() {
+                // An IPv6 range only where the node has IPv6 (a dual-stack lab).
+                if range.addr().is_ipv6() && n.ip6.is_none() {
+                    continue;
+                }
+                netlab::route_in_node(n, range)
                     .await
                     .context("routing the Service CIDR in a lab node")?;
             }
@@ -99,18 +115,21 @@ impl Lab {
         for n in &nodes {
             let log =
                 std::fs::File::create(data_dir.join("lab").join(format!("agent-{}.log", n.name)))?;
+            let node_ips = match n.ip6 {
+                Some(ip6) => format!("{},{ip6}", n.ip),
+                None => n.ip.to_string(),
+            };
             let child = tokio::process::Command::new(&exe)
                 .arg("agent")
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
-                .args(["--node", &n.name, "--node-ip", &n.ip.to_string()])
+                .args(["--node", &n.name, "--node-ip", &node_ips])
                 .args(["--netns", &n.netns, "--netns-prefix", &cfg.prefix])
                 .args(["--backend", args.backend.as_str()])
                 .args(["--proxy-mode", args.proxy_mode.as_str()])
                 .args(["--nftables-layout", args.nftables_layout.as_str()])
                 .arg("--cluster-cidr")
-                // The agent's proxy takes one CIDR so far: the primary.
-                .arg(args.controllers.cluster_cidr.primary().to_string())
+                .arg(cluster_cidr_flag(args, dual))
                 .arg("--cluster-dns")
                 .arg(cluster_dns(args.server.service_cluster_ip_range).to_string())
                 .arg("--data-dir")
@@ -155,6 +174,7 @@ impl Lab {
         let node = LabNode {
             name: "node-1".into(),
             ip: std::net::Ipv4Addr::LOCALHOST,
+            ip6: None,
             netns: String::new(),
         };
         let log = std::fs::File::create(
@@ -203,11 +223,14 @@ impl Lab {
         self.prefix.is_none()
     }
 
-    /// `node-1 172.31.0.10, node-2 172.31.0.11`.
+    /// `node-1 172.31.0.10, node-2 172.31.0.11` (dual-stack: `node-1 172.31.0.10 fd00:172:31::10, …`).
     pub(crate) fn describe(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("{} {}", n.name, n.ip))
+            .map(|n| match n.ip6 {
+                Some(ip6) => format!("{} {} {ip6}", n.name, n.ip),
+                None => format!("{} {}", n.name, n.ip),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -239,6 +262,51 @@ impl Lab {
             None => stop_pods(&self.data_dir),
         }
     }
+}
+
+/// The cluster CIDRs (`--cluster-cidr`), primary first.
+fn cluster_cidrs(args: &UpArgs) -> Vec<ipnet::IpNet> {
+    args.controllers.cluster_cidr.iter().collect()
+}
+
+/// Whether the lab is dual-stack: an IPv6 Service range or cluster CIDR.
+pub(crate) fn is_dual_stack(args: &UpArgs) -> bool {
+    args.server.service_cluster_ip_range.is_dual_stack()
+        || cluster_cidrs(args).iter().any(|c| c.addr().is_ipv6())
+}
+
+/// The agents' `--cluster-cidr`: both CIDRs in a dual-stack lab, the IPv4 one otherwise.
+fn cluster_cidr_flag(args: &UpArgs, dual: bool) -> String {
+    cluster_cidrs(args)
+        .iter()
+        .filter(|c| dual || c.addr().is_ipv4())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Rootless mode is IPv4 only (pods are loopback images of IPv4 addresses): a dual-stack or IPv6
+/// range is refused with a message rather than half served.
+pub(crate) fn refuse_dual_stack_rootless(args: &UpArgs) -> anyhow::Result<()> {
+    let v6 = args
+        .server
+        .service_cluster_ip_range
+        .iter()
+        .chain(cluster_cidrs(args))
+        .any(|c| c.addr().is_ipv6());
+    if v6 {
+        anyhow::bail!(
+            "rootless mode is IPv4 only: --service-cluster-ip-range {} and --cluster-cidr {} name \
+             IPv6; dual-stack needs the lab (run `pontifex up` as root), or give IPv4 ranges only",
+            args.server.service_cluster_ip_range,
+            cluster_cidrs(args)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    Ok(())
 }
 
 /// Ends every container the agents of `data_dir` started (their records under

@@ -69,9 +69,10 @@ struct AgentArgs {
     /// The Node name to register (kubelet's --hostname-override).
     #[arg(long)]
     node: String,
-    /// The node's InternalIP (kubelet's --node-ip).
-    #[arg(long)]
-    node_ip: std::net::Ipv4Addr,
+    /// The node's InternalIP (kubelet's --node-ip): an IPv4 address, or for a dual-stack node an
+    /// IPv4 and an IPv6 address, comma-separated (IPv4 first: the primary family).
+    #[arg(long, value_parser = parse_node_ips)]
+    node_ip: (std::net::Ipv4Addr, Option<std::net::Ipv6Addr>),
     /// Cross-node pod routing: host-gw or vxlan (flannel's backends).
     #[arg(long, default_value = "host-gw")]
     backend: pontifex_agent::Backend,
@@ -109,9 +110,10 @@ struct ProxyFlags {
     /// per-service and per-endpoint chains).
     #[arg(long, default_value = "maps", value_parser = parse_nftables_layout)]
     nftables_layout: pontifex_agent::NftLayout,
-    /// The pods' CIDR: traffic from inside it is pod traffic (local-traffic detection).
-    #[arg(long)]
-    cluster_cidr: Option<ipnet::IpNet>,
+    /// The pods' CIDR, or one per family comma-separated: traffic from inside it is pod traffic
+    /// (local-traffic detection).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<ipnet::IpNet>,
     /// Where NodePorts are served: CIDRs, or `primary` (default: every local address for iptables,
     /// `primary` for nftables).
     #[arg(long, value_delimiter = ',')]
@@ -138,7 +140,7 @@ impl ProxyFlags {
         Ok(pontifex_agent::ProxyConfig {
             mode: self.proxy_mode,
             nftables_layout: self.nftables_layout,
-            cluster_cidr: self.cluster_cidr,
+            cluster_cidrs: self.cluster_cidr.clone(),
             nodeport_addresses: pontifex_agent::NodePortAddresses::parse(&self.nodeport_addresses)
                 .map_err(anyhow::Error::msg)?,
             masquerade_all: self.masquerade_all,
@@ -147,6 +149,29 @@ impl ProxyFlags {
             metrics_bind_address: self.metrics_bind_address,
             healthz_bind_address: self.healthz_bind_address,
         })
+    }
+}
+
+/// kubelet's `--node-ip`: one address, or two of different families. The primary must be IPv4
+/// here (IPv6-primary nodes are not supported).
+fn parse_node_ips(s: &str) -> Result<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>), String> {
+    let ips: Vec<IpAddr> = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{p:?} is not an IP address"))
+        })
+        .collect::<Result<_, _>>()?;
+    match ips.as_slice() {
+        [IpAddr::V4(v4)] => Ok((*v4, None)),
+        [IpAddr::V4(v4), IpAddr::V6(v6)] => Ok((*v4, Some(*v6))),
+        [IpAddr::V6(_), ..] => Err(format!(
+            "--node-ip {s}: the primary (first) address must be IPv4; IPv6-primary nodes are not supported"
+        )),
+        _ => Err(format!(
+            "--node-ip {s}: one IPv4 address, or an IPv4 and an IPv6 address"
+        )),
     }
 }
 
@@ -202,9 +227,10 @@ struct RulesArgs {
     /// The node whose view to print (its endpoints are local, its InternalIP serves NodePorts).
     #[arg(long)]
     node: Option<String>,
-    /// The pods' CIDR (local-traffic detection), as given to the agents.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: Option<ipnet::IpNet>,
+    /// The pods' CIDR, or one per family comma-separated (local-traffic detection), as given to the
+    /// agents. An IPv6 one also prints the IPv6 rules when no --node says which families exist.
+    #[arg(long, default_value = "10.244.0.0/16", value_delimiter = ',')]
+    cluster_cidr: Vec<ipnet::IpNet>,
 }
 
 // Where `exec` and `logs` find the pod.
@@ -548,6 +574,7 @@ async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     let rootless = args.rootless || !nix::unistd::Uid::effective().is_root();
     if rootless {
+        lab::refuse_dual_stack_rootless(&args)?;
         lab::rootless_ranges(&mut args)?;
     }
     let shutdown = CancellationToken::new();
@@ -630,7 +657,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     let config = pontifex_agent::Config {
         node_name: args.node,
-        node_ip: args.node_ip,
+        node_ip: args.node_ip.0,
+        node_ip6: args.node_ip.1,
         netns: args.netns,
         netns_prefix: args.netns_prefix,
         backend: args.backend,
@@ -664,32 +692,44 @@ async fn rules(args: RulesArgs) -> anyhow::Result<()> {
         .list(&lp)
         .await
         .context("listing EndpointSlices")?;
-    let (node_name, node_ip) = match &args.node {
+    let (node_name, node_ips) = match &args.node {
         Some(name) => {
             let node = kube::Api::<Node>::all(client)
                 .get(name)
                 .await
                 .with_context(|| format!("reading Node {name}"))?;
-            let ip = node
+            // Its first InternalIP of each family, IPv4 first.
+            let ips: Vec<IpAddr> = node
                 .status
                 .and_then(|s| s.addresses)
                 .into_iter()
                 .flatten()
-                .find(|a| a.type_ == "InternalIP")
-                .and_then(|a| a.address.parse::<std::net::Ipv4Addr>().ok());
-            (name.clone(), ip)
+                .filter(|a| a.type_ == "InternalIP")
+                .filter_map(|a| a.address.parse::<IpAddr>().ok())
+                .collect();
+            let first = |v6: bool| ips.iter().find(|ip| ip.is_ipv6() == v6).copied();
+            (
+                name.clone(),
+                first(false).into_iter().chain(first(true)).collect(),
+            )
         }
-        None => (String::new(), None),
+        None => (String::new(), Vec::new()),
     };
     let proxy = pontifex_agent::ProxyConfig {
         mode: args.mode,
         nftables_layout: args.nftables_layout,
-        cluster_cidr: args.cluster_cidr,
+        cluster_cidrs: args.cluster_cidr,
         ..pontifex_agent::ProxyConfig::default()
     };
     print!(
         "{}",
-        pontifex_agent::render_rules(&proxy, &node_name, node_ip, &services.items, &slices.items)
+        pontifex_agent::render_rules(
+            &proxy,
+            &node_name,
+            &node_ips,
+            &services.items,
+            &slices.items
+        )
     );
     Ok(())
 }

@@ -63,6 +63,7 @@ fn a_rootless_sandbox_is_reached_at_the_loopback_image() {
     let s = Sandbox {
         netns: None,
         ip: Ipv4Addr::new(10, 244, 0, 7),
+        ip6: None,
         owned: true,
         rootless: Some(SHIFT),
     };
@@ -73,4 +74,18 @@ fn a_rootless_sandbox_is_reached_at_the_loopback_image() {
         ..s
     };
     assert_eq!(lab.reach_ip(), Ipv4Addr::new(10, 244, 0, 7));
+}
+
+#[test]
+fn a_dual_stack_sandbox_lists_its_ipv4_address_first() {
+    let s = Sandbox {
+        netns: Some("pfx-pod-x".into()),
+        ip: Ipv4Addr::new(10, 244, 0, 7),
+        ip6: Some("fd00:10:244::7".parse().unwrap()),
+        owned: true,
+        rootless: None,
+    };
+    assert_eq!(s.ips(), ["10.244.0.7", "fd00:10:244::7"]);
+    let single = Sandbox { ip6: None, ..s };
+    assert_eq!(single.ips(), ["10.244.0.7"]);
 }

@@ -61,17 +61,18 @@ fn nodeport_addresses_default_depends_on_the_mode() {
     ];
     let d = NodePortAddresses::Default;
     assert_eq!(
-        node_port_addresses(ProxyMode::Iptables, &d, Some(ip), &local),
+        node_port_addresses(ProxyMode::Iptables, &d, IpFamily::V4, Some(ip), &local),
         None
     );
     assert_eq!(
-        node_port_addresses(ProxyMode::Nftables, &d, Some(ip), &local),
+        node_port_addresses(ProxyMode::Nftables, &d, IpFamily::V4, Some(ip), &local),
         Some(vec![ip])
     );
     assert_eq!(
         node_port_addresses(
             ProxyMode::Iptables,
             &NodePortAddresses::Primary,
+            IpFamily::V4,
             Some(ip),
             &local
         ),
@@ -79,12 +80,12 @@ fn nodeport_addresses_default_depends_on_the_mode() {
     );
     let cidrs = NodePortAddresses::Cidrs(vec!["10.0.0.0/8".parse().unwrap()]);
     assert_eq!(
-        node_port_addresses(ProxyMode::Nftables, &cidrs, Some(ip), &local),
+        node_port_addresses(ProxyMode::Nftables, &cidrs, IpFamily::V4, Some(ip), &local),
         Some(vec!["10.244.1.1".parse().unwrap()])
     );
     let all = NodePortAddresses::Cidrs(vec!["0.0.0.0/0".parse().unwrap()]);
     assert_eq!(
-        node_port_addresses(ProxyMode::Nftables, &all, Some(ip), &local),
+        node_port_addresses(ProxyMode::Nftables, &all, IpFamily::V4, Some(ip), &local),
         None
     );
 }
@@ -94,10 +95,10 @@ fn route_localnet_only_for_iptables_localhost_nodeports() {
     let ip: IpAddr = "172.31.0.10".parse().unwrap();
     let mut cfg = ProxyConfig {
         mode: ProxyMode::Iptables,
-        cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
         ..ProxyConfig::default()
     };
-    let p = proxier_config(&cfg, "node-1", Some(ip), &[]);
+    let p = proxier_config(&cfg, IpFamily::V4, "node-1", Some(ip), &[]);
     assert!(wants_route_localnet(&p));
     assert_eq!(
         p.iptables.local_detector,
@@ -107,6 +108,7 @@ fn route_localnet_only_for_iptables_localhost_nodeports() {
     cfg.nodeport_addresses = NodePortAddresses::Primary;
     assert!(!wants_route_localnet(&proxier_config(
         &cfg,
+        IpFamily::V4,
         "n",
         Some(ip),
         &[]
@@ -115,6 +117,7 @@ fn route_localnet_only_for_iptables_localhost_nodeports() {
     cfg.mode = ProxyMode::Nftables;
     assert!(!wants_route_localnet(&proxier_config(
         &cfg,
+        IpFamily::V4,
         "n",
         Some(ip),
         &[]
@@ -179,16 +182,16 @@ fn updates_after_listing_and_relists_replace_everything() {
 fn rules_without_a_node_serve_node_ports_everywhere() {
     let d = NodePortAddresses::Default;
     assert_eq!(
-        node_port_addresses(ProxyMode::Nftables, &d, None, &[]),
+        node_port_addresses(ProxyMode::Nftables, &d, IpFamily::V4, None, &[]),
         None
     );
-    let out = render_rules(&ProxyConfig::default(), "", None, &[], &[]);
+    let out = render_rules(&ProxyConfig::default(), "", &[], &[], &[]);
     assert!(out.contains("table ip pontifex"), "{out}");
 }
 
 #[test]
 fn rules_print_the_nftables_layout_first() {
-    let maps = render_rules(&ProxyConfig::default(), "", None, &[], &[]);
+    let maps = render_rules(&ProxyConfig::default(), "", &[], &[], &[]);
     assert!(maps.starts_with("# nftables layout: maps\n"), "{maps}");
     assert!(maps.contains(" picks-cluster "), "{maps}");
     let chains = render_rules(
@@ -197,7 +200,7 @@ fn rules_print_the_nftables_layout_first() {
             ..ProxyConfig::default()
         },
         "",
-        None,
+        &[],
         &[],
         &[],
     );
@@ -212,9 +215,135 @@ fn rules_print_the_nftables_layout_first() {
             ..ProxyConfig::default()
         },
         "",
-        None,
+        &[],
         &[],
         &[],
     );
     assert!(!ipt.contains("layout"), "{ipt}");
+}
+
+#[test]
+fn each_family_gets_its_own_node_ip_detector_and_node_port_addresses() {
+    let v4: IpAddr = "172.31.0.10".parse().unwrap();
+    let v6: IpAddr = "fd00:172:31::10".parse().unwrap();
+    let cfg = ProxyConfig {
+        cluster_cidrs: vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:10:244::/56".parse().unwrap(),
+        ],
+        ..ProxyConfig::default()
+    };
+    let p4 = proxier_config(&cfg, IpFamily::V4, "n", Some(v4), &[]);
+    let p6 = proxier_config(&cfg, IpFamily::V6, "n", Some(v6), &[]);
+    assert_eq!(p4.nftables.family, IpFamily::V4);
+    assert_eq!(p6.nftables.family, IpFamily::V6);
+    assert_eq!(p6.iptables.family, IpFamily::V6);
+    assert_eq!(p6.nftables.node_ip, Some(v6));
+    assert_eq!(p6.nftables.node_port_addresses, Some(vec![v6]));
+    assert_eq!(
+        p6.nftables.local_detector,
+        LocalDetector::Cidr("fd00:10:244::/56".parse().unwrap())
+    );
+    assert_eq!(
+        p4.iptables.local_detector,
+        LocalDetector::Cidr("10.244.0.0/16".parse().unwrap())
+    );
+    // A single-stack cluster CIDR leaves the other family without a detector.
+    let single = ProxyConfig {
+        cluster_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let p6 = proxier_config(&single, IpFamily::V6, "n", Some(v6), &[]);
+    assert_eq!(p6.nftables.local_detector, LocalDetector::None);
+}
+
+#[test]
+fn nodeport_cidrs_are_filtered_by_family() {
+    let local: Vec<IpAddr> = ["172.31.0.10", "fd00:172:31::10", "fd00:10:244::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let cidrs = NodePortAddresses::Cidrs(vec!["172.31.0.0/24".parse().unwrap()]);
+    // No IPv6 CIDR given: the IPv6 proxier serves NodePorts on every address of its family.
+    assert_eq!(
+        node_port_addresses(ProxyMode::Nftables, &cidrs, IpFamily::V6, None, &local),
+        None
+    );
+    assert_eq!(
+        node_port_addresses(ProxyMode::Nftables, &cidrs, IpFamily::V4, None, &local),
+        Some(vec!["172.31.0.10".parse().unwrap()])
+    );
+    let both = NodePortAddresses::Cidrs(vec![
+        "172.31.0.0/24".parse().unwrap(),
+        "fd00:172:31::/64".parse().unwrap(),
+    ]);
+    assert_eq!(
+        node_port_addresses(ProxyMode::Nftables, &both, IpFamily::V6, None, &local),
+        Some(vec!["fd00:172:31::10".parse().unwrap()])
+    );
+}
+
+fn dual_svc() -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00:10:96::20"],
+                 "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080}]},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn rules_print_both_families_for_a_dual_stack_node_or_cluster() {
+    let svcs = [dual_svc()];
+    let v4: IpAddr = "172.31.0.10".parse().unwrap();
+    let v6: IpAddr = "fd00:172:31::10".parse().unwrap();
+    let cfg = ProxyConfig::default();
+    assert_eq!(rules_families(&cfg, &[v4], &svcs), [IpFamily::V4]);
+    assert_eq!(
+        rules_families(&cfg, &[v4, v6], &[]),
+        [IpFamily::V4, IpFamily::V6]
+    );
+    // No node: the Services say the cluster is dual-stack.
+    assert_eq!(
+        rules_families(&cfg, &[], &svcs),
+        [IpFamily::V4, IpFamily::V6]
+    );
+    assert_eq!(rules_families(&cfg, &[], &[]), [IpFamily::V4]);
+
+    let out = render_rules(&cfg, "n", &[v4, v6], &svcs, &[]);
+    let (four, six) = out.split_once("# IPv6\n").expect("an IPv6 part");
+    assert!(four.starts_with("# nftables layout: maps\n"), "{out}");
+    assert!(
+        four.contains("table ip pontifex") && four.contains("10.96.0.20"),
+        "{four}"
+    );
+    assert!(!four.contains("fd00:10:96::20"), "{four}");
+    assert!(
+        six.contains("table ip6 pontifex") && six.contains("fd00:10:96::20"),
+        "{six}"
+    );
+    assert!(!six.contains("10.96.0.20 "), "{six}");
+
+    let ipt = render_rules(
+        &ProxyConfig {
+            mode: ProxyMode::Iptables,
+            ..ProxyConfig::default()
+        },
+        "n",
+        &[v4, v6],
+        &svcs,
+        &[],
+    );
+    let (four, six) = ipt
+        .split_once("# IPv6 (ip6tables-restore)\n")
+        .expect("an ip6tables part");
+    assert!(
+        four.contains("-d 10.96.0.20 ") && !four.contains("fd00"),
+        "{four}"
+    );
+    assert!(
+        six.contains("-d fd00:10:96::20 ") && !six.contains("10.96.0.20"),
+        "{six}"
+    );
 }

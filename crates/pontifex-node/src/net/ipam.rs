@@ -1,11 +1,16 @@
-//! Host-local IPAM, after CNI's `host-local` plugin: pod IPv4 addresses from the node's podCIDR, one file
-//! per allocated address in a directory.
+//! Host-local IPAM, after CNI's `host-local` plugin: pod addresses from one of the node's podCIDRs (IPv4
+//! or IPv6), one file per allocated address in a directory.
 //!
 //! Layout of the directory (host-local's own):
 //! - `<ip>` (e.g. `10.244.1.7`): the allocation; its content is the owner id (the pod's sandbox id).
-//! - `last_reserved_ip.0`: the last address handed out. The next search starts after it and wraps around
-//!   (round robin), so an address just freed is not handed out again at once (a late packet or a stale
-//!   endpoint for the old pod does not reach the new one).
+//! - `last_reserved_ip.<n>`: the last address handed out from range set `n` (host-local numbers its
+//!   range sets in configuration order; here IPv4 is `0` and IPv6 `1`, so a dual-stack node keeps its
+//!   IPv4 state exactly where a single-stack one has it). The next search starts after it and wraps
+//!   around (round robin), so an address just freed is not handed out again at once (a late packet or a
+//!   stale endpoint for the old pod does not reach the new one).
+//!
+//! A dual-stack node opens one [`Ipam`] per podCIDR on the same directory: each sees only the
+//! allocation files of its own family, and an owner holds one address of each.
 //!
 //! Exclusivity: an allocation file appears with its content already written, by a hard link from a private
 //! temporary file; `link(2)` fails with EEXIST if the name exists, which gives the same guarantee as
@@ -13,22 +18,45 @@
 //! never leave an allocation without its owner. Files are synced before an address is returned, so an
 //! address held before a crash is still held after it.
 //!
-//! The range: every host address of the podCIDR except the network address, the gateway (the first host,
-//! `.1`, which the bridge takes) and the broadcast address.
+//! The range: every address of the podCIDR except the network address, the gateway (the first host,
+//! `.1` / `::1`, which the bridge takes) and, for IPv4 only, the broadcast address (host-local's
+//! `lastIP`: IPv6 has no broadcast, so the all-ones address is a pod's like any other).
 //!
-//! What it does not do: IPv6, several ranges, or reserved sub-ranges.
+//! What it does not do: several ranges per family, or reserved sub-ranges.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-/// The file that remembers the last address handed out (host-local's name, range set 0).
-const LAST_RESERVED: &str = "last_reserved_ip.0";
+/// The file that remembers the last address handed out from a family's range (host-local's name:
+/// range set 0 for IPv4, 1 for IPv6).
+fn last_reserved_file(cidr: IpNet) -> &'static str {
+    match cidr {
+        IpNet::V4(_) => "last_reserved_ip.0",
+        IpNet::V6(_) => "last_reserved_ip.1",
+    }
+}
+
+/// An address as a number (IPv4 in the low 32 bits), for range arithmetic on both families.
+fn num(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The address of family `like` numbered `n` (`n` must fit the family).
+fn addr_like(like: IpNet, n: u128) -> IpAddr {
+    match like {
+        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(u32::MAX))),
+        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
 
 /// An IPAM operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +64,10 @@ const LAST_RESERVED: &str = "last_reserved_ip.0";
 pub enum IpamError {
     /// The podCIDR has no room for a gateway and a pod (a prefix longer than /30).
     #[error("podCIDR {0} is too small for a gateway and pods")]
-    RangeTooSmall(Ipv4Net),
+    RangeTooSmall(IpNet),
     /// Every address of the range is allocated.
     #[error("no free address left in {0}")]
-    Exhausted(Ipv4Net),
+    Exhausted(IpNet),
     /// The owner id is empty or has a line break (it is stored as a file's content).
     #[error("invalid owner id {0:?}")]
     InvalidOwner(String),
@@ -58,47 +86,54 @@ pub enum IpamError {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Allocation {
     /// The pod address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Who holds it (the id given to [`Ipam::allocate`]).
     pub owner: String,
 }
 
-/// The usable addresses of a podCIDR: `(first, last)` inclusive, skipping network, gateway and broadcast.
-pub(crate) fn usable_range(cidr: Ipv4Net) -> Result<(u32, u32), IpamError> {
-    if cidr.prefix_len() > 30 {
+/// The usable addresses of a podCIDR as numbers: `(first, last)` inclusive, skipping network, gateway
+/// and (IPv4) broadcast.
+pub(crate) fn usable_range(cidr: IpNet) -> Result<(u128, u128), IpamError> {
+    let (max_len, last) = match cidr {
+        IpNet::V4(n) => (30, u128::from(u32::from(n.broadcast())) - 1),
+        IpNet::V6(n) => (126, u128::from(n.broadcast())),
+    };
+    if cidr.prefix_len() > max_len {
         return Err(IpamError::RangeTooSmall(cidr));
     }
-    let net = u32::from(cidr.network());
-    let bcast = u32::from(cidr.broadcast());
-    Ok((net + 2, bcast - 1))
+    Ok((num(cidr.network()) + 2, last))
 }
 
-/// The gateway of a podCIDR: its first host address (the bridge's address).
-pub fn gateway(cidr: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(cidr.network()) + 1)
+/// The gateway of a podCIDR: its first host address (the bridge's address, `.1` or `::1`).
+pub fn gateway(cidr: IpNet) -> IpAddr {
+    addr_like(cidr, num(cidr.network()) + 1)
 }
 
 /// The order in which addresses are tried: starting right after `last` (when it lies in the range) and
 /// wrapping around, every usable address exactly once; from the first usable address otherwise.
 pub(crate) fn candidates(
-    cidr: Ipv4Net,
-    last: Option<Ipv4Addr>,
-) -> Result<impl Iterator<Item = Ipv4Addr>, IpamError> {
+    cidr: IpNet,
+    last: Option<IpAddr>,
+) -> Result<impl Iterator<Item = IpAddr>, IpamError> {
     let (first, end) = usable_range(cidr)?;
     let size = end - first + 1;
-    let start = match last.map(u32::from) {
+    // A last address of the other family is "not in the range" (its number may be).
+    let start = match last
+        .filter(|l| l.is_ipv4() == cidr.addr().is_ipv4())
+        .map(num)
+    {
         Some(l) if (first..=end).contains(&l) => (l - first + 1) % size,
         _ => 0,
     };
-    Ok((0..size).map(move |i| Ipv4Addr::from(first + (start + i) % size)))
+    Ok((0..size).map(move |i| addr_like(cidr, first + (start + i) % size)))
 }
 
 /// Pick the next free address: the first candidate not in `taken`.
 pub(crate) fn pick(
-    cidr: Ipv4Net,
-    last: Option<Ipv4Addr>,
-    taken: &HashSet<Ipv4Addr>,
-) -> Result<Ipv4Addr, IpamError> {
+    cidr: IpNet,
+    last: Option<IpAddr>,
+    taken: &HashSet<IpAddr>,
+) -> Result<IpAddr, IpamError> {
     candidates(cidr, last)?
         .find(|ip| !taken.contains(ip))
         .ok_or(IpamError::Exhausted(cidr))
@@ -113,7 +148,7 @@ pub(crate) fn orphans<'a>(allocs: &'a [Allocation], live: &HashSet<String>) -> V
 #[derive(Debug)]
 pub struct Ipam {
     dir: PathBuf,
-    cidr: Ipv4Net,
+    cidr: IpNet,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -121,9 +156,9 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 impl Ipam {
     /// Open (creating it if needed) the allocation directory `dir` for `pod_cidr` (normalised to its
     /// network). Allocations already in the directory are kept.
-    pub fn open(dir: impl Into<PathBuf>, pod_cidr: Ipv4Net) -> Result<Self, IpamError> {
+    pub fn open(dir: impl Into<PathBuf>, pod_cidr: impl Into<IpNet>) -> Result<Self, IpamError> {
         let dir = dir.into();
-        let cidr = pod_cidr.trunc();
+        let cidr = pod_cidr.into().trunc();
         usable_range(cidr)?;
         fs::create_dir_all(&dir).map_err(|source| IpamError::Io {
             path: dir.clone(),
@@ -133,12 +168,12 @@ impl Ipam {
     }
 
     /// The podCIDR.
-    pub fn cidr(&self) -> Ipv4Net {
+    pub fn cidr(&self) -> IpNet {
         self.cidr
     }
 
-    /// The gateway address (`.1`), which is never allocated.
-    pub fn gateway(&self) -> Ipv4Addr {
+    /// The gateway address (`.1` / `::1`), which is never allocated.
+    pub fn gateway(&self) -> IpAddr {
         gateway(self.cidr)
     }
 
@@ -149,7 +184,7 @@ impl Ipam {
 
     /// Allocate an address for `owner`. If `owner` already holds one, that address is returned again (a
     /// retried sandbox set-up must not leak a second address).
-    pub fn allocate(&self, owner: &str) -> Result<Ipv4Addr, IpamError> {
+    pub fn allocate(&self, owner: &str) -> Result<IpAddr, IpamError> {
         if owner.is_empty() || owner.contains(['\n', '\r', '\0']) {
             return Err(IpamError::InvalidOwner(owner.to_owned()));
         }
@@ -157,7 +192,7 @@ impl Ipam {
         if let Some(a) = current.iter().find(|a| a.owner == owner) {
             return Ok(a.ip);
         }
-        let mut taken: HashSet<Ipv4Addr> = current.iter().map(|a| a.ip).collect();
+        let mut taken: HashSet<IpAddr> = current.iter().map(|a| a.ip).collect();
         // The owner file is written once, then linked under each candidate name until one is free.
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
@@ -190,8 +225,8 @@ impl Ipam {
         result
     }
 
-    /// Release every address held by `owner`; returns them (empty if it held none).
-    pub fn release(&self, owner: &str) -> Result<Vec<Ipv4Addr>, IpamError> {
+    /// Release every address of this family held by `owner`; returns them (empty if it held none).
+    pub fn release(&self, owner: &str) -> Result<Vec<IpAddr>, IpamError> {
         let mut freed = Vec::new();
         for a in self.list()? {
             if a.owner == owner {
@@ -205,7 +240,8 @@ impl Ipam {
         Ok(freed)
     }
 
-    /// Every allocation, sorted by address.
+    /// Every allocation of this IPAM's family (inside its podCIDR or not: the podCIDR may have
+    /// changed since), sorted by address.
     pub fn list(&self) -> Result<Vec<Allocation>, IpamError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(self.io(&self.dir))? {
@@ -213,7 +249,8 @@ impl Ipam {
             let Some(ip) = entry
                 .file_name()
                 .to_str()
-                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+                .and_then(|n| n.parse::<IpAddr>().ok())
+                .filter(|ip| ip.is_ipv4() == self.cidr.addr().is_ipv4())
             else {
                 continue;
             };
@@ -244,7 +281,7 @@ impl Ipam {
         Ok(dead)
     }
 
-    fn remove(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
+    fn remove(&self, ip: IpAddr) -> Result<(), IpamError> {
         let path = self.dir.join(ip.to_string());
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -253,8 +290,8 @@ impl Ipam {
         }
     }
 
-    fn last_reserved(&self) -> Option<Ipv4Addr> {
-        fs::read_to_string(self.dir.join(LAST_RESERVED))
+    fn last_reserved(&self) -> Option<IpAddr> {
+        fs::read_to_string(self.dir.join(last_reserved_file(self.cidr)))
             .ok()?
             .trim()
             .parse()
@@ -262,8 +299,8 @@ impl Ipam {
     }
 
     /// A hint only (a lost update just moves the round-robin start), so it is written without syncing.
-    fn set_last_reserved(&self, ip: Ipv4Addr) {
-        let path = self.dir.join(LAST_RESERVED);
+    fn set_last_reserved(&self, ip: IpAddr) {
+        let path = self.dir.join(last_reserved_file(self.cidr));
         let tmp = self.dir.join(format!(
             ".last-{}-{}",
             std::process::id(),

@@ -22,12 +22,19 @@
 //! one node, so LoadBalancer and external IPs are reachable from the host like from outside. Both are
 //! routes on lab links only: they go away with the lab.
 //!
+//! Dual-stack ([`LabConfig::dual_stack`]): the underlay also carries ULA IPv6, `fd00:172:31::/64`, the
+//! host (if it takes an address) at `::1` and node `i` at the IPv6 image of its IPv4 address's last
+//! byte (`172.31.0.10` ↔ `fd00:172:31::10`), added with `nodad`; router advertisements and
+//! autoconfiguration are off in the node namespaces and on the lab's root links, and nothing routes
+//! IPv6 anywhere but to the lab's own ULA prefixes. Without it (the default) nothing IPv6 is
+//! configured at all.
+//!
 //! What it does not do: NAT to outside.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::nl::{self, connect, link_name, nl_err, ok_if_exists};
@@ -47,6 +54,11 @@ pub struct LabConfig {
     /// The host's address on the lab bridge (`172.31.0.1`), or `None` to keep the host out of the lab
     /// (no address, no route in the root namespace: what parallel tests want).
     pub host_ip: Option<Ipv4Addr>,
+    /// The IPv6 underlay of a dual-stack lab (`fd00:172:31::/64`); `None`: IPv4 only.
+    pub underlay6: Option<Ipv6Net>,
+    /// The host's IPv6 address on the lab bridge (`fd00:172:31::1`), if it takes one (only with
+    /// `underlay6`).
+    pub host_ip6: Option<Ipv6Addr>,
 }
 
 impl LabConfig {
@@ -56,7 +68,22 @@ impl LabConfig {
             prefix: prefix.into(),
             underlay: Ipv4Net::new(Ipv4Addr::new(172, 31, 0, 0), 24).expect("valid prefix length"),
             host_ip: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            underlay6: None,
+            host_ip6: None,
         }
+    }
+
+    /// Add the IPv6 underlay `fd00:172:31::/64` (host at `::1` when the host takes an IPv4
+    /// address too).
+    pub fn dual_stack(mut self) -> Self {
+        self.underlay6 = Some(
+            Ipv6Net::new(Ipv6Addr::new(0xfd00, 0x172, 0x31, 0, 0, 0, 0, 0), 64)
+                .expect("valid prefix length"),
+        );
+        self.host_ip6 = self
+            .host_ip
+            .map(|_| Ipv6Addr::new(0xfd00, 0x172, 0x31, 0, 0, 0, 0, 1));
+        self
     }
 }
 
@@ -69,6 +96,8 @@ pub struct LabNode {
     pub netns: String,
     /// Its underlay address (on its `eth0`).
     pub ip: Ipv4Addr,
+    /// Its IPv6 underlay address, in a dual-stack lab.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// The lab bridge's name.
@@ -110,6 +139,33 @@ pub fn node_ip(cfg: &LabConfig, index: usize) -> Result<Ipv4Addr, NetError> {
     Ok(Ipv4Addr::from(ip))
 }
 
+/// The IPv6 underlay address of node `index`: the interface identifier spells the IPv4 address's
+/// last byte in hex digits (`172.31.0.10` → `fd00:172:31::10`), so the two read alike.
+pub fn node_ip6(cfg: &LabConfig, index: usize) -> Result<Option<Ipv6Addr>, NetError> {
+    let Some(net) = cfg.underlay6 else {
+        return Ok(None);
+    };
+    let v4 = node_ip(cfg, index)?;
+    let id = u16::from_str_radix(&v4.octets()[3].to_string(), 16).expect("decimal digits are hex");
+    let mut seg = net.trunc().network().segments();
+    seg[7] = id;
+    Ok(Some(Ipv6Addr::from(seg)))
+}
+
+/// Per-link sysctls that keep the kernel from configuring IPv6 on a lab link by itself.
+fn quiet_link(link: &str) -> [(String, &'static str); 2] {
+    [
+        (format!("net/ipv6/conf/{link}/accept_ra"), "0"),
+        (format!("net/ipv6/conf/{link}/autoconf"), "0"),
+    ]
+}
+
+fn quiet_links(ns: Option<&str>, links: &[&str]) -> Result<(), NetError> {
+    let owned: Vec<(String, &str)> = links.iter().flat_map(|l| quiet_link(l)).collect();
+    let values: Vec<(&str, &str)> = owned.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+    super::sandbox::write_sysctls(ns, &values)
+}
+
 /// Whether `link` is one of the root-namespace links of the lab with `prefix`.
 pub(crate) fn is_lab_link(prefix: &str, link: &str) -> bool {
     let Some(rest) = link.strip_prefix(prefix) else {
@@ -141,10 +197,17 @@ pub async fn up(cfg: &LabConfig, nodes: &[&str]) -> Result<Vec<LabNode>, NetErro
 pub async fn ensure_underlay(cfg: &LabConfig) -> Result<(), NetError> {
     check_prefix(&cfg.prefix)?;
     let root = connect(None).await?;
-    let bridge = ensure_bridge_link(&root, &bridge_name(&cfg.prefix)).await?;
+    let name = bridge_name(&cfg.prefix);
+    let bridge = ensure_bridge_link(&root, &name).await?;
     if let Some(host) = cfg.host_ip {
         root.ensure_addr(bridge, host, cfg.underlay.prefix_len())
             .await?;
+    }
+    if let Some(net) = cfg.underlay6 {
+        quiet_links(None, &[&name])?;
+        if let Some(host) = cfg.host_ip6 {
+            root.ensure_addr(bridge, host, net.prefix_len()).await?;
+        }
     }
     Ok(())
 }
@@ -154,11 +217,16 @@ pub async fn ensure_underlay(cfg: &LabConfig) -> Result<(), NetError> {
 pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNode, NetError> {
     check_prefix(&cfg.prefix)?;
     let ip = node_ip(cfg, index)?;
+    let ip6 = node_ip6(cfg, index)?;
     let ns = node_netns(&cfg.prefix, name);
     let outer = format!("{}v{index}", cfg.prefix);
     let inner_tmp = format!("{}n{index}", cfg.prefix);
     nl::check_ifname(&outer)?;
     netns::create(&ns)?;
+    if ip6.is_some() {
+        // Before eth0 arrives: the links it gets inherit `default`.
+        super::sandbox::write_sysctls(Some(&ns), &super::sandbox::IPV6_QUIET)?;
+    }
     let root = connect(None).await?;
     let node = connect(Some(&ns)).await?;
     let bridge = root.index(&bridge_name(&cfg.prefix)).await?;
@@ -186,6 +254,9 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
         .map_err(nl_err(format!("move {inner_tmp} into {ns}")))?;
     drop(ns_file);
     let outer_index = root.index(&outer).await?;
+    if ip6.is_some() {
+        quiet_links(None, &[&outer])?;
+    }
     root.h
         .link()
         .set(
@@ -210,51 +281,83 @@ pub async fn add_node(cfg: &LabConfig, index: usize, name: &str) -> Result<LabNo
         .await
         .map_err(nl_err(format!("rename {inner_tmp} to eth0 in {ns}")))?;
     node.ensure_addr(eth, ip, cfg.underlay.prefix_len()).await?;
+    if let (Some(ip6), Some(net)) = (ip6, cfg.underlay6) {
+        node.ensure_addr(eth, ip6, net.prefix_len()).await?;
+    }
     node.up(eth).await?;
     node.lo_up().await?;
     Ok(LabNode {
         name: name.to_owned(),
         netns: ns,
         ip,
+        ip6,
     })
 }
 
-/// Route `cidr` out of the node's `eth0` in its namespace (a device route, no gateway: a ClusterIP is
-/// DNATed in the output hook long before any neighbour lookup). Idempotent.
-pub async fn route_in_node(node: &LabNode, cidr: Ipv4Net) -> Result<(), NetError> {
+/// Route `cidr` (IPv4 or IPv6) out of the node's `eth0` in its namespace (a device route, no
+/// gateway: a ClusterIP is DNATed in the output hook long before any neighbour lookup). Idempotent.
+pub async fn route_in_node(node: &LabNode, cidr: impl Into<IpNet>) -> Result<(), NetError> {
+    let cidr = cidr.into();
     let nl = connect(Some(&node.netns)).await?;
     let eth = nl.index("eth0").await?;
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(cidr.network(), cidr.prefix_len())
-        .output_interface(eth)
-        .build();
+    let route = match cidr {
+        IpNet::V4(c) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(c.network(), c.prefix_len())
+            .output_interface(eth)
+            .build(),
+        IpNet::V6(c) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(c.network(), c.prefix_len())
+            .output_interface(eth)
+            .build(),
+    };
     ok_if_exists(
         nl.h.route().add(route).execute().await,
         format!("add route {cidr} dev eth0 in {}", node.netns),
     )
 }
 
-/// Route `cidr` from the root namespace via `via` (a lab node's underlay address, which must be on the
-/// lab bridge). The route lives on the lab bridge and goes when the lab does. Idempotent.
+/// Route `cidr` from the root namespace via `via` (a lab node's underlay address of the same
+/// family, which must be on the lab bridge). The route lives on the lab bridge and goes when the lab
+/// does. Idempotent.
 pub async fn route_from_host(
     cfg: &LabConfig,
-    cidr: Ipv4Net,
-    via: Ipv4Addr,
+    cidr: impl Into<IpNet>,
+    via: impl Into<IpAddr>,
 ) -> Result<(), NetError> {
+    let (cidr, via) = (cidr.into(), via.into());
     check_prefix(&cfg.prefix)?;
-    if !cfg.underlay.contains(&via) {
+    let on_underlay = match via {
+        IpAddr::V4(v) => cfg.underlay.contains(&v),
+        IpAddr::V6(v) => cfg.underlay6.is_some_and(|u| u.contains(&v)),
+    };
+    if !on_underlay {
         return Err(NetError::Invalid(format!(
-            "{via} is not on the lab underlay {}",
-            cfg.underlay
+            "{via} is not on the lab underlay {}{}",
+            cfg.underlay,
+            cfg.underlay6
+                .map(|u| format!(" or {u}"))
+                .unwrap_or_default()
         )));
     }
     let root = connect(None).await?;
     let bridge = root.index(&bridge_name(&cfg.prefix)).await?;
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(cidr.network(), cidr.prefix_len())
-        .gateway(via)
-        .output_interface(bridge)
-        .build();
+    let route = match (cidr, via) {
+        (IpNet::V4(c), IpAddr::V4(v)) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(c.network(), c.prefix_len())
+            .gateway(v)
+            .output_interface(bridge)
+            .build(),
+        (IpNet::V6(c), IpAddr::V6(v)) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(c.network(), c.prefix_len())
+            .gateway(v)
+            .output_interface(bridge)
+            .build(),
+        (c, v) => {
+            return Err(NetError::Invalid(format!(
+                "route {c} via {v}: the gateway is of another family"
+            )));
+        }
+    };
     ok_if_exists(
         root.h.route().add(route).execute().await,
         format!("add route {cidr} via {via} on the lab bridge"),

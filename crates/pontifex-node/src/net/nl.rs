@@ -1,7 +1,7 @@
 //! Thin netlink helpers shared by the sandbox, routes and lab modules: a connection opened inside a named
 //! namespace, and idempotent link/address operations (EEXIST and ENODEV/ENOENT are outcomes, not errors).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -163,19 +163,26 @@ impl Nl {
         )
     }
 
-    /// Add `addr/prefix` to link `index`; an existing identical address is fine.
+    /// Add `addr/prefix` to link `index`; an existing identical address is fine. IPv6 addresses
+    /// are added with `nodad`: duplicate address detection would keep them tentative (unusable as a
+    /// source) for about a second, and every address here is allocated, never guessed.
     pub(crate) async fn ensure_addr(
         &self,
         index: u32,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         prefix: u8,
     ) -> Result<(), NetError> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+        let addr = addr.into();
+        let mut req = self.h.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            let m = req.message_mut();
+            m.header.flags |= AddressHeaderFlags::Nodad;
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         ok_if_exists(
-            self.h
-                .address()
-                .add(index, addr.into(), prefix)
-                .execute()
-                .await,
+            req.execute().await,
             format!("add address {addr}/{prefix} in {}", self.ns),
         )
     }

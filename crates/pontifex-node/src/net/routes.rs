@@ -1,6 +1,8 @@
 //! Cross-node pod routes, flannel's two backends, reconciled level-triggered from the node list.
 //!
-//! - **host-gw** ([`sync_host_gw`]): for every other node, `podCIDR via nodeIP` (the nodes share a link).
+//! - **host-gw** ([`sync_host_gw`]): for every other node and family, `podCIDR via nodeIP` (the nodes
+//!   share a link): on a dual-stack node `10.244.1.0/24 via 172.31.0.11` and
+//!   `fd00:10:244:1::/64 via fd00:172:31::11`. A [`NodeRoute`] is one family of one node.
 //! - **VXLAN** ([`sync_vxlan`]): a device [`VXLAN_DEVICE`] (`pontifex.1`, VNI 1, UDP port 8472, learning
 //!   off) whose address is the node's podCIDR network address as a /32 (flannel's `10.244.X.0/32`), and
 //!   for every other node: `podCIDR via <their .0> dev pontifex.1 onlink`, a permanent neighbour entry
@@ -15,13 +17,19 @@
 //! instead ([`vtep_mac`]: `0e:fe:` followed by the four address bytes, a locally administered unicast
 //! address), so every node can compute every other node's MAC and no annotation is needed.
 //!
-//! What it does not do: IPv6, routes in other tables, the VXLAN MTU of pods (set it on the veths: 1450).
+//! IPv6 under VXLAN: [`sync_vxlan`] encapsulates IPv4 only (flannel's IPv6 VXLAN needs a second
+//! device, `flannel-v6.1`, not built here); the IPv6 podCIDRs get host-gw routes instead, which
+//! works only where the nodes share a link (the lab does). The two families are planned apart, so
+//! one family's sync never touches the other's routes.
+//!
+//! What it does not do: IPv6 VXLAN, routes in other tables, the VXLAN MTU of pods (set it on the
+//! veths: 1450).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
@@ -47,33 +55,43 @@ pub const VXLAN_PORT: u16 = 8472;
 /// The VXLAN device MTU: a 1500-byte underlay minus the 50 bytes of VXLAN over IPv4 encapsulation.
 pub const VXLAN_MTU: u32 = 1450;
 
-/// A node as routing sees it.
+/// One family of a node as routing sees it (a dual-stack node is two of these, same name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRoute {
     /// The Node name.
     pub name: String,
-    /// Its internal IP (the underlay address).
-    pub node_ip: Ipv4Addr,
-    /// Its podCIDR.
-    pub pod_cidr: Ipv4Net,
+    /// Its internal IP of this family (the underlay address).
+    pub node_ip: IpAddr,
+    /// Its podCIDR of this family.
+    pub pod_cidr: IpNet,
+}
+
+impl NodeRoute {
+    fn is_v4(&self) -> bool {
+        self.node_ip.is_ipv4() && self.pod_cidr.addr().is_ipv4()
+    }
+
+    fn is_v6(&self) -> bool {
+        self.node_ip.is_ipv6() && self.pod_cidr.addr().is_ipv6()
+    }
 }
 
 /// What a sync changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Routes added (destinations).
-    pub added: Vec<Ipv4Net>,
+    pub added: Vec<IpNet>,
     /// Routes whose next hop changed.
-    pub replaced: Vec<Ipv4Net>,
+    pub replaced: Vec<IpNet>,
     /// Our routes that matched no node any more.
-    pub deleted: Vec<Ipv4Net>,
+    pub deleted: Vec<IpNet>,
 }
 
 /// A route as we want it, or as we found it (only our protocol's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Route {
-    pub(crate) dst: Ipv4Net,
-    pub(crate) gateway: Ipv4Addr,
+    pub(crate) dst: IpNet,
+    pub(crate) gateway: IpAddr,
     /// Output link: set for VXLAN routes; `None` for host-gw (the kernel picks the link to the gateway).
     pub(crate) oif: Option<u32>,
 }
@@ -90,8 +108,8 @@ pub(crate) struct Plan {
 /// ours deleted. An existing route whose link we do not care about (`desired.oif == None`) matches on
 /// the gateway alone.
 pub(crate) fn plan(existing: &[Route], desired: &[Route]) -> Plan {
-    let want: BTreeMap<Ipv4Net, Route> = desired.iter().map(|r| (r.dst, *r)).collect();
-    let mut have: BTreeMap<Ipv4Net, Vec<Route>> = BTreeMap::new();
+    let want: BTreeMap<IpNet, Route> = desired.iter().map(|r| (r.dst, *r)).collect();
+    let mut have: BTreeMap<IpNet, Vec<Route>> = BTreeMap::new();
     for r in existing {
         have.entry(r.dst).or_default().push(*r);
     }
@@ -118,11 +136,12 @@ pub(crate) fn plan(existing: &[Route], desired: &[Route]) -> Plan {
     p
 }
 
-/// host-gw: one route per other node with a podCIDR, via its node IP.
+/// host-gw: one route per other node with a podCIDR, via its node IP (of the podCIDR's family;
+/// an entry whose node IP and podCIDR differ in family is skipped).
 pub(crate) fn desired_host_gw(self_name: &str, nodes: &[NodeRoute]) -> Vec<Route> {
     nodes
         .iter()
-        .filter(|n| n.name != self_name)
+        .filter(|n| n.name != self_name && (n.is_v4() || n.is_v6()))
         .map(|n| Route {
             dst: n.pod_cidr.trunc(),
             gateway: n.node_ip,
@@ -138,8 +157,13 @@ pub fn vtep_mac(node_ip: Ipv4Addr) -> [u8; 6] {
     [0x0e, 0xfe, a, b, c, d]
 }
 
-async fn our_routes(nl: &Nl) -> Result<Vec<Route>, NetError> {
-    let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+/// Our routes of one family (`v6`: IPv6, else IPv4).
+async fn our_routes(nl: &Nl, v6: bool) -> Result<Vec<Route>, NetError> {
+    let query = if v6 {
+        RouteMessageBuilder::<Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new().build()
+    };
     let all: Vec<RouteMessage> =
         nl.h.route()
             .get(query)
@@ -154,50 +178,69 @@ async fn our_routes(nl: &Nl) -> Result<Vec<Route>, NetError> {
                 && m.header.table == RouteHeader::RT_TABLE_MAIN
         })
         .filter_map(|m| {
+            let unspecified = if v6 {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
             let mut dst = None;
             let mut gateway = None;
             let mut oif = None;
             for a in &m.attributes {
                 match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some((*d).into()),
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some((*d).into()),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some((*g).into()),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some((*g).into()),
                     RouteAttribute::Oif(i) => oif = Some(*i),
                     _ => {}
                 }
             }
-            let dst = Ipv4Net::new(
-                dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            let dst = IpNet::new(
+                dst.unwrap_or(unspecified),
                 m.header.destination_prefix_length,
             )
             .ok()?;
             Some(Route {
                 dst,
-                gateway: gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                gateway: gateway.unwrap_or(unspecified),
                 oif,
             })
         })
         .collect())
 }
 
-fn route_message(r: &Route, onlink: bool) -> RouteMessage {
-    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(r.dst.network(), r.dst.prefix_len())
-        .gateway(r.gateway)
-        .protocol(RouteProtocol::Other(RTPROT_PONTIFEX));
+fn route_message(r: &Route, onlink: bool) -> Result<RouteMessage, NetError> {
+    let mut m = match (r.dst, r.gateway) {
+        (IpNet::V4(dst), IpAddr::V4(gw)) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .gateway(gw)
+            .build(),
+        (IpNet::V6(dst), IpAddr::V6(gw)) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .gateway(gw)
+            .build(),
+        (dst, gw) => {
+            return Err(NetError::Invalid(format!(
+                "route {dst} via {gw}: the gateway is of another family"
+            )));
+        }
+    };
+    m.header.protocol = RouteProtocol::Other(RTPROT_PONTIFEX);
     if let Some(oif) = r.oif {
-        b = b.output_interface(oif);
+        m.attributes.push(RouteAttribute::Oif(oif));
     }
     if onlink {
-        b = b.onlink();
+        m.header.flags |= netlink_packet_route::route::RouteFlags::Onlink;
     }
-    b.build()
+    Ok(m)
 }
 
 async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> {
     let mut report = SyncReport::default();
     // Delete first: a stale route may hold a destination that a replacement reuses.
     for r in &p.delete {
-        let msg = route_message(r, false);
+        let msg = route_message(r, false)?;
         ok_if_gone(
             nl.h.route().del(msg).execute().await,
             format!("delete route {} in {}", r.dst, nl.ns),
@@ -205,7 +248,7 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
         report.deleted.push(r.dst);
     }
     for r in &p.add {
-        let msg = route_message(r, onlink);
+        let msg = route_message(r, onlink)?;
         ok_if_exists(
             nl.h.route().add(msg).execute().await,
             format!("add route {} via {} in {}", r.dst, r.gateway, nl.ns),
@@ -213,7 +256,7 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
         report.added.push(r.dst);
     }
     for r in &p.replace {
-        let msg = route_message(r, onlink);
+        let msg = route_message(r, onlink)?;
         nl.h.route()
             .add(msg)
             .replace()
@@ -229,26 +272,66 @@ async fn apply(nl: &Nl, p: &Plan, onlink: bool) -> Result<SyncReport, NetError> 
 }
 
 /// host-gw: make the routes of `node_ns` (`None`: the caller's namespace) be exactly one
-/// `podCIDR via nodeIP` per node of `nodes` other than `self_name`. Only routes with protocol
-/// [`RTPROT_PONTIFEX`] are replaced or deleted. Every node IP must be on a link of this node.
+/// `podCIDR via nodeIP` per node and family of `nodes` other than `self_name`, for IPv4 and IPv6.
+/// Only routes with protocol [`RTPROT_PONTIFEX`] are replaced or deleted. Every node IP must be on
+/// a link of this node.
 pub async fn sync_host_gw(
     node_ns: Option<&str>,
     self_name: &str,
     nodes: &[NodeRoute],
 ) -> Result<SyncReport, NetError> {
     let nl = connect(node_ns).await?;
-    let existing = our_routes(&nl).await?;
+    let mut report = host_gw_family(&nl, self_name, nodes, false).await?;
+    report.merge(host_gw_family(&nl, self_name, nodes, true).await?);
+    Ok(report)
+}
+
+/// host-gw for one family: only that family's routes are planned (and so deleted).
+async fn host_gw_family(
+    nl: &Nl,
+    self_name: &str,
+    nodes: &[NodeRoute],
+    v6: bool,
+) -> Result<SyncReport, NetError> {
+    let family: Vec<NodeRoute> = nodes
+        .iter()
+        .filter(|n| if v6 { n.is_v6() } else { n.is_v4() })
+        .cloned()
+        .collect();
+    let existing = our_routes(nl, v6).await?;
     apply(
-        &nl,
-        &plan(&existing, &desired_host_gw(self_name, nodes)),
+        nl,
+        &plan(&existing, &desired_host_gw(self_name, &family)),
         false,
     )
     .await
 }
 
-/// VXLAN: ensure the device [`VXLAN_DEVICE`] for this node (`self_name` must be in `nodes`) and make its
-/// routes, neighbour and FDB entries match the other nodes of `nodes`; stale ones are removed. Our
-/// host-gw routes for the same podCIDRs are replaced.
+impl SyncReport {
+    fn merge(&mut self, other: SyncReport) {
+        self.added.extend(other.added);
+        self.replaced.extend(other.replaced);
+        self.deleted.extend(other.deleted);
+    }
+}
+
+/// One IPv4 family of a node, for VXLAN.
+struct V4Node {
+    node_ip: Ipv4Addr,
+    pod_cidr: Ipv4Net,
+}
+
+fn v4_node(n: &NodeRoute) -> Option<V4Node> {
+    match (n.node_ip, n.pod_cidr) {
+        (IpAddr::V4(node_ip), IpNet::V4(pod_cidr)) => Some(V4Node { node_ip, pod_cidr }),
+        _ => None,
+    }
+}
+
+/// VXLAN: ensure the device [`VXLAN_DEVICE`] for this node (`self_name` must be in `nodes` with an
+/// IPv4 entry) and make its routes, neighbour and FDB entries match the other nodes' IPv4 entries;
+/// stale ones are removed. Our host-gw routes for the same podCIDRs are replaced. IPv6 entries get
+/// host-gw routes (see the module documentation).
 pub async fn sync_vxlan(
     node_ns: Option<&str>,
     self_name: &str,
@@ -256,11 +339,20 @@ pub async fn sync_vxlan(
 ) -> Result<SyncReport, NetError> {
     let me = nodes
         .iter()
-        .find(|n| n.name == self_name)
-        .ok_or_else(|| NetError::Invalid(format!("node {self_name} is not in the node list")))?;
+        .filter(|n| n.name == self_name)
+        .find_map(v4_node)
+        .ok_or_else(|| {
+            NetError::Invalid(format!(
+                "node {self_name} is not in the node list with an IPv4 address and podCIDR"
+            ))
+        })?;
     let nl = connect(node_ns).await?;
-    let vtep = ensure_vtep(&nl, me).await?;
-    let others: Vec<&NodeRoute> = nodes.iter().filter(|n| n.name != self_name).collect();
+    let vtep = ensure_vtep(&nl, &me).await?;
+    let others: Vec<V4Node> = nodes
+        .iter()
+        .filter(|n| n.name != self_name)
+        .filter_map(v4_node)
+        .collect();
 
     // FDB: their MAC → their node IP (on the bridge family of the VXLAN device, NTF_SELF).
     let want_fdb: BTreeMap<[u8; 6], Ipv4Addr> = others
@@ -320,17 +412,19 @@ pub async fn sync_vxlan(
     let desired: Vec<Route> = others
         .iter()
         .map(|n| Route {
-            dst: n.pod_cidr.trunc(),
-            gateway: n.pod_cidr.network(),
+            dst: IpNet::V4(n.pod_cidr.trunc()),
+            gateway: IpAddr::V4(n.pod_cidr.network()),
             oif: Some(vtep),
         })
         .collect();
-    let existing = our_routes(&nl).await?;
-    apply(&nl, &plan(&existing, &desired), true).await
+    let existing = our_routes(&nl, false).await?;
+    let mut report = apply(&nl, &plan(&existing, &desired), true).await?;
+    report.merge(host_gw_family(&nl, self_name, nodes, true).await?);
+    Ok(report)
 }
 
 /// Create (or recreate, if its MAC says it belongs to another node IP) the VTEP; returns its index.
-async fn ensure_vtep(nl: &Nl, me: &NodeRoute) -> Result<u32, NetError> {
+async fn ensure_vtep(nl: &Nl, me: &V4Node) -> Result<u32, NetError> {
     let mac = vtep_mac(me.node_ip);
     if let Some(link) = nl.link(VXLAN_DEVICE).await? {
         if link_mac(&link) == Some(&mac[..]) {
@@ -407,7 +501,7 @@ fn neigh_lladdr(m: &NeighbourMessage) -> Option<&[u8]> {
 }
 
 /// The destinations of a node list, for callers that want to log what a sync covers.
-pub fn pod_cidrs(nodes: &[NodeRoute]) -> BTreeSet<Ipv4Net> {
+pub fn pod_cidrs(nodes: &[NodeRoute]) -> BTreeSet<IpNet> {
     nodes.iter().map(|n| n.pod_cidr.trunc()).collect()
 }
 

@@ -125,9 +125,9 @@ pub fn resolv_conf(pod: &Pod, node: &NodeDns) -> ResolvConf {
 }
 
 /// The kubelet-managed `/etc/hosts` of a pod with its own network (hostNetwork pods see the node's):
-/// the loopback and IPv6 entries, the pod's IP with its hostname (fully qualified first when the pod
-/// has a `subdomain`), then `hostAliases`.
-pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
+/// the loopback and IPv6 entries, a line per pod IP (primary first; two on a dual-stack node) with
+/// the pod's hostname (fully qualified first when the pod has a `subdomain`), then `hostAliases`.
+pub fn hosts_file(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let hostname = spec.hostname.clone().unwrap_or(name);
@@ -140,14 +140,16 @@ pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
          fe00::1\tip6-allnodes\n\
          fe00::2\tip6-allrouters\n",
     );
-    match &spec.subdomain {
-        Some(sub) if !sub.is_empty() => {
-            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-            s.push_str(&format!(
-                "{pod_ip}\t{hostname}.{sub}.{ns}.svc.{cluster_domain}\t{hostname}\n"
-            ));
+    for pod_ip in pod_ips {
+        match &spec.subdomain {
+            Some(sub) if !sub.is_empty() => {
+                let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+                s.push_str(&format!(
+                    "{pod_ip}\t{hostname}.{sub}.{ns}.svc.{cluster_domain}\t{hostname}\n"
+                ));
+            }
+            _ => s.push_str(&format!("{pod_ip}\t{hostname}\n")),
         }
-        _ => s.push_str(&format!("{pod_ip}\t{hostname}\n")),
     }
     for alias in spec.host_aliases.iter().flatten() {
         let names = alias.hostnames.clone().unwrap_or_default();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::IpFamily;
 use std::time::UNIX_EPOCH;
 
 fn at(s: u64) -> SystemTime {
@@ -19,6 +20,34 @@ fn healthy_while_starting_and_until_pending_is_late() {
     assert!(!h.is_healthy(at(5070)).0, "60 s = 2 × sync period");
     h.updated(at(5071));
     assert!(h.is_healthy(at(9999)).0, "no pending update");
+}
+
+#[test]
+fn dual_stack_is_unhealthy_when_either_family_is_late() {
+    let h = ProxyHealth::new(Duration::from_secs(30));
+    h.updated_for(IpFamily::V4, at(1000));
+    h.updated_for(IpFamily::V6, at(1010));
+    assert_eq!(
+        h.is_healthy(at(1020)),
+        (true, Some(at(1010))),
+        "newest update"
+    );
+    // IPv6 falls behind while IPv4 keeps syncing.
+    h.queued_update_for(IpFamily::V6, at(2000));
+    h.queued_update_for(IpFamily::V4, at(2000));
+    h.updated_for(IpFamily::V4, at(2001));
+    assert!(h.is_healthy(at(2059)).0);
+    assert!(
+        !h.is_healthy(at(2060)).0,
+        "IPv4's update does not clear IPv6's pending one"
+    );
+    h.updated_for(IpFamily::V6, at(2061));
+    assert!(h.is_healthy(at(2062)).0);
+    // A family that never applied anything (still starting) is not late.
+    let h = ProxyHealth::new(Duration::from_secs(30));
+    h.updated_for(IpFamily::V4, at(1000));
+    h.queued_update_for(IpFamily::V6, at(1000));
+    assert!(h.is_healthy(at(5000)).0);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod client;
 mod crash;
 mod deployments;
+mod dualstack;
 mod endpoints;
 mod fake;
 mod kubectl;

@@ -1,13 +1,13 @@
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::*;
 
-fn cidr(s: &str) -> Ipv4Net {
+fn cidr(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-fn ip(s: &str) -> Ipv4Addr {
+fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -134,7 +134,7 @@ fn new_allocator_over_same_dir_never_reuses_held_ip() {
         [first.allocate("a").unwrap(), first.allocate("b").unwrap()]
     };
     // "Crash": the last-reserved hint is lost; held addresses must still be skipped.
-    std::fs::remove_file(dir.path().join(LAST_RESERVED)).unwrap();
+    std::fs::remove_file(dir.path().join("last_reserved_ip.0")).unwrap();
     let second = Ipam::open(dir.path(), c).unwrap();
     let mut fresh = Vec::new();
     while let Ok(x) = second.allocate(&format!("n{}", fresh.len())) {
@@ -178,7 +178,7 @@ fn gc_frees_dead_owners_only() {
 fn concurrent_allocators_never_share_an_address() {
     let dir = tempfile::tempdir().unwrap();
     let c = cidr("10.0.0.0/26"); // 61 usable
-    let got: Vec<Ipv4Addr> = std::thread::scope(|s| {
+    let got: Vec<IpAddr> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|t| {
                 let path = dir.path().to_owned();
@@ -209,4 +209,58 @@ fn invalid_owner_rejected() {
         ipam.allocate("a\nb"),
         Err(IpamError::InvalidOwner(_))
     ));
+}
+
+#[test]
+fn ipv6_range_skips_network_and_gateway_but_not_all_ones() {
+    let c = cidr("fd00:10:244:1::/126"); // ::0 network, ::1 gateway, ::2 and ::3 usable
+    let all: Vec<_> = candidates(c, None).unwrap().collect();
+    assert_eq!(all, vec![ip("fd00:10:244:1::2"), ip("fd00:10:244:1::3")]);
+    assert_eq!(gateway(c), ip("fd00:10:244:1::1"));
+    assert!(matches!(
+        candidates(cidr("fd00::/127"), None),
+        Err(IpamError::RangeTooSmall(_))
+    ));
+    // A /64 is 2^64 addresses: candidates are lazy and wrap at the top.
+    let big = cidr("fd00:10:244:2::/64");
+    let mut it = candidates(big, Some(ip("fd00:10:244:2:ffff:ffff:ffff:ffff"))).unwrap();
+    assert_eq!(it.next(), Some(ip("fd00:10:244:2::2")));
+    // A last address of the other family does not steer the search.
+    let mut it = candidates(big, Some(ip("0.0.0.9"))).unwrap();
+    assert_eq!(it.next(), Some(ip("fd00:10:244:2::2")));
+}
+
+#[test]
+fn dual_stack_allocators_share_a_directory_and_keep_ipv4_state_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // IPv4 state written before the node became dual-stack.
+    std::fs::write(dir.path().join("10.244.1.2"), "old-pod").unwrap();
+    std::fs::write(dir.path().join("last_reserved_ip.0"), "10.244.1.2").unwrap();
+    let v4 = Ipam::open(dir.path(), cidr("10.244.1.0/24")).unwrap();
+    let v6 = Ipam::open(dir.path(), cidr("fd00:10:244:1::/64")).unwrap();
+    assert_eq!(v4.allocate("old-pod").unwrap(), ip("10.244.1.2"));
+    assert_eq!(v4.allocate("new-pod").unwrap(), ip("10.244.1.3"));
+    assert_eq!(v6.allocate("new-pod").unwrap(), ip("fd00:10:244:1::2"));
+    assert_eq!(v6.allocate("old-pod").unwrap(), ip("fd00:10:244:1::3"));
+    // Each sees only its family.
+    assert_eq!(v4.list().unwrap().len(), 2);
+    assert!(v6.list().unwrap().iter().all(|a| a.ip.is_ipv6()));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("last_reserved_ip.0")).unwrap(),
+        "10.244.1.3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("last_reserved_ip.1")).unwrap(),
+        "fd00:10:244:1::3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fd00:10:244:1::2")).unwrap(),
+        "new-pod"
+    );
+    // Releasing through one family leaves the other's address held.
+    assert_eq!(v6.release("old-pod").unwrap(), vec![ip("fd00:10:244:1::3")]);
+    assert_eq!(v4.allocate("old-pod").unwrap(), ip("10.244.1.2"));
+    let live: HashSet<String> = ["new-pod".to_owned()].into();
+    assert_eq!(v6.gc(&live).unwrap(), vec![]);
+    assert_eq!(v4.gc(&live).unwrap().len(), 1);
 }

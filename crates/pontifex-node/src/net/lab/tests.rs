@@ -34,3 +34,29 @@ fn names_fit_link_limits() {
     assert_eq!(pod_netns("pfx", "abc"), "pfx-pod-abc");
     assert_eq!(bridge_name("pfx"), "pfx0");
 }
+
+#[test]
+fn dual_stack_node_addresses_mirror_the_ipv4_ones() {
+    let v4 = LabConfig::new("pfx");
+    assert_eq!(node_ip6(&v4, 0).unwrap(), None);
+    assert_eq!(v4.underlay6, None);
+    let cfg = LabConfig::new("pfx").dual_stack();
+    assert_eq!(cfg.host_ip6, Some("fd00:172:31::1".parse().unwrap()));
+    assert_eq!(
+        node_ip6(&cfg, 0).unwrap(),
+        Some("fd00:172:31::10".parse().unwrap())
+    );
+    assert_eq!(
+        node_ip6(&cfg, 1).unwrap(),
+        Some("fd00:172:31::11".parse().unwrap())
+    );
+    assert_eq!(
+        node_ip6(&cfg, 244).unwrap(),
+        Some("fd00:172:31::254".parse().unwrap())
+    );
+    assert!(node_ip6(&cfg, 245).is_err());
+    // A host without an IPv4 address on the lab takes no IPv6 one either.
+    let mut quiet = LabConfig::new("pfx");
+    quiet.host_ip = None;
+    assert_eq!(quiet.dual_stack().host_ip6, None);
+}

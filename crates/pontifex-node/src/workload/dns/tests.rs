@@ -78,7 +78,7 @@ fn hosts_file_names_the_pod() {
         serde_json::json!({"metadata": {"name": "web-0", "namespace": "shop"}, "spec": {"containers": [],
         "hostname": "web-0", "subdomain": "web", "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}]}}),
     );
-    let h = hosts_file(&p, "10.244.1.5", "cluster.local");
+    let h = hosts_file(&p, &["10.244.1.5".into()], "cluster.local");
     assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
     assert!(
         h.contains("10.244.1.5\tweb-0.web.shop.svc.cluster.local\tweb-0\n"),
@@ -86,5 +86,25 @@ fn hosts_file_names_the_pod() {
     );
     assert!(h.ends_with("10.1.2.3\tfoo.local\tbar.local\n"), "{h}");
     let q = pod(serde_json::json!({"metadata": {"name": "plain"}, "spec": {"containers": []}}));
-    assert!(hosts_file(&q, "10.244.1.6", "cluster.local").ends_with("10.244.1.6\tplain\n"));
+    assert!(
+        hosts_file(&q, &["10.244.1.6".into()], "cluster.local").ends_with("10.244.1.6\tplain\n")
+    );
+}
+
+#[test]
+fn a_dual_stack_pod_has_a_hosts_line_per_ip() {
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"containers": [{"name": "c"}]},
+    }))
+    .unwrap();
+    let h = hosts_file(
+        &p,
+        &["10.244.1.5".into(), "fd00:10:244:1::5".into()],
+        "cluster.local",
+    );
+    assert!(
+        h.ends_with("10.244.1.5\tweb\nfd00:10:244:1::5\tweb\n"),
+        "{h}"
+    );
 }

@@ -30,8 +30,8 @@ impl TwoNodes {
             .zip(self.cidrs)
             .map(|(n, c)| NodeRoute {
                 name: n.name.clone(),
-                node_ip: n.ip,
-                pod_cidr: c,
+                node_ip: n.ip.into(),
+                pod_cidr: c.into(),
             })
             .collect()
     }
@@ -45,12 +45,12 @@ async fn two_nodes_with_a_pod_each(cfg: &LabConfig, mtu: Option<u32>) -> TwoNode
     ];
     let mut pods = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        sandbox::ensure_bridge(Some(&n.netns), cidrs[i])
+        sandbox::ensure_bridge(Some(&n.netns), &[cidrs[i].into()])
             .await
             .unwrap();
         let ns = lab::pod_netns(&cfg.prefix, &format!("p{i}"));
         let ip = std::net::Ipv4Addr::from(u32::from(cidrs[i].network()) + 2);
-        sandbox::setup_pod(Some(&n.netns), &ns, cidrs[i], ip, mtu)
+        sandbox::setup_pod(Some(&n.netns), &ns, &[(cidrs[i].into(), ip.into())], mtu)
             .await
             .unwrap();
         pods.push((ns, ip));
@@ -193,7 +193,7 @@ fn cross_node_pods_with_host_gw_then_vxlan() {
         let rep = routes::sync_vxlan(Some(&t.nodes[0].netns), &t.nodes[0].name, only_me)
             .await
             .unwrap();
-        assert_eq!(rep.deleted, vec![t.cidrs[1]]);
+        assert_eq!(rep.deleted, vec![ipnet::IpNet::from(t.cidrs[1])]);
     });
     let neigh = ip_out(&[
         "-n",
@@ -241,4 +241,122 @@ fn destroy_leaves_nothing_and_is_idempotent() {
     }
     let names = ip_out(&["netns", "list"]);
     assert!(!names.contains(&format!("{prefix}-")), "{names}");
+}
+
+#[test]
+fn dual_stack_pods_reach_each_other_over_ipv6_with_host_gw_and_under_vxlan() {
+    use std::net::{IpAddr, Ipv6Addr};
+    let prefix = unique_prefix();
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = test_lab(&prefix).dual_stack();
+    let v4: [ipnet::IpNet; 2] = [
+        "10.244.0.0/24".parse().unwrap(),
+        "10.244.1.0/24".parse().unwrap(),
+    ];
+    let v6: [ipnet::IpNet; 2] = [
+        "fd00:10:244::/64".parse().unwrap(),
+        "fd00:10:244:1::/64".parse().unwrap(),
+    ];
+    let (nodes, pods) = rt().block_on(async {
+        let nodes = lab::up(&cfg, &["a", "b"]).await.unwrap();
+        let mut pods = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            sandbox::ensure_bridge(Some(&n.netns), &[v4[i], v6[i]])
+                .await
+                .unwrap();
+            let ns = lab::pod_netns(&cfg.prefix, &format!("p{i}"));
+            let ip4 = IpAddr::from([10, 244, i as u8, 2]);
+            let ip6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x10, 0x244, i as u16, 0, 0, 0, 2));
+            let net = sandbox::setup_pod(Some(&n.netns), &ns, &[(v4[i], ip4), (v6[i], ip6)], None)
+                .await
+                .unwrap();
+            assert_eq!(net.addresses.len(), 2);
+            assert_eq!(
+                net.gateways[1],
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0x10, 0x244, i as u16, 0, 0, 0, 1))
+            );
+            let seen: Vec<IpAddr> = sandbox::inspect_pod(&ns)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.ip)
+                .collect();
+            assert_eq!(seen, vec![ip4, ip6], "IPv4 first, no link-local");
+            pods.push((ns, ip6));
+        }
+        (nodes, pods)
+    });
+    assert_eq!(nodes[1].ip6, Some("fd00:172:31::11".parse().unwrap()));
+    let routes: Vec<NodeRoute> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            [
+                NodeRoute {
+                    name: n.name.clone(),
+                    node_ip: n.ip.into(),
+                    pod_cidr: v4[i],
+                },
+                NodeRoute {
+                    name: n.name.clone(),
+                    node_ip: n.ip6.unwrap().into(),
+                    pod_cidr: v6[i],
+                },
+            ]
+        })
+        .collect();
+    // The node forwards IPv6 and takes no router advertisements.
+    let fwd = netns::run_in(&nodes[0].netns, || {
+        (
+            std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap(),
+            std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/accept_ra").unwrap(),
+        )
+    })
+    .unwrap();
+    assert_eq!((fwd.0.trim(), fwd.1.trim()), ("1", "0"));
+    // The pod address is usable at once (nodad: never tentative).
+    let addr = ip_out(&["-n", &pods[0].0, "-6", "addr", "show", "dev", "eth0"]);
+    let global = addr
+        .lines()
+        .find(|l| l.contains("fd00:10:244::2/64"))
+        .unwrap_or_else(|| panic!("{addr}"));
+    assert!(!global.contains("tentative"), "{addr}");
+    assert!(tcp_roundtrip(&pods[0].0, SocketAddr::from((pods[1].1, 9)), "x").is_err());
+
+    rt().block_on(async {
+        for n in &nodes {
+            let rep = routes::sync_host_gw(Some(&n.netns), &n.name, &routes)
+                .await
+                .unwrap();
+            assert_eq!(rep.added.len(), 2, "one route per family");
+        }
+    });
+    let r = ip_out(&["-n", &nodes[0].netns, "-6", "route", "show", "proto", "88"]);
+    assert!(
+        r.contains("fd00:10:244:1::/64 via fd00:172:31::11 dev eth0"),
+        "{r}"
+    );
+    tcp_echo(&pods[1].0, pods[1].1, 7200);
+    assert_eq!(
+        tcp_roundtrip(&pods[0].0, SocketAddr::from((pods[1].1, 7200)), "v6 across").unwrap(),
+        "v6 across"
+    );
+
+    // VXLAN carries IPv4 only: the IPv6 host-gw routes stay, and still carry traffic.
+    rt().block_on(async {
+        for n in &nodes {
+            let rep = routes::sync_vxlan(Some(&n.netns), &n.name, &routes)
+                .await
+                .unwrap();
+            assert_eq!(rep.replaced.len(), 1, "only the IPv4 route changes");
+            assert!(rep.deleted.is_empty(), "{rep:?}");
+        }
+    });
+    let r = ip_out(&["-n", &nodes[0].netns, "-6", "route", "show", "proto", "88"]);
+    assert!(r.contains("fd00:10:244:1::/64 via fd00:172:31::11"), "{r}");
+    tcp_echo(&pods[0].0, pods[0].1, 7201);
+    assert_eq!(
+        tcp_roundtrip(&pods[1].0, SocketAddr::from((pods[0].1, 7201)), "v6 back").unwrap(),
+        "v6 back"
+    );
 }

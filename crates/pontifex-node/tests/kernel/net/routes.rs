@@ -1,4 +1,4 @@
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use pontifex_node::net::lab;
 use pontifex_node::net::routes::{self, NodeRoute};
 
@@ -8,8 +8,8 @@ use super::support::{Cleanup, ip_out, rt, unique_prefix};
 fn node(name: &str, ip: [u8; 4], cidr: &str) -> NodeRoute {
     NodeRoute {
         name: name.into(),
-        node_ip: ip.into(),
-        pod_cidr: cidr.parse::<Ipv4Net>().unwrap(),
+        node_ip: std::net::Ipv4Addr::from(ip).into(),
+        pod_cidr: cidr.parse::<Ipv4Net>().unwrap().into(),
     }
 }
 
@@ -45,13 +45,10 @@ fn host_gw_sync_removes_stale_and_keeps_foreign_routes() {
             node("b", [172, 31, 0, 21], "10.244.1.0/24"),
         ];
         let rep = routes::sync_host_gw(Some(ns), "me", &two).await.unwrap();
-        assert_eq!(
-            rep.deleted,
-            vec!["10.244.2.0/24".parse::<Ipv4Net>().unwrap()]
-        );
+        assert_eq!(rep.deleted, vec!["10.244.2.0/24".parse::<IpNet>().unwrap()]);
         assert_eq!(
             rep.replaced,
-            vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]
+            vec!["10.244.1.0/24".parse::<IpNet>().unwrap()]
         );
     });
     let ours = ip_out(&["-n", ns, "route", "show", "proto", "88"]);

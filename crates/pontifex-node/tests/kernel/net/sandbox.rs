@@ -1,6 +1,6 @@
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use pontifex_node::net::{ipam::Ipam, lab, netns, sandbox};
 
 use super::support::{
@@ -17,32 +17,37 @@ fn two_pods_on_one_node_talk_tcp_and_udp() {
     let ipam = Ipam::open(store.path(), cidr).unwrap();
     let (pa, pb) = (lab::pod_netns(&prefix, "a"), lab::pod_netns(&prefix, "b"));
     let (ia, ib) = (ipam.allocate("a").unwrap(), ipam.allocate("b").unwrap());
+    let (IpAddr::V4(ia), IpAddr::V4(ib)) = (ia, ib) else {
+        panic!("IPv4 pod addresses expected")
+    };
+    let cidrs = [IpNet::V4(cidr)];
 
     rt().block_on(async {
         netns::create(&node).unwrap();
-        sandbox::ensure_bridge(Some(&node), cidr).await.unwrap();
-        sandbox::ensure_bridge(Some(&node), cidr).await.unwrap();
-        let a = sandbox::setup_pod(Some(&node), &pa, cidr, ia, None)
+        sandbox::ensure_bridge(Some(&node), &cidrs).await.unwrap();
+        sandbox::ensure_bridge(Some(&node), &cidrs).await.unwrap();
+        let a = sandbox::setup_pod(Some(&node), &pa, &[(cidrs[0], ia.into())], None)
             .await
             .unwrap();
         // Retrying a set-up is harmless.
-        let a2 = sandbox::setup_pod(Some(&node), &pa, cidr, ia, None)
+        let a2 = sandbox::setup_pod(Some(&node), &pa, &[(cidrs[0], ia.into())], None)
             .await
             .unwrap();
         assert_eq!(a, a2);
-        sandbox::setup_pod(Some(&node), &pb, cidr, ib, None)
+        sandbox::setup_pod(Some(&node), &pb, &[(cidrs[0], ib.into())], None)
             .await
             .unwrap();
-        assert_eq!(a.gateway, Ipv4Addr::new(10, 244, 1, 1));
+        assert_eq!(a.gateways, vec![IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1))]);
         assert_eq!(a.host_veth, sandbox::host_veth_name(&pa));
         assert!(a.host_veth.len() <= 15);
-        let seen = sandbox::inspect_pod(&pb).await.unwrap().unwrap();
-        assert_eq!((seen.ip, seen.prefix_len), (ib, 24));
-        assert_eq!(
+        let seen = sandbox::inspect_pod(&pb).await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].ip, seen[0].prefix_len), (IpAddr::V4(ib), 24));
+        assert!(
             sandbox::inspect_pod(&format!("{prefix}-pod-none"))
                 .await
-                .unwrap(),
-            None
+                .unwrap()
+                .is_empty()
         );
     });
 

@@ -1,7 +1,7 @@
 //! Helpers: unique prefixes, a clean-up guard, TCP/UDP echo inside namespaces.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -41,7 +41,8 @@ impl Drop for Cleanup {
 }
 
 /// Serve one TCP echo (reads one message, writes it back) on `ip:port` inside `ns`.
-pub(crate) fn tcp_echo(ns: &str, ip: Ipv4Addr, port: u16) {
+pub(crate) fn tcp_echo(ns: &str, ip: impl Into<IpAddr>, port: u16) {
+    let ip = ip.into();
     let listener = netns::run_in(ns, move || TcpListener::bind((ip, port)))
         .unwrap()
         .unwrap();
@@ -70,7 +71,8 @@ pub(crate) fn tcp_roundtrip(ns: &str, dst: SocketAddr, msg: &str) -> std::io::Re
 }
 
 /// Serve UDP echo on `ip:port` inside `ns` (until the namespace goes away).
-pub(crate) fn udp_echo(ns: &str, ip: Ipv4Addr, port: u16) {
+pub(crate) fn udp_echo(ns: &str, ip: impl Into<IpAddr>, port: u16) {
+    let ip = ip.into();
     let sock = netns::run_in(ns, move || UdpSocket::bind((ip, port)))
         .unwrap()
         .unwrap();
