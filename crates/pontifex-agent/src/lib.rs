@@ -138,6 +138,11 @@ impl Config {
         ips.extend(self.node_ip6.map(IpAddr::V6));
         ips
     }
+
+    /// [`Config::node_ips`] as text, as `status.hostIPs` and the downward API show them.
+    pub fn node_ip_strings(&self) -> Vec<String> {
+        self.node_ips().iter().map(ToString::to_string).collect()
+    }
 }
 
 /// Run the agent until `shutdown`. Pods keep running when it stops (a restarted agent finds their

@@ -502,12 +502,7 @@ async fn start_containers(
         envvars::service_env(&services, &ns, spec.enable_service_links.unwrap_or(true));
     let addrs = PodAddresses {
         pod_ips: sandbox.ips(),
-        host_ips: node
-            .config
-            .node_ips()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        host_ips: node.config.node_ip_strings(),
     };
     let hostname = if spec.host_network == Some(true) {
         node.config.node_name.clone()
@@ -739,12 +734,7 @@ async fn write_status(
         sandbox_ready: sandbox.is_some(),
         containers: views,
         pod_ips: sandbox.map(Sandbox::ips).unwrap_or_default(),
-        host_ips: node
-            .config
-            .node_ips()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        host_ips: node.config.node_ip_strings(),
         now: jiff::Timestamp::now(),
     });
     if last.as_ref() == Some(&st) {

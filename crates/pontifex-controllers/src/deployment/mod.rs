@@ -1,7 +1,10 @@
 //! The Deployment controller loop: informers for Deployments, ReplicaSets and Pods feed
 //! [`reconcile::reconcile`]; the loop performs its actions in order and stops at the first failure
 //! (a 409 from a stale cache included), to retry on the next wake. Level-triggered: every change
-//! resyncs every Deployment, and a sync that finds nothing to do sends nothing.
+//! resyncs every Deployment, and a sync that finds nothing to do sends nothing. A Deployment whose
+//! ReplicaSet writes the cache has not shown yet waits for them ([`informer::Expectations`]): a
+//! pass that saw an old ReplicaSet before its scale-down, or the new one before its scale-up,
+//! would size the other against stale counts and surge past maxSurge.
 
 pub(crate) mod reconcile;
 
@@ -42,6 +45,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         } => {}
     }
     tracing::info!("deployment controller started");
+    let expectations = informer::Expectations::default();
     let mut wake = Instant::now();
     loop {
         tokio::select! {
@@ -53,6 +57,14 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
         let all_rss = rss.all();
         let all_pods = pods.all();
         for d in deploys.all() {
+            let key: informer::Key = (
+                d.metadata.namespace.clone().unwrap_or_default(),
+                d.metadata.name.clone().unwrap_or_default(),
+            );
+            if !expectations.satisfied(&key, &rss) {
+                wake = wake.min(Instant::now() + Duration::from_millis(20));
+                continue;
+            }
             let ns = d.metadata.namespace.as_deref();
             let ns_rss: Vec<&ReplicaSet> = all_rss
                 .iter()
@@ -68,7 +80,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
             if let Some(after) = plan.requeue_after {
                 wake = wake.min(Instant::now() + after);
             }
-            if let Err(e) = apply(&ctx, &d, plan.actions).await {
+            let mut seen = Written::default();
+            let result = apply(&ctx, &d, plan.actions, &mut seen).await;
+            expectations.record(key, seen.written, seen.deleted);
+            if let Err(e) = result {
                 tracing::info!(deployment = %d.metadata.name.as_deref().unwrap_or(""), error = %e, "sync failed, retrying");
                 wake = wake.min(Instant::now() + Duration::from_millis(500));
             }
@@ -78,8 +93,37 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Resul
     Ok(())
 }
 
+/// The ReplicaSet writes of one pass: (namespace, name, resourceVersion) written, and deleted.
+#[derive(Default)]
+struct Written {
+    written: Vec<(String, String, String)>,
+    deleted: Vec<(String, String)>,
+}
+
+impl Written {
+    /// ReplicaSet `name` now has `rv`: for the rest of this pass (`versions`) and for the cache.
+    fn wrote(
+        &mut self,
+        versions: &mut HashMap<String, Option<String>>,
+        ns: &str,
+        name: String,
+        rv: Option<String>,
+    ) {
+        if let Some(v) = &rv {
+            self.written.push((ns.to_owned(), name.clone(), v.clone()));
+        }
+        versions.insert(name, rv);
+    }
+}
+
 /// Perform `actions` in order; an event follows the action before it only if that succeeded.
-async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<(), Error> {
+/// What reached the API server goes into `seen`, failures included.
+async fn apply(
+    ctx: &Context,
+    d: &Deployment,
+    actions: Vec<Action>,
+    seen: &mut Written,
+) -> Result<(), Error> {
     let ns = d.metadata.namespace.as_deref().unwrap_or("default");
     let name = d.metadata.name.as_deref().unwrap_or("");
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
@@ -102,7 +146,7 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
                 let rs = rs_api
                     .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                versions.insert(rs_name, rs.metadata.resource_version);
+                seen.wrote(&mut versions, ns, rs_name, rs.metadata.resource_version);
             }
             Action::CreateReplicaSet(rs) => {
                 let rs_name = rs.metadata.name.clone().unwrap_or_default();
@@ -112,7 +156,12 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
                     replicaset = rs_name,
                     "created replica set"
                 );
-                versions.insert(rs_name, created.metadata.resource_version);
+                seen.wrote(
+                    &mut versions,
+                    ns,
+                    rs_name,
+                    created.metadata.resource_version,
+                );
             }
             Action::UpdateReplicaSet(mut rs) => {
                 let rs_name = rs.metadata.name.clone().unwrap_or_default();
@@ -122,7 +171,12 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
                 let updated = rs_api
                     .replace(&rs_name, &PostParams::default(), &rs)
                     .await?;
-                versions.insert(rs_name, updated.metadata.resource_version);
+                seen.wrote(
+                    &mut versions,
+                    ns,
+                    rs_name,
+                    updated.metadata.resource_version,
+                );
             }
             Action::DeleteReplicaSet { name: rs_name, uid } => {
                 let dp = DeleteParams {
@@ -133,11 +187,14 @@ async fn apply(ctx: &Context, d: &Deployment, actions: Vec<Action>) -> Result<()
                     ..DeleteParams::default()
                 };
                 match rs_api.delete(&rs_name, &dp).await {
-                    Ok(_) => tracing::info!(
-                        deployment = name,
-                        replicaset = rs_name,
-                        "deleted old replica set"
-                    ),
+                    Ok(_) => {
+                        tracing::info!(
+                            deployment = name,
+                            replicaset = rs_name,
+                            "deleted old replica set"
+                        );
+                        seen.deleted.push((ns.to_owned(), rs_name));
+                    }
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -19,16 +19,7 @@ type Entry = (IpAddr, u16, IpAddr);
 
 /// `conntrack -L -p udp` in `ns`, parsed.
 fn cli_entries(ns: &str) -> BTreeSet<Entry> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "conntrack", "-L", "-p", "udp"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    sh(&["ip", "netns", "exec", ns, "conntrack", "-L", "-p", "udp"])
         .lines()
         .filter_map(|l| {
             let vals = |key: &str| -> Vec<&str> {

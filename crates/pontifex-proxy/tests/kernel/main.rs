@@ -53,13 +53,15 @@ mod netlink;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-fn sh(args: &[&str]) {
+/// Runs `args`, which must succeed; its standard output.
+fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn can_run() -> bool {
@@ -578,14 +580,9 @@ fn iptables_udp_stream_moves_when_its_endpoint_goes() {
 /// emptied wait a second before they are deleted; a full sync deletes them at once), blank
 /// lines dropped. Chains stay in the kernel's (creation) order: the full sync adopts the table.
 fn listing(node: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", node, "nft", "list", "table", "ip", "pontifex",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = sh(&[
+        "ip", "netns", "exec", node, "nft", "list", "table", "ip", "pontifex",
+    ]);
     // One line per statement: join element lists that nft wraps.
     let text = text.replace(",\n", ", ").replace(",\n", ", ");
     let mut lines: Vec<String> = Vec::new();

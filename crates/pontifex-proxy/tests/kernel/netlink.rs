@@ -30,17 +30,7 @@ table ip pfx {
 "#;
 
 fn nft(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    sh(&[&["ip", "netns", "exec", ns, "nft"], args].concat())
 }
 
 fn endpoint(svc: u32, i: u32) -> ElementOp {
