@@ -618,6 +618,7 @@ pub(crate) async fn start(
     let mut tasks = Vec::new();
     match mode.kernel() {
         Some(_) => {
+            let mut counters: Option<pontifex_proxy::counters::NetlinkCounters> = None;
             for (i, pcfg) in configs.into_iter().enumerate() {
                 let (tx, rx) = mpsc::unbounded_channel();
                 senders.push(tx);
@@ -632,19 +633,23 @@ pub(crate) async fn start(
                     });
                     HealthCheckServers::new(binder, health.clone())
                 });
-                // kube-proxy's start-up: nf_conntrack_tcp_be_liberal decides the INVALID drop,
-                // the nfacct objects (iptables) are made, and the counters are read at every
-                // scrape — the primary family's (nfacct objects count both families; the
-                // nftables counter is per table).
+                // kube-proxy's start-up: nf_conntrack_tcp_be_liberal decides the INVALID drop
+                // and the nfacct objects (iptables) are made; the families' counters are read
+                // together at every scrape (installed below).
                 let mut pcfg = pcfg;
-                let scratch = pontifex_proxy::metrics::ProxyMetrics::default();
-                let counted = if i == 0 { &*metrics } else { &scratch };
-                pontifex_proxy::counters::setup(&mut pcfg, ns, counted);
+                let family_counters = pontifex_proxy::counters::setup(&mut pcfg, ns);
+                match &mut counters {
+                    None => counters = Some(family_counters),
+                    Some(c) => c.merge(family_counters),
+                }
                 let proxier = Proxier::new(pcfg, applier, metrics.clone(), health.clone());
                 let run = pontifex_proxy::sync::run(proxier, rx, hc, shutdown.clone());
                 tasks.push(tokio::spawn(async move {
                     run.await;
                 }));
+            }
+            if let Some(c) = counters {
+                c.install(&metrics);
             }
         }
         None => {

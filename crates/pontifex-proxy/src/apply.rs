@@ -23,7 +23,7 @@ use crate::conntrack;
 use crate::iptables::{IptablesConfig, is_service_chain};
 use crate::model::{ConntrackFlush, IpFamily};
 use crate::nfnetlink::conntrack::{Flow, IPPROTO_UDP};
-use crate::nfnetlink::{ElementOp, NetlinkError, NfSocket};
+use crate::nfnetlink::{ElementOp, NetlinkError, NfSocket, nfproto};
 use crate::nftables::NftObjects;
 
 /// Why talking to the kernel failed.
@@ -320,14 +320,6 @@ pub(crate) struct RunOutput {
     pub(crate) status: String,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-}
-
-/// nf_tables' number for an IP family (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
-fn nfproto(family: IpFamily) -> u8 {
-    match family {
-        IpFamily::V4 => 2,
-        IpFamily::V6 => 10,
-    }
 }
 
 fn tools(family: IpFamily) -> (&'static str, &'static str, &'static str) {

@@ -17,8 +17,7 @@
 //! Not here: the rules themselves (the renderers), resetting counters.
 
 use crate::metrics::{CounterSource, KernelCounter, ProxyMetrics};
-use crate::model::IpFamily;
-use crate::nfnetlink::{NetlinkError, NfSocket, in_netns};
+use crate::nfnetlink::{NetlinkError, NfSocket, in_netns, nfproto};
 use crate::sync::{ProxierConfig, ProxyMode};
 use std::sync::Arc;
 
@@ -48,14 +47,6 @@ pub fn tcp_be_liberal(netns: Option<&str>) -> bool {
 /// A sysctl's text is "set" when it is a non-zero integer.
 pub(crate) fn parse_sysctl_flag(text: &str) -> bool {
     text.trim().parse::<i64>().is_ok_and(|v| v != 0)
-}
-
-/// `NFPROTO_IPV4` / `NFPROTO_IPV6`: the nf_tables family numbers of `ip` / `ip6` tables.
-fn nfproto(family: IpFamily) -> u8 {
-    match family {
-        IpFamily::V4 => 2,
-        IpFamily::V6 => 10,
-    }
 }
 
 /// Where one counter lives.
@@ -123,6 +114,24 @@ impl NetlinkCounters {
         self.places.is_empty()
     }
 
+    /// Adds `other`'s counters (another family's proxier in the same namespace): an nfacct
+    /// object both families count into is read once, each family's nf_tables counter is read
+    /// and summed under the one metric.
+    pub fn merge(&mut self, other: NetlinkCounters) {
+        for p in other.places {
+            if !self.places.contains(&p) {
+                self.places.push(p);
+            }
+        }
+    }
+
+    /// Makes `metrics` read these counters at every scrape (nothing to read: nothing done).
+    pub fn install(self, metrics: &ProxyMetrics) {
+        if !self.is_empty() {
+            metrics.set_counter_source(Arc::new(self));
+        }
+    }
+
     fn read_all(&self) -> Result<Vec<(KernelCounter, u64)>, NetlinkError> {
         let mut sock = NfSocket::open(self.netns.as_deref())?;
         let mut out = Vec::new();
@@ -136,7 +145,10 @@ impl NetlinkCounters {
                 } => sock.nft_counter(*family, table, name),
             };
             match got {
-                Ok(Some(c)) => out.push((*metric, c.packets)),
+                Ok(Some(c)) => match out.iter_mut().find(|(m, _)| m == metric) {
+                    Some((_, sum)) => *sum += c.packets,
+                    None => out.push((*metric, c.packets)),
+                },
                 // The nft counter appears with the first sync; an nfacct object someone deleted.
                 Ok(None) => tracing::debug!(?place, "kernel counter absent"),
                 Err(e) => tracing::warn!(?place, error = %e, "cannot read kernel counter"),
@@ -161,9 +173,10 @@ impl CounterSource for NetlinkCounters {
 /// Prepares a proxier's counters in `netns` (or here) before it starts: reads
 /// `nf_conntrack_tcp_be_liberal` into the config (iptables: `conntrack_tcp_be_liberal`;
 /// nftables: `invalid_drop` off), creates the nfacct objects in iptables mode and records which
-/// exist (`nfacct_invalid`, `nfacct_localhost_node_ports`), and makes `metrics` read the
-/// counters at every scrape. Failures are logged: the rules then go without the counters.
-pub fn setup(cfg: &mut ProxierConfig, netns: Option<&str>, metrics: &ProxyMetrics) {
+/// exist (`nfacct_invalid`, `nfacct_localhost_node_ports`). Returns where the counters the
+/// rules will use are read ([`NetlinkCounters::install`] them; a dual-stack node merges its
+/// families' first). Failures are logged: the rules then go without the counters.
+pub fn setup(cfg: &mut ProxierConfig, netns: Option<&str>) -> NetlinkCounters {
     let liberal = tcp_be_liberal(netns);
     if liberal {
         tracing::info!(
@@ -195,10 +208,7 @@ pub fn setup(cfg: &mut ProxierConfig, netns: Option<&str>, metrics: &ProxyMetric
         }
         ProxyMode::Nftables => cfg.nftables.invalid_drop = !liberal,
     }
-    let source = NetlinkCounters::for_proxier(cfg, netns);
-    if !source.is_empty() {
-        metrics.set_counter_source(Arc::new(source));
-    }
+    NetlinkCounters::for_proxier(cfg, netns)
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@ pub(crate) const NLM_F_CREATE: u16 = 0x400;
 pub(crate) const NLMSG_ERROR: u16 = 0x2;
 pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_DONE: u16 = 0x3;
+/// `NFNL_SUBSYS_NFTABLES`: nf_tables' messages (elements, objects).
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// Set on a dump's messages when what it reads changed meanwhile.
 const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `NLM_F_ROOT | NLM_F_MATCH`.
@@ -345,6 +347,15 @@ pub(crate) fn in_netns<T: Send>(
             )))
         })
     })
+}
+
+/// nf_tables' number for an IP family (`NFPROTO_IPV4`, `NFPROTO_IPV6`): the family of an
+/// `ip` / `ip6` table.
+pub(crate) fn nfproto(family: crate::model::IpFamily) -> u8 {
+    match family {
+        crate::model::IpFamily::V4 => 2,
+        crate::model::IpFamily::V6 => 10,
+    }
 }
 
 /// One message of a datagram the kernel sent.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::IpFamily;
 
 #[test]
 fn sysctl_flag() {
@@ -62,4 +63,30 @@ fn nftables_reads_its_table_counter() {
         NetlinkCounters::for_proxier(&cfg, Some("n1")).read(),
         vec![]
     );
+}
+
+#[test]
+fn a_dual_stack_node_reads_a_shared_nfacct_object_once_and_each_table_counter() {
+    let mut v4 = ProxierConfig::new(ProxyMode::Iptables, "n");
+    v4.iptables.nfacct_invalid = true;
+    let mut v6 = v4.clone();
+    v6.iptables.family = IpFamily::V6;
+    let mut both = NetlinkCounters::for_proxier(&v4, Some("n1"));
+    both.merge(NetlinkCounters::for_proxier(&v6, Some("n1")));
+    assert_eq!(both.places, places(&v4), "one nfacct object, read once");
+
+    let v4 = ProxierConfig::new(ProxyMode::Nftables, "n");
+    let mut v6 = v4.clone();
+    v6.nftables.family = IpFamily::V6;
+    let mut both = NetlinkCounters::for_proxier(&v4, Some("n1"));
+    both.merge(NetlinkCounters::for_proxier(&v6, Some("n1")));
+    let families: Vec<u8> = both
+        .places
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Place::Nft { family, .. } => Some(*family),
+            Place::Nfacct(_) => None,
+        })
+        .collect();
+    assert_eq!(families, vec![2, 10], "the ip and the ip6 table's counters");
 }

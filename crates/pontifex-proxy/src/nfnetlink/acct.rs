@@ -6,7 +6,9 @@
 //! Not here: which counters a proxier needs or when ([`crate::counters`]), deleting or
 //! resetting counters, quotas.
 
-use super::{Msg, NLM_F_CREATE, NLM_F_REQUEST, NetlinkError, NfSocket, attrs};
+use super::{
+    Msg, NFNL_SUBSYS_NFTABLES, NLM_F_CREATE, NLM_F_REQUEST, NetlinkError, NfSocket, attrs,
+};
 
 const NFNL_SUBSYS_ACCT: u16 = 7;
 const NFNL_MSG_ACCT_NEW: u16 = 0;
@@ -17,7 +19,6 @@ const NFACCT_BYTES: u16 = 3;
 /// `NFACCT_NAME_MAX`, the terminating NUL included.
 pub const NFACCT_NAME_MAX: usize = 32;
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETOBJ: u16 = 19;
 const NFTA_OBJ_TABLE: u16 = 1;
 const NFTA_OBJ_NAME: u16 = 2;

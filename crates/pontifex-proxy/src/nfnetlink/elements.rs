@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::{
-    Msg, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REQUEST, NetlinkError, NfSocket, attrs,
+    Msg, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkError, NfSocket, attrs,
 };
 
 /// One field of a key or a value.
@@ -239,7 +239,6 @@ pub struct ElementOp {
 }
 
 // Kernel constants (linux/netfilter/nf_tables.h).
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;

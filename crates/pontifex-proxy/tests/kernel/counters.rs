@@ -160,7 +160,7 @@ fn started(
     let mut cfg = ProxierConfig::new(mode, "node-a");
     cfg.nftables.layout = layout;
     let metrics = Arc::new(ProxyMetrics::default());
-    counters::setup(&mut cfg, Some(&t.router.0), &metrics);
+    counters::setup(&mut cfg, Some(&t.router.0)).install(&metrics);
     let mut p = Proxier::new(
         cfg,
         KernelApplier::new(Some(&t.router.0)).unwrap(),
@@ -369,7 +369,7 @@ fn iptables_localhost_node_port_connections_are_counted() {
     let mut cfg = ProxierConfig::new(ProxyMode::Iptables, "node-a");
     cfg.iptables.local_detector = LocalDetector::Cidr("10.244.0.0/16".parse().unwrap());
     let metrics = Arc::new(ProxyMetrics::default());
-    counters::setup(&mut cfg, Some(&lab.node), &metrics);
+    counters::setup(&mut cfg, Some(&lab.node)).install(&metrics);
     assert!(cfg.iptables.nfacct_localhost_node_ports);
     let mut p = Proxier::new(
         cfg,
