@@ -133,17 +133,32 @@ impl IpRange {
     /// A free address, the upper band first (so the lower band stays free for addresses users pick),
     /// from a random start within each band.
     fn pick(&self, taken: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
-        let scan = |from: u128, to: u128| -> Option<IpAddr> {
-            if from >= to {
-                return None;
-            }
-            let start = from + rand::random::<u64>() as u128 % (to - from);
-            (start..to)
-                .chain(from..start)
-                .map(|off| self.at(off))
-                .find(|ip| !taken(ip))
-        };
-        scan(self.lower, self.count).or_else(|| scan(0, self.lower))
+        pick_banded(self.lower, self.count, |off| !taken(&self.at(off))).map(|off| self.at(off))
+    }
+}
+
+/// A free offset in `0..count`: the upper band `lower..count` first, then the lower band, each
+/// scanned from a random start. Dynamic allocation leaves the lower band to values users pick, as
+/// upstream does for ClusterIPs (KEP-3070) and node ports (KEP-3668), so a Service that names its
+/// address or port rarely finds it taken by a random one.
+fn pick_banded(lower: u128, count: u128, free: impl Fn(u128) -> bool) -> Option<u128> {
+    let scan = |from: u128, to: u128| -> Option<u128> {
+        if from >= to {
+            return None;
+        }
+        let start = from + rand::random::<u64>() as u128 % (to - from);
+        (start..to).chain(from..start).find(|&off| free(off))
+    };
+    scan(lower, count).or_else(|| scan(0, lower))
+}
+
+/// The node-port range's lower band, kept for ports users pick: kube-apiserver's
+/// `calculateRangeOffset` for ports, `min(max(16, size/32), 128)`, none below 16 ports.
+fn node_port_lower_band(size: u128) -> u128 {
+    if size < 16 {
+        0
+    } else {
+        (size / 32).clamp(16, 128)
     }
 }
 
@@ -231,11 +246,13 @@ impl Allocator {
     fn pick_port(&self, avoid: &HashSet<u16>) -> Option<u16> {
         let (lo, hi) = self.node_ports;
         let used = self.used_ports.lock().expect("allocator lock");
-        let span = u32::from(hi - lo) + 1;
-        let start = rand::random::<u32>() % span;
-        (0..span)
-            .map(|i| lo + ((start + i) % span) as u16)
-            .find(|p| !used.contains(p) && !avoid.contains(p))
+        let span = u128::from(hi - lo) + 1;
+        let port = |off: u128| lo + off as u16;
+        pick_banded(node_port_lower_band(span), span, |off| {
+            let p = port(off);
+            !used.contains(&p) && !avoid.contains(&p)
+        })
+        .map(port)
     }
 
     /// Allocate what `svc` needs, given the stored `old` version on update. Fills `spec.clusterIP(s)` and

@@ -27,6 +27,26 @@ fn dynamic_ip_comes_from_the_upper_band_and_is_claimed() {
 }
 
 #[test]
+fn dynamic_node_ports_come_from_the_upper_band_first() {
+    // 2768 ports: kube-apiserver keeps 30000-30085 (2768 / 32 = 86) for ports users pick.
+    assert_eq!(node_port_lower_band(2768), 86);
+    assert_eq!(node_port_lower_band(100), 16);
+    assert_eq!(node_port_lower_band(10_000), 128);
+    assert_eq!(node_port_lower_band(15), 0);
+    let a = allocator();
+    for _ in 0..200 {
+        let p = a.pick_port(&HashSet::new()).unwrap();
+        assert!(p >= 30086, "{p} is in the static band");
+    }
+    // Only when the upper band is full does the lower band serve.
+    let small = Allocator::new("10.0.0.0/24".parse().unwrap(), (30000, 30019));
+    for p in 30016..=30019 {
+        small.observe(&port_key(p), true);
+    }
+    assert!(small.pick_port(&HashSet::new()).unwrap() < 30016);
+}
+
+#[test]
 fn chosen_ip_outside_the_range_is_refused_with_the_real_message() {
     let a = allocator();
     let mut svc = json!({"spec": {"clusterIP": "10.0.0.2", "ports": [{"port": 53}]}});
